@@ -1,0 +1,32 @@
+# Thin wrapper over CMake. `make` builds (release) into build/.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all build test bench run install clean
+
+all: build
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Every test, through ctest.
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
+
+# Every benchmark workload (BENCHMARKS.md format) with 2 workers.
+bench: build
+	$(BUILD)/bench/weft-bench --workers $${WORKERS:-2}
+
+# weft's main demo.
+run: build
+	$(BUILD)/examples/demo
+
+install: build
+	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX),)
+
+clean:
+	rm -rf $(BUILD)

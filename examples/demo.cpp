@@ -1,0 +1,2 @@
+#include <cstdio>
+int main() { std::puts("demo placeholder"); return 0; }

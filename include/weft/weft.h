@@ -1,0 +1,225 @@
+/* weft.h — the C ABI of weft, an async runtime kernel for Linux.
+ *
+ * This is the only header a C or FFI user needs. It compiles as C11 and C++.
+ *
+ * Conventions
+ *   - Every symbol starts with weft_, every macro with WEFT_.
+ *   - Functions return 0 (or a documented non-negative value) on success and a
+ *     negative WEFT_E* code on failure; weft_strerror() turns a code into a
+ *     sentence. Bad input is reported, never crashed on, where weft can tell.
+ *   - Objects are opaque handles. Config structs begin with a `size` field set
+ *     to sizeof(the struct) by the caller, so they can grow without breaking
+ *     old callers.
+ *   - A task is a poll function, a drop function and an output slot: the same
+ *     shape as Rust's Future. A waker is {data, vtable} with clone / wake /
+ *     wake_by_ref / drop, the same shape as Rust's RawWaker.
+ *
+ * Threads: every function may be called from any thread unless it says
+ * otherwise. A weft_join* belongs to one thread at a time (move it, don't
+ * share it).
+ */
+#ifndef WEFT_WEFT_H
+#define WEFT_WEFT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define WEFT_API __attribute__((visibility("default")))
+#else
+#define WEFT_API
+#endif
+
+/* ---- version ------------------------------------------------------------ */
+#define WEFT_VERSION_MAJOR 0
+#define WEFT_VERSION_MINOR 1
+#define WEFT_VERSION_PATCH 0
+#define WEFT_VERSION_NUMBER (WEFT_VERSION_MAJOR * 10000 + WEFT_VERSION_MINOR * 100 + WEFT_VERSION_PATCH)
+/* The version of the library actually loaded, as WEFT_VERSION_NUMBER. */
+WEFT_API int weft_version(void);
+WEFT_API const char* weft_version_string(void);
+
+/* ---- errors ------------------------------------------------------------- */
+#define WEFT_OK 0
+#define WEFT_EINVAL (-22)     /* an argument is invalid (null, out of range) */
+#define WEFT_ENOMEM (-12)     /* out of memory */
+#define WEFT_ECLOSED (-32)    /* the runtime (or object) is shut down / closed */
+#define WEFT_ECANCELED (-125) /* the task was cancelled before it completed */
+#define WEFT_EAGAIN (-11)     /* not ready yet; try again later */
+#define WEFT_ETIMEDOUT (-110) /* a wait ran out of time */
+#define WEFT_EDEADLK (-35)    /* a blocking call was made from a runtime worker */
+#define WEFT_EALREADY (-114)  /* the result was already taken */
+#define WEFT_EVERSION (-95)   /* a struct's size field is not one weft knows */
+#define WEFT_EAGAIN_THREAD (-1011) /* could not start a thread */
+#define WEFT_ETASKFAILED (-1012)   /* the task failed (C++: threw an exception) */
+/* A sentence for any weft code (or negative errno); never NULL. */
+WEFT_API const char* weft_strerror(int code);
+
+/* ---- wakers --------------------------------------------------------------- */
+typedef struct weft_waker_vtable {
+    /* Returns a new waker for the same task (adds a reference). */
+    struct weft_waker (*clone)(const void* data);
+    /* Wakes the task and releases this waker (consumes it). */
+    void (*wake)(const void* data);
+    /* Wakes the task; the waker stays valid. */
+    void (*wake_by_ref)(const void* data);
+    /* Releases the waker without waking. */
+    void (*drop)(const void* data);
+} weft_waker_vtable;
+
+typedef struct weft_waker {
+    const void* data;
+    const weft_waker_vtable* vtable;
+} weft_waker;
+
+static inline weft_waker weft_waker_clone(const weft_waker* w) { return w->vtable->clone(w->data); }
+static inline void weft_waker_wake(weft_waker w) { w.vtable->wake(w.data); }
+static inline void weft_waker_wake_by_ref(const weft_waker* w) { w->vtable->wake_by_ref(w->data); }
+static inline void weft_waker_drop(weft_waker w) { w.vtable->drop(w.data); }
+/* Whether two wakers wake the same task (same data and vtable). */
+static inline int weft_waker_will_wake(const weft_waker* a, const weft_waker* b) {
+    return a->data == b->data && a->vtable == b->vtable;
+}
+
+/* What a poll function receives: the waker of the task being polled
+ * (borrowed: clone it to keep it past the poll). */
+typedef struct weft_context {
+    weft_waker waker;
+} weft_context;
+
+/* Poll results. A poll function returns WEFT_READY, WEFT_PENDING, or a
+ * negative code, which completes the task as failed with that code. */
+#define WEFT_PENDING 0
+#define WEFT_READY 1
+
+/* ---- runtime ----------------------------------------------------------- */
+typedef struct weft_runtime weft_runtime;
+
+typedef struct weft_runtime_config {
+    size_t size;            /* sizeof(weft_runtime_config) */
+    uint32_t workers;       /* worker threads; 0 = one per CPU */
+    uint32_t flags;         /* reserved, 0 */
+    const char* name;       /* thread name prefix, or NULL for "weft" */
+} weft_runtime_config;
+
+/* Fills *cfg with the defaults (size set, one worker per CPU). */
+WEFT_API void weft_runtime_config_init(weft_runtime_config* cfg);
+/* Starts a multi-thread work-stealing runtime. cfg may be NULL (defaults). */
+WEFT_API int weft_runtime_new(const weft_runtime_config* cfg, weft_runtime** out);
+/* Shuts the runtime down and frees it: spawning fails from now on, every task
+ * still queued or suspended is dropped exactly once (its drop function runs),
+ * and every worker thread is joined. Join handles stay valid (they report
+ * WEFT_ECANCELED) and must still be freed. Must not be called from a worker of
+ * the same runtime (returns WEFT_EDEADLK). NULL is a no-op. */
+WEFT_API int weft_runtime_free(weft_runtime* rt);
+/* Number of worker threads. */
+WEFT_API uint32_t weft_runtime_workers(const weft_runtime* rt);
+/* The runtime whose worker calls this, or NULL on any other thread. */
+WEFT_API weft_runtime* weft_runtime_current(void);
+
+/* ---- tasks ------------------------------------------------------------- */
+typedef struct weft_join weft_join;
+
+/* C task: poll(data, cx, output) is called until it returns WEFT_READY (output
+ * written) or a negative code (failure). drop(data) is called exactly once,
+ * when the task completes, is cancelled, or is refused (spawn on a closed
+ * runtime). output points to output_size bytes owned by the task, zeroed at
+ * spawn, handed to the join handle once. */
+typedef int (*weft_poll_fn)(void* data, weft_context* cx, void* output);
+typedef void (*weft_drop_fn)(void* data);
+
+typedef struct weft_task_desc {
+    size_t size;             /* sizeof(weft_task_desc) */
+    weft_poll_fn poll;       /* required */
+    weft_drop_fn drop;       /* optional */
+    void* data;              /* passed to poll and drop */
+    size_t output_size;      /* bytes of output, 0..WEFT_MAX_OUTPUT */
+} weft_task_desc;
+#define WEFT_MAX_OUTPUT 4096
+
+/* Spawns a task onto rt (or, when rt is NULL, onto the runtime of the calling
+ * worker). When join is non-NULL, *join receives the handle; otherwise the
+ * task is detached. On failure the task's drop function has already run. */
+WEFT_API int weft_spawn(weft_runtime* rt, const weft_task_desc* desc, weft_join** join);
+
+/* Raw tasks: the caller lays out its own state inside the task's single
+ * allocation (the C++ wrappers put the coroutine frame there).
+ *   poll(state, cx): WEFT_READY, WEFT_PENDING or a negative failure code.
+ *   drop_future(state): the task will never be polled again and did not
+ *       complete (cancelled, shut down, refused): release the future.
+ *   drop_output(state): the task completed and its memory is being freed:
+ *       release the output.
+ * Exactly one of drop_future / drop_output runs for every allocated task. */
+typedef struct weft_task_vtable {
+    int (*poll)(void* state, weft_context* cx);
+    void (*drop_future)(void* state);
+    void (*drop_output)(void* state);
+} weft_task_vtable;
+
+/* Allocates a task with state_size bytes of state (16-byte aligned) from the
+ * calling thread's pool; returns the state pointer or NULL (out of memory or
+ * state_size too large). The task must then be spawned or released with
+ * weft_task_release_unspawned. */
+WEFT_API void* weft_task_alloc(size_t state_size, const weft_task_vtable* vtable);
+/* Spawns a task made by weft_task_alloc (rt NULL: the current runtime). On
+ * failure drop_future has run and the memory is freed. */
+WEFT_API int weft_task_spawn(weft_runtime* rt, void* state, weft_join** join);
+/* Frees a task that was allocated but never spawned (runs drop_future). */
+WEFT_API void weft_task_release_unspawned(void* state);
+/* For state that destroys itself (a C++ coroutine frame's operator delete):
+ * frees the memory of a never-spawned task without calling the vtable; for a
+ * spawned task does nothing (the kernel frees it once its drop callback
+ * returns). */
+WEFT_API void weft_task_free_state(void* state);
+/* The id of the task currently being polled on this thread, or 0. */
+WEFT_API uint64_t weft_task_current_id(void);
+
+/* ---- join handles ------------------------------------------------------- */
+/* Polls for the task's result from inside a task: returns WEFT_READY once the
+ * task has finished (successfully or not: see weft_join_status), or
+ * WEFT_PENDING after arranging for cx's waker to be woken when it finishes. */
+WEFT_API int weft_join_poll(weft_join* join, weft_context* cx);
+/* Blocks the calling (non-worker) thread until the task finishes or
+ * timeout_ns passes (negative: forever). 0, WEFT_ETIMEDOUT, WEFT_EDEADLK. */
+WEFT_API int weft_join_wait(weft_join* join, int64_t timeout_ns);
+/* Once finished: 0 (completed), WEFT_ECANCELED, or the task's failure code.
+ * Before: WEFT_EAGAIN. */
+WEFT_API int weft_join_status(const weft_join* join);
+/* Copies the output of a completed C task into dst (output_size bytes) and
+ * marks it taken: 0, WEFT_EAGAIN (not finished), WEFT_EALREADY (taken), or
+ * the status (cancelled/failed). */
+WEFT_API int weft_join_take(weft_join* join, void* dst, size_t dst_size);
+/* The task's state pointer (raw tasks: read the output in place). */
+WEFT_API void* weft_join_state(weft_join* join);
+/* Requests cancellation: a task not yet finished is dropped at its next
+ * scheduling point instead of being polled; its join reports WEFT_ECANCELED.
+ * Returns 0, or WEFT_EALREADY when it already finished. */
+WEFT_API int weft_join_abort(weft_join* join);
+/* Releases the handle; the task keeps running (detached). NULL is a no-op. */
+WEFT_API void weft_join_free(weft_join* join);
+/* The task's id (unique per process, never 0). */
+WEFT_API uint64_t weft_join_task_id(const weft_join* join);
+
+/* ---- helpers --------------------------------------------------------------- */
+/* Spawns desc and blocks the calling non-worker thread until it finishes,
+ * copying its output into output (desc->output_size bytes). Returns the
+ * task's status. */
+WEFT_API int weft_block_on(weft_runtime* rt, const weft_task_desc* desc, void* output);
+
+/* A waker that wakes nothing (for polling outside any task). */
+WEFT_API weft_waker weft_waker_noop(void);
+
+/* Pooled memory of the calling worker (falls back to malloc elsewhere).
+ * weft_free must be given the same size. Used by the C++ wrappers. */
+WEFT_API void* weft_alloc(size_t size);
+WEFT_API void weft_free(void* p, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WEFT_WEFT_H */

@@ -1,0 +1,347 @@
+// weft.hpp — C++20 wrappers over the C ABI (weft.h): RAII handles,
+// coroutine tasks, awaitable join handles. Header-only; uses the standard
+// library freely. No exception ever crosses into the C ABI: a coroutine's
+// exception is caught by its promise and rethrown from its JoinHandle.
+//
+//   weft::Runtime rt(2);
+//   int v = rt.block_on([]() -> weft::Task<int> {
+//       auto h = weft::spawn([]() -> weft::Task<int> { co_return 41; }());
+//       co_return co_await h + 1;
+//   }());
+//
+// Memory: a Task's coroutine frame *is* the kernel task's state: one
+// allocation per task, from the calling worker's pool (weft_task_alloc).
+#ifndef WEFT_WEFT_HPP
+#define WEFT_WEFT_HPP
+
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <new>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "weft.h"
+
+namespace weft {
+
+// A weft error code as an exception (for the wrappers' unexpected failures:
+// a spawn on a closed runtime, an aborted task's result).
+class Error : public std::runtime_error {
+public:
+    explicit Error(int code, const std::string& what)
+        : std::runtime_error(what + ": " + weft_strerror(code)), code_(code) {}
+    int code() const noexcept { return code_; }
+
+private:
+    int code_;
+};
+
+// Thrown from a JoinHandle whose task was cancelled.
+class Cancelled : public Error {
+public:
+    Cancelled() : Error(WEFT_ECANCELED, "weft: awaited task") {}
+};
+
+template <class T = void>
+class Task;
+template <class T = void>
+class JoinHandle;
+
+namespace detail {
+
+// The context of the task being polled on this thread (set around resume).
+inline constinit thread_local weft_context* current_cx = nullptr;
+
+inline weft_context* require_cx(const char* what) {
+    weft_context* cx = current_cx;
+    if (!cx) throw Error(WEFT_EINVAL, std::string(what) + " outside a weft task");
+    return cx;
+}
+
+struct PromiseBase {
+    // The outermost promise of this task, and the innermost coroutine that is
+    // currently suspended (the one a poll must resume). A Task awaited inline
+    // (co_await task) runs in its parent's kernel task.
+    PromiseBase* root = this;
+    std::coroutine_handle<> leaf;
+    std::coroutine_handle<> continuation;  // set when awaited inline
+    std::exception_ptr exception;
+    bool done = false;
+
+    struct FinalAwaiter {
+        bool await_ready() noexcept { return false; }
+        template <class P>
+        std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
+            PromiseBase& p = h.promise();
+            p.done = true;
+            if (p.continuation) {
+                p.root->leaf = p.continuation;
+                return p.continuation;
+            }
+            return std::noop_coroutine();
+        }
+        void await_resume() noexcept {}
+    };
+
+    std::suspend_always initial_suspend() noexcept { return {}; }
+    FinalAwaiter final_suspend() noexcept { return {}; }
+    void unhandled_exception() noexcept { exception = std::current_exception(); }
+};
+
+template <class T>
+struct Promise;
+
+// The kernel vtable of a Task<T> spawned as a kernel task. The state pointer
+// is the coroutine frame's address (operator new returned it).
+template <class T>
+struct TaskVTable {
+    static int poll(void* state, weft_context* cx) noexcept {
+        auto h = std::coroutine_handle<Promise<T>>::from_address(state);
+        PromiseBase& p = h.promise();
+        weft_context* prev = current_cx;
+        current_cx = cx;
+        p.leaf.resume();
+        current_cx = prev;
+        if (!p.done) return WEFT_PENDING;
+        return p.exception ? WEFT_ETASKFAILED : WEFT_READY;
+    }
+    static void drop(void* state) noexcept {
+        // Destroys the frame (and, through the Task objects it holds, any
+        // inline-awaited child frames). operator delete leaves the memory to
+        // the kernel.
+        std::coroutine_handle<Promise<T>>::from_address(state).destroy();
+    }
+    static constexpr weft_task_vtable vtable{poll, drop, drop};
+};
+
+template <class T>
+struct PromiseAlloc : PromiseBase {
+    static void* operator new(std::size_t n) {
+        void* p = weft_task_alloc(n, &TaskVTable<T>::vtable);
+        if (!p) throw std::bad_alloc();
+        return p;
+    }
+    static void operator delete(void* p, std::size_t) noexcept { weft_task_free_state(p); }
+};
+
+template <class T>
+struct Promise : PromiseAlloc<T> {
+    std::optional<T> value;
+    Task<T> get_return_object() noexcept;
+    template <class U>
+    void return_value(U&& v) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
+        value.emplace(std::forward<U>(v));
+    }
+    T take() {
+        if (this->exception) std::rethrow_exception(this->exception);
+        return std::move(*value);
+    }
+};
+
+template <>
+struct Promise<void> : PromiseAlloc<void> {
+    Task<void> get_return_object() noexcept;
+    void return_void() noexcept {}
+    void take() {
+        if (this->exception) std::rethrow_exception(this->exception);
+    }
+};
+
+}  // namespace detail
+
+// A lazily started coroutine. Either spawn it (weft::spawn, Runtime::spawn)
+// to run it as its own task, or co_await it to run it inline in the caller's
+// task.
+template <class T>
+class [[nodiscard]] Task {
+public:
+    using promise_type = detail::Promise<T>;
+    using handle_type = std::coroutine_handle<promise_type>;
+
+    explicit Task(handle_type h) noexcept : h_(h) {}
+    Task(Task&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+    Task& operator=(Task&& o) noexcept {
+        if (this != &o) {
+            reset();
+            h_ = std::exchange(o.h_, {});
+        }
+        return *this;
+    }
+    Task(const Task&) = delete;
+    Task& operator=(const Task&) = delete;
+    ~Task() { reset(); }
+
+    // Inline await: runs the child in the caller's task (no spawn).
+    struct Awaiter {
+        handle_type h;
+        bool await_ready() const noexcept { return !h || h.done(); }
+        template <class P>
+        std::coroutine_handle<> await_suspend(std::coroutine_handle<P> parent) noexcept {
+            detail::PromiseBase& pp = parent.promise();
+            detail::PromiseBase& cp = h.promise();
+            cp.root = pp.root;
+            cp.continuation = parent;
+            pp.root->leaf = h;
+            return h;
+        }
+        T await_resume() { return h.promise().take(); }
+    };
+    Awaiter operator co_await() && noexcept { return Awaiter{h_}; }
+
+    // Gives up ownership of the frame (used by spawn).
+    handle_type release() noexcept { return std::exchange(h_, {}); }
+
+private:
+    void reset() {
+        if (h_) std::exchange(h_, {}).destroy();
+    }
+    handle_type h_;
+};
+
+namespace detail {
+template <class T>
+Task<T> Promise<T>::get_return_object() noexcept {
+    auto h = std::coroutine_handle<Promise<T>>::from_promise(*this);
+    this->leaf = h;
+    return Task<T>(h);
+}
+inline Task<void> Promise<void>::get_return_object() noexcept {
+    auto h = std::coroutine_handle<Promise<void>>::from_promise(*this);
+    this->leaf = h;
+    return Task<void>(h);
+}
+}  // namespace detail
+
+// The handle of a spawned task. co_await it inside a task, or join() it from
+// a thread outside the runtime. Dropping it detaches the task (it keeps
+// running). The result is delivered exactly once.
+template <class T>
+class [[nodiscard]] JoinHandle {
+public:
+    JoinHandle() = default;
+    explicit JoinHandle(weft_join* j) noexcept : j_(j) {}
+    JoinHandle(JoinHandle&& o) noexcept : j_(std::exchange(o.j_, nullptr)) {}
+    JoinHandle& operator=(JoinHandle&& o) noexcept {
+        if (this != &o) {
+            weft_join_free(j_);
+            j_ = std::exchange(o.j_, nullptr);
+        }
+        return *this;
+    }
+    JoinHandle(const JoinHandle&) = delete;
+    JoinHandle& operator=(const JoinHandle&) = delete;
+    ~JoinHandle() { weft_join_free(j_); }
+
+    bool valid() const noexcept { return j_ != nullptr; }
+    bool is_finished() const noexcept { return j_ && weft_join_status(j_) != WEFT_EAGAIN; }
+    uint64_t id() const noexcept { return weft_join_task_id(j_); }
+    // Requests cancellation; co_await / join() then throws weft::Cancelled.
+    void abort() noexcept {
+        if (j_) weft_join_abort(j_);
+    }
+    // Lets the task run on without a handle.
+    void detach() noexcept { weft_join_free(std::exchange(j_, nullptr)); }
+
+    bool await_ready() const noexcept { return is_finished(); }
+    bool await_suspend(std::coroutine_handle<>) {
+        return weft_join_poll(j_, detail::require_cx("co_await JoinHandle")) == WEFT_PENDING;
+    }
+    T await_resume() { return take(); }
+
+    // Blocks a thread outside the runtime until the task finishes.
+    T join() {
+        if (!j_) throw Error(WEFT_EINVAL, "weft::JoinHandle::join on an empty handle");
+        int r = weft_join_wait(j_, -1);
+        if (r != 0) throw Error(r, "weft::JoinHandle::join");
+        return take();
+    }
+
+private:
+    T take() {
+        if (!j_) throw Error(WEFT_EALREADY, "weft::JoinHandle: result already taken");
+        weft_join* j = std::exchange(j_, nullptr);
+        struct Free {
+            weft_join* j;
+            ~Free() { weft_join_free(j); }
+        } guard{j};
+        int st = weft_join_status(j);
+        if (st == WEFT_ECANCELED) throw Cancelled();
+        auto h = std::coroutine_handle<detail::Promise<T>>::from_address(weft_join_state(j));
+        return h.promise().take();
+    }
+    weft_join* j_ = nullptr;
+};
+
+namespace detail {
+template <class T>
+JoinHandle<T> spawn_on(weft_runtime* rt, Task<T>&& task) {
+    auto h = task.release();
+    if (!h) throw Error(WEFT_EINVAL, "weft::spawn of an empty Task");
+    weft_join* j = nullptr;
+    int r = weft_task_spawn(rt, h.address(), &j);
+    if (r != 0) throw Error(r, "weft::spawn");
+    return JoinHandle<T>(j);
+}
+}  // namespace detail
+
+// Spawns onto the runtime of the calling worker.
+template <class T>
+JoinHandle<T> spawn(Task<T>&& task) {
+    return detail::spawn_on<T>(nullptr, std::move(task));
+}
+
+// Yields to the scheduler: the task goes to the back of its worker's queue.
+struct yield_now {
+    bool yielded = false;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<>) {
+        weft_context* cx = detail::require_cx("co_await weft::yield_now()");
+        weft_waker_wake_by_ref(&cx->waker);
+    }
+    void await_resume() const noexcept {}
+};
+
+// The id of the task running on this thread, 0 outside tasks.
+inline uint64_t current_task_id() noexcept { return weft_task_current_id(); }
+
+// RAII runtime. workers = 0: one per CPU.
+class Runtime {
+public:
+    explicit Runtime(uint32_t workers = 0, const char* name = nullptr) {
+        weft_runtime_config cfg;
+        weft_runtime_config_init(&cfg);
+        cfg.workers = workers;
+        cfg.name = name;
+        int r = weft_runtime_new(&cfg, &rt_);
+        if (r != 0) throw Error(r, "weft::Runtime");
+    }
+    ~Runtime() { weft_runtime_free(rt_); }
+    Runtime(const Runtime&) = delete;
+    Runtime& operator=(const Runtime&) = delete;
+
+    weft_runtime* get() const noexcept { return rt_; }
+    uint32_t workers() const noexcept { return weft_runtime_workers(rt_); }
+
+    template <class T>
+    JoinHandle<T> spawn(Task<T>&& task) {
+        return detail::spawn_on<T>(rt_, std::move(task));
+    }
+    // Runs task on the runtime and blocks this (non-worker) thread for its
+    // result; rethrows its exception.
+    template <class T>
+    T block_on(Task<T>&& task) {
+        return spawn(std::move(task)).join();
+    }
+
+private:
+    weft_runtime* rt_ = nullptr;
+};
+
+}  // namespace weft
+
+#endif

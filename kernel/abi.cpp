@@ -1,0 +1,282 @@
+// kernel/abi.cpp — the C ABI (include/weft/weft.h) over the kernel.
+//
+// Every entry point validates its arguments and returns a code; nothing here
+// trusts a pointer it can check. Handles are kernel objects cast to opaque
+// types: weft_runtime* is a Shared*, weft_join* is a TaskHeader* holding the
+// join reference.
+#include <string.h>
+
+#include "../include/weft/weft.h"
+#include "pool.h"
+#include "scheduler.h"
+
+using namespace weft::kernel;
+
+namespace {
+
+Shared* as_shared(weft_runtime* rt) {
+    // SAFETY: weft_runtime is never defined; the handle is the Shared* that
+    // weft_runtime_new returned. The magic check catches most stale or
+    // foreign pointers (a freed runtime has magic 0) but is not a guarantee.
+    Shared* sh = reinterpret_cast<Shared*>(rt);
+    return sh && sh->magic == Shared::MAGIC ? sh : nullptr;
+}
+TaskHeader* as_task(weft_join* j) { return reinterpret_cast<TaskHeader*>(j); }
+const TaskHeader* as_task(const weft_join* j) { return reinterpret_cast<const TaskHeader*>(j); }
+
+// ---- C tasks: weft_task_desc over a raw task ---------------------------------
+struct CTask {
+    weft_poll_fn poll;
+    weft_drop_fn drop;
+    void* data;
+    size_t output_size;
+    bool dropped;
+    alignas(16) unsigned char output[];  // output_size bytes
+};
+
+void ctask_drop_once(CTask* c) {
+    if (c->dropped) return;
+    c->dropped = true;
+    if (c->drop) c->drop(c->data);
+}
+int ctask_poll(void* state, weft_context* cx) {
+    CTask* c = static_cast<CTask*>(state);
+    int r = c->poll(c->data, cx, c->output);
+    if (r != WEFT_PENDING) ctask_drop_once(c);  // done with data: ready or failed
+    return r;
+}
+void ctask_drop_future(void* state) { ctask_drop_once(static_cast<CTask*>(state)); }
+void ctask_drop_output(void*) {}
+const weft_task_vtable ctask_vtable = {ctask_poll, ctask_drop_future, ctask_drop_output};
+
+int check_desc(const weft_task_desc* d) {
+    if (!d || d->size < sizeof(weft_task_desc) - 0) return d ? WEFT_EVERSION : WEFT_EINVAL;
+    if (!d->poll || d->output_size > WEFT_MAX_OUTPUT) return WEFT_EINVAL;
+    return 0;
+}
+
+int resolve_runtime(weft_runtime* rt, Shared** out) {
+    if (rt) {
+        Shared* sh = as_shared(rt);
+        if (!sh) return WEFT_EINVAL;
+        *out = sh;
+        return 0;
+    }
+    Shared* cur = current_runtime();
+    if (!cur) return WEFT_EINVAL;
+    *out = cur;
+    return 0;
+}
+
+}  // namespace
+
+extern "C" {
+
+int weft_version(void) { return WEFT_VERSION_NUMBER; }
+const char* weft_version_string(void) { return "0.1.0"; }
+
+const char* weft_strerror(int code) {
+    switch (code) {
+    case WEFT_OK: return "success";
+    case WEFT_EINVAL:
+        return "invalid argument: a required pointer is NULL, a handle is not a live weft object, or a value is out "
+               "of range; check the call's arguments against weft.h";
+    case WEFT_ENOMEM: return "out of memory: weft could not allocate the task or runtime";
+    case WEFT_ECLOSED:
+        return "the runtime is shutting down or closed; the task was not started (its drop function has run)";
+    case WEFT_ECANCELED: return "the task was cancelled (aborted, or dropped at runtime shutdown) before it finished";
+    case WEFT_EAGAIN: return "not finished yet; poll or wait again later";
+    case WEFT_ETIMEDOUT: return "the wait timed out before the task finished";
+    case WEFT_EDEADLK:
+        return "a blocking call was made on a runtime worker thread, which would stall the runtime; await the join "
+               "handle (weft_join_poll / co_await) instead";
+    case WEFT_EALREADY: return "already done: the task finished already, or its output was already taken";
+    case WEFT_EVERSION:
+        return "the struct's size field does not match this weft version; set size = sizeof(the struct) and "
+               "rebuild against this weft.h";
+    case WEFT_EAGAIN_THREAD: return "could not start a worker thread (thread limit or memory); use fewer workers";
+    case WEFT_ETASKFAILED: return "the task failed (a C++ task threw an exception; the join handle rethrows it)";
+    default: break;
+    }
+    if (code < 0) {
+        const char* s = strerror(-code);
+        return s ? s : "unknown error";
+    }
+    return "unknown code (not an error)";
+}
+
+void weft_runtime_config_init(weft_runtime_config* cfg) {
+    if (!cfg) return;
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->size = sizeof(*cfg);
+}
+
+int weft_runtime_new(const weft_runtime_config* cfg, weft_runtime** out) {
+    if (!out) return WEFT_EINVAL;
+    *out = nullptr;
+    weft_runtime_config c;
+    weft_runtime_config_init(&c);
+    if (cfg) {
+        if (cfg->size != sizeof(weft_runtime_config)) return WEFT_EVERSION;
+        c = *cfg;
+    }
+    if (c.flags != 0) return WEFT_EINVAL;
+    Shared* sh = nullptr;
+    int r = runtime_new(c.workers, c.name, &sh);
+    if (r != 0) return r;
+    *out = reinterpret_cast<weft_runtime*>(sh);
+    return 0;
+}
+
+int weft_runtime_free(weft_runtime* rt) {
+    if (!rt) return 0;
+    Shared* sh = as_shared(rt);
+    if (!sh) return WEFT_EINVAL;
+    return runtime_free(sh);
+}
+
+uint32_t weft_runtime_workers(const weft_runtime* rt) {
+    Shared* sh = as_shared(const_cast<weft_runtime*>(rt));
+    return sh ? sh->nworkers : 0;
+}
+
+weft_runtime* weft_runtime_current(void) { return reinterpret_cast<weft_runtime*>(current_runtime()); }
+
+int weft_spawn(weft_runtime* rt, const weft_task_desc* desc, weft_join** join) {
+    if (join) *join = nullptr;
+    int r = check_desc(desc);
+    if (r != 0) {
+        // The task is not ours to keep: honour "drop runs exactly once".
+        if (desc && desc->drop) desc->drop(desc->data);
+        return r;
+    }
+    Shared* sh;
+    if ((r = resolve_runtime(rt, &sh)) != 0) {
+        if (desc->drop) desc->drop(desc->data);
+        return r;
+    }
+    TaskHeader* t = task_alloc(sizeof(CTask) + desc->output_size, &ctask_vtable);
+    if (!t) {
+        if (desc->drop) desc->drop(desc->data);
+        return WEFT_ENOMEM;
+    }
+    CTask* c = static_cast<CTask*>(t->state_ptr());
+    c->poll = desc->poll;
+    c->drop = desc->drop;
+    c->data = desc->data;
+    c->output_size = desc->output_size;
+    c->dropped = false;
+    memset(c->output, 0, desc->output_size);
+    r = task_spawn(sh, t, join != nullptr);
+    if (r == 0 && join) *join = reinterpret_cast<weft_join*>(t);
+    return r;
+}
+
+void* weft_task_alloc(size_t state_size, const weft_task_vtable* vtable) {
+    if (!vtable || !vtable->poll) return nullptr;
+    TaskHeader* t = task_alloc(state_size, vtable);
+    return t ? t->state_ptr() : nullptr;
+}
+
+int weft_task_spawn(weft_runtime* rt, void* state, weft_join** join) {
+    if (join) *join = nullptr;
+    if (!state) return WEFT_EINVAL;
+    TaskHeader* t = TaskHeader::from_state(state);
+    Shared* sh;
+    int r = resolve_runtime(rt, &sh);
+    if (r != 0) {
+        task_release_unspawned(t);
+        return r;
+    }
+    r = task_spawn(sh, t, join != nullptr);
+    if (r == 0 && join) *join = reinterpret_cast<weft_join*>(t);
+    return r;
+}
+
+void weft_task_release_unspawned(void* state) {
+    if (state) task_release_unspawned(TaskHeader::from_state(state));
+}
+
+void weft_task_free_state(void* state) {
+    if (!state) return;
+    TaskHeader* t = TaskHeader::from_state(state);
+    if (t->spawned) return;
+    t->stage = Stage::Dropped;
+    pool::free(t, t->alloc_size);
+}
+
+uint64_t weft_task_current_id(void) {
+    TaskHeader* t = current_task();
+    return t ? t->id : 0;
+}
+
+int weft_join_poll(weft_join* join, weft_context* cx) {
+    if (!join || !cx || !cx->waker.vtable) return WEFT_EINVAL;
+    return join_poll(as_task(join), &cx->waker);
+}
+
+int weft_join_wait(weft_join* join, int64_t timeout_ns) {
+    if (!join) return WEFT_EINVAL;
+    return join_wait(as_task(join), timeout_ns);
+}
+
+int weft_join_status(const weft_join* join) {
+    if (!join) return WEFT_EINVAL;
+    return join_status(as_task(join));
+}
+
+int weft_join_take(weft_join* join, void* dst, size_t dst_size) {
+    if (!join) return WEFT_EINVAL;
+    TaskHeader* t = as_task(join);
+    if (t->vtable != &ctask_vtable) return WEFT_EINVAL;  // raw tasks: read weft_join_state
+    int st = join_status(t);
+    if (st != 0) return st;
+    CTask* c = static_cast<CTask*>(t->state_ptr());
+    if (t->join_taken) return WEFT_EALREADY;
+    if (c->output_size && (!dst || dst_size < c->output_size)) return WEFT_EINVAL;
+    if (c->output_size) memcpy(dst, c->output, c->output_size);
+    t->join_taken = 1;
+    return 0;
+}
+
+void* weft_join_state(weft_join* join) { return join ? as_task(join)->state_ptr() : nullptr; }
+
+int weft_join_abort(weft_join* join) {
+    if (!join) return WEFT_EINVAL;
+    return join_abort(as_task(join));
+}
+
+void weft_join_free(weft_join* join) {
+    if (join) join_free(as_task(join));
+}
+
+uint64_t weft_join_task_id(const weft_join* join) { return join ? as_task(join)->id : 0; }
+
+int weft_block_on(weft_runtime* rt, const weft_task_desc* desc, void* output) {
+    if (!rt) {
+        if (desc && desc->drop) desc->drop(desc->data);
+        return WEFT_EINVAL;
+    }
+    if (current_runtime()) {
+        if (desc && desc->drop) desc->drop(desc->data);
+        return WEFT_EDEADLK;
+    }
+    weft_join* j = nullptr;
+    int r = weft_spawn(rt, desc, &j);
+    if (r != 0) return r;
+    r = weft_join_wait(j, -1);
+    if (r == 0) r = weft_join_take(j, output, desc->output_size);
+    weft_join_free(j);
+    return r;
+}
+
+static weft_waker noop_clone(const void*);
+static void noop_fn(const void*) {}
+static const weft_waker_vtable noop_vtable = {noop_clone, noop_fn, noop_fn, noop_fn};
+static weft_waker noop_clone(const void*) { return weft_waker{nullptr, &noop_vtable}; }
+weft_waker weft_waker_noop(void) { return weft_waker{nullptr, &noop_vtable}; }
+
+void* weft_alloc(size_t size) { return pool::alloc(size); }
+void weft_free(void* p, size_t size) { pool::free(p, size); }
+
+}  // extern "C"

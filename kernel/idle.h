@@ -1,0 +1,127 @@
+// kernel/idle.h — which workers sleep, and who wakes whom.
+//
+// One 32-bit atomic packs two counters:
+//   low 16 bits   workers searching for work (stealing)
+//   high 16 bits  workers not parked
+// plus, under a mutex, the list of parked worker indices.
+//
+// Rules (the same as Tokio's, which this follows closely):
+//   * At most half the workers search at once (to_searching refuses beyond).
+//   * Work that becomes stealable calls notify_one(): if nobody searches and
+//     somebody sleeps, one sleeper is woken *as a searcher*.
+//   * The last searcher to stop searching (because it found work, or because
+//     it parks) must make sure no work is left unclaimed: when it finds work it
+//     wakes another searcher; when it parks it rechecks every queue.
+//
+// No lost wake-up: a pusher does "publish task; SeqCst RMW on state (load
+// counters)"; a parking worker does "SeqCst RMW on state (it leaves the
+// unparked count); check every queue". SeqCst RMWs are totally ordered, so
+// either the pusher sees the worker still unparked/searching (and that worker
+// or the last searcher will see the task), or the worker's recheck sees it.
+#ifndef WEFT_KERNEL_IDLE_H
+#define WEFT_KERNEL_IDLE_H
+
+#include <atomic>
+#include <stdint.h>
+
+#include "../port/port.h"
+
+namespace weft::kernel {
+
+class Idle {
+    static constexpr uint32_t UNPARK_SHIFT = 16;
+    static constexpr uint32_t UNPARK_ONE = 1u << UNPARK_SHIFT;
+    static constexpr uint32_t SEARCH_MASK = UNPARK_ONE - 1;
+
+public:
+    // sleepers: caller-owned array with room for every worker.
+    void init(uint32_t workers, uint32_t* sleepers) {
+        workers_ = workers;
+        sleepers_ = sleepers;
+        n_sleepers_ = 0;
+        state_.store(workers << UNPARK_SHIFT, std::memory_order_relaxed);
+    }
+
+    // Returns the index of a worker to unpark (already counted as unparked and
+    // searching), or -1 when nobody should be woken.
+    int worker_to_notify() {
+        if (!should_wake()) return -1;
+        port::LockGuard g(mu_);
+        if (!should_wake()) return -1;
+        if (n_sleepers_ == 0) return -1;
+        // One more unparked, one more searching.
+        state_.fetch_add(UNPARK_ONE | 1, std::memory_order_seq_cst);
+        return (int)sleepers_[--n_sleepers_];
+    }
+
+    // A worker wants to steal. Refused when half the workers already search.
+    bool to_searching() {
+        uint32_t s = state_.load(std::memory_order_seq_cst);
+        if (2 * (s & SEARCH_MASK) >= workers_) return false;
+        state_.fetch_add(1, std::memory_order_seq_cst);
+        return true;
+    }
+
+    // A searcher stops searching. Returns true when it was the last one
+    // (the caller must then notify another worker if work remains).
+    bool from_searching() {
+        uint32_t prev = state_.fetch_sub(1, std::memory_order_seq_cst);
+        return (prev & SEARCH_MASK) == 1;
+    }
+
+    // A worker parks. Returns true when it was the last searcher (the caller
+    // must then recheck every queue before sleeping).
+    bool to_parked(uint32_t worker, bool searching) {
+        port::LockGuard g(mu_);
+        uint32_t dec = UNPARK_ONE + (searching ? 1 : 0);
+        uint32_t prev = state_.fetch_sub(dec, std::memory_order_seq_cst);
+        bool last_searcher = searching && (prev & SEARCH_MASK) == 1;
+        sleepers_[n_sleepers_++] = worker;
+        return last_searcher;
+    }
+
+    // A parked worker woke up. If it is still in the sleeper list it was not
+    // chosen by a notifier (spurious wake, shutdown, timer): it removes itself
+    // and returns false (it is unparked but not searching). Returns true when
+    // a notifier took it off the list (it is unparked *and* searching).
+    bool unpark_self(uint32_t worker) {
+        port::LockGuard g(mu_);
+        for (uint32_t i = 0; i < n_sleepers_; i++) {
+            if (sleepers_[i] == worker) {
+                sleepers_[i] = sleepers_[--n_sleepers_];
+                state_.fetch_add(UNPARK_ONE, std::memory_order_seq_cst);
+                return false;
+            }
+        }
+        return true;
+    }
+
+    // Whether worker sits in the sleeper list.
+    bool is_parked(uint32_t worker) {
+        port::LockGuard g(mu_);
+        for (uint32_t i = 0; i < n_sleepers_; i++)
+            if (sleepers_[i] == worker) return true;
+        return false;
+    }
+
+    uint32_t num_searching() const { return state_.load(std::memory_order_relaxed) & SEARCH_MASK; }
+    uint32_t num_unparked() const { return state_.load(std::memory_order_relaxed) >> UNPARK_SHIFT; }
+
+private:
+    bool should_wake() {
+        // A SeqCst RMW, not a load: it is the pusher's half of the no-lost-
+        // wake-up argument above (a full barrier after publishing the task).
+        uint32_t s = state_.fetch_add(0, std::memory_order_seq_cst);
+        return (s & SEARCH_MASK) == 0 && (s >> UNPARK_SHIFT) < workers_;
+    }
+
+    std::atomic<uint32_t> state_{0};
+    uint32_t workers_ = 0;
+    port::Mutex mu_;
+    uint32_t* sleepers_ = nullptr;  // guarded by mu_
+    uint32_t n_sleepers_ = 0;       // guarded by mu_
+};
+
+}  // namespace weft::kernel
+
+#endif

@@ -1,0 +1,606 @@
+// kernel/scheduler.cpp — see scheduler.h for the design and the shutdown
+// protocol; task_state.h for the task state machine.
+#include "scheduler.h"
+
+#include <new>
+
+#include "pool.h"
+
+namespace weft::kernel {
+namespace {
+
+// The worker running on this thread, if any, and the task it is polling.
+// initial-exec TLS: one instruction to reach, no __tls_get_addr.
+__attribute__((tls_model("initial-exec"))) thread_local Worker* t_worker = nullptr;
+__attribute__((tls_model("initial-exec"))) thread_local TaskHeader* t_current = nullptr;
+// Task ids come from a global counter in blocks, so a spawn does no shared RMW.
+__attribute__((tls_model("initial-exec"))) thread_local uint64_t t_id_next = 0;
+__attribute__((tls_model("initial-exec"))) thread_local uint64_t t_id_end = 0;
+std::atomic<uint64_t> g_id_blocks{0};
+constexpr uint64_t ID_BLOCK = 1024;
+
+uint64_t next_task_id() {
+    if (t_id_next == t_id_end) {
+        // relaxed: only uniqueness matters.
+        uint64_t b = g_id_blocks.fetch_add(1, std::memory_order_relaxed);
+        t_id_next = b * ID_BLOCK + 1;  // ids start at 1; 0 means "none"
+        t_id_end = (b + 1) * ID_BLOCK + 1;
+    }
+    return t_id_next++;
+}
+
+void shared_release(Shared* sh);
+void dealloc(TaskHeader* t);
+
+// ---- overflow and closed-queue handling -----------------------------------
+
+// Drops the queue refs of a list of tasks that no queue will take.
+void drop_queue_refs(TaskHeader* first) {
+    while (first) {
+        TaskHeader* next = first->queue_next;
+        if (first->state.ref_dec()) dealloc(first);
+        first = next;
+    }
+}
+
+struct InjectSink {
+    Shared* sh;
+    void push_batch(TaskHeader* first, TaskHeader* last, uint32_t n) {
+        if (!sh->inject.push_batch(first, last, n)) drop_queue_refs(first);
+    }
+};
+
+// ---- idle / notify ----------------------------------------------------------
+
+void notify_parked(Shared* sh) {
+    // The pusher's half of the no-lost-wake-up protocol (idle.h): the task is
+    // published; this full fence orders that before reading the idle state.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (sh->idle.num_searching() != 0 || sh->idle.num_unparked() >= sh->nworkers) return;
+    int w = sh->idle.worker_to_notify();
+    if (w >= 0) sh->workers[w].parker.unpark();
+}
+
+bool work_pending(Shared* sh) {
+    for (uint32_t i = 0; i < sh->nworkers; i++)
+        if (sh->workers[i].queue.has_stealable()) return true;
+    return !sh->inject.is_empty();
+}
+
+// ---- completion ---------------------------------------------------------------
+
+void dealloc(TaskHeader* t) {
+    if (t->stage == Stage::Finished) {
+        if (t->vtable->drop_output) t->vtable->drop_output(t->state_ptr());
+    } else if (t->stage == Stage::Future) {
+        // Unreachable by the protocol (a live future holds the owned-list ref);
+        // kept so that a broken invariant leaks nothing.
+        if (t->vtable->drop_future) t->vtable->drop_future(t->state_ptr());
+    }
+    t->stage = Stage::Dropped;
+    if (t->join_waker.vtable) {
+        weft_waker w = t->join_waker;
+        t->join_waker = weft_waker{nullptr, nullptr};
+        w.vtable->drop(w.data);
+    }
+    Shared* orphan_of = t->orphan ? t->shared : nullptr;
+    pool::free(t, t->alloc_size);
+    if (orphan_of) shared_release(orphan_of);
+}
+
+// The thread that owns RUNNING has set result/stage. Publishes COMPLETE,
+// wakes the join handle, releases the runner's ref and (if still linked) the
+// owned list's ref.
+void complete(TaskHeader* t, uint32_t runner_refs) {
+    Snapshot s = t->state.transition_to_complete();
+    if (s.join_interest() && s.join_waker()) {
+        // JOIN_WAKER set: the field is ours to read until we clear the bit.
+        t->join_waker.vtable->wake_by_ref(t->join_waker.data);
+        Snapshot after = t->state.unset_join_waker_after_complete();
+        if (!after.join_interest()) {
+            // The handle went away meanwhile and left the waker to us.
+            weft_waker w = t->join_waker;
+            t->join_waker = weft_waker{nullptr, nullptr};
+            w.vtable->drop(w.data);
+        }
+    }
+    uint32_t refs = runner_refs + (t->shared->owned.remove(t) ? 1 : 0);
+    if (refs && t->state.ref_dec(refs)) dealloc(t);
+}
+
+// Drops the future of a task whose RUNNING bit the caller owns, and completes
+// it as cancelled.
+void cancel_task(TaskHeader* t, uint32_t runner_refs) {
+    if (t->stage == Stage::Future) {
+        t->stage = Stage::Dropped;
+        TaskHeader* prev = t_current;
+        t_current = t;
+        if (t->vtable->drop_future) t->vtable->drop_future(t->state_ptr());
+        t_current = prev;
+    }
+    t->result = WEFT_ECANCELED;
+    complete(t, runner_refs);
+}
+
+// ---- running ------------------------------------------------------------------
+
+void run_task(Worker* w, TaskHeader* t) {
+    switch (t->state.transition_to_running()) {
+    case ToRunning::Success:
+        break;
+    case ToRunning::Cancelled:
+        cancel_task(t, 1);
+        return;
+    case ToRunning::Failed:
+        return;
+    case ToRunning::FailedDealloc:
+        dealloc(t);
+        return;
+    }
+    WorkerMetrics::bump(w->metrics.polls);
+    weft_context cx{task_waker(t)};
+    t_current = t;
+    int r = t->vtable->poll(t->state_ptr(), &cx);
+    t_current = nullptr;
+    if (r == WEFT_PENDING) {
+        switch (t->state.transition_to_idle()) {
+        case ToIdle::Ok:
+            return;
+        case ToIdle::OkDealloc:
+            dealloc(t);
+            return;
+        case ToIdle::OkNotified:
+            // Woken during its own poll: it goes behind the others (a yield).
+            schedule(t, true);
+            return;
+        case ToIdle::Cancelled:
+            cancel_task(t, 1);
+            return;
+        }
+    }
+    t->result = r < 0 ? r : 0;
+    t->stage = Stage::Finished;
+    complete(t, 1);
+}
+
+TaskHeader* pull_from_inject(Worker* w) {
+    Shared* sh = w->shared;
+    if (sh->inject.is_empty()) return nullptr;
+    // Take a fair share in one lock: enough to keep busy, not so much that
+    // the other workers starve.
+    uint32_t want = sh->inject.len() / sh->nworkers + 1;
+    uint32_t room = LOCAL_QUEUE_CAPACITY / 2 - w->queue.len();
+    if (want > room) want = room;
+    if (want > 32) want = 32;
+    if (want == 0) want = 1;
+    TaskHeader* batch[32];
+    uint32_t n = sh->inject.pop_n(batch, want);
+    if (n == 0) return nullptr;
+    WorkerMetrics::bump(w->metrics.inject_pops, n);
+    InjectSink sink{sh};
+    for (uint32_t i = 1; i < n; i++) w->queue.push_back(batch[i], sink);
+    return batch[0];
+}
+
+TaskHeader* next_task(Worker* w) {
+    w->tick++;
+    if (w->tick % INJECT_INTERVAL == 0) {
+        if (TaskHeader* t = w->shared->inject.pop()) {
+            WorkerMetrics::bump(w->metrics.inject_pops);
+            return t;
+        }
+    }
+    if (TaskHeader* t = w->queue.pop()) return t;
+    return pull_from_inject(w);
+}
+
+uint64_t xorshift(uint64_t& s) {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return s;
+}
+
+TaskHeader* steal_work(Worker* w) {
+    Shared* sh = w->shared;
+    if (!w->searching) {
+        if (!sh->idle.to_searching()) return nullptr;
+        w->searching = true;
+    }
+    uint32_t n = sh->nworkers;
+    uint32_t start = (uint32_t)(xorshift(w->rng) % n);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t v = (start + i) % n;
+        if (v == w->index) continue;
+        uint32_t stolen = 0;
+        if (TaskHeader* t = sh->workers[v].queue.steal_into(w->queue, &stolen)) {
+            WorkerMetrics::bump(w->metrics.steals);
+            WorkerMetrics::bump(w->metrics.stolen_tasks, stolen);
+            return t;
+        }
+    }
+    return pull_from_inject(w);
+}
+
+void leave_searching(Worker* w) {
+    if (!w->searching) return;
+    w->searching = false;
+    // The last searcher found work: there may be more, so wake another.
+    if (w->shared->idle.from_searching()) notify_parked(w->shared);
+}
+
+void run_with_lifo(Worker* w, TaskHeader* t) {
+    leave_searching(w);
+    run_task(w, t);
+    uint32_t lifo_polls = 0;
+    while (TaskHeader* next = w->lifo) {
+        w->lifo = nullptr;
+        if (++lifo_polls > MAX_LIFO_POLLS) {
+            // Cap reached (see scheduler.h): to the back of the queue.
+            InjectSink sink{w->shared};
+            if (w->queue.push_back(next, sink)) WorkerMetrics::bump(w->metrics.overflows);
+            notify_parked(w->shared);
+            break;
+        }
+        WorkerMetrics::bump(w->metrics.lifo_polls);
+        run_task(w, next);
+    }
+}
+
+void park(Worker* w) {
+    Shared* sh = w->shared;
+    if (w->lifo || !w->queue.is_empty()) return;
+    bool last_searcher = sh->idle.to_parked(w->index, w->searching);
+    w->searching = false;
+    // The parker's half of the no-lost-wake-up protocol (idle.h).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (last_searcher && work_pending(sh)) notify_parked(sh);
+    WorkerMetrics::bump(w->metrics.parks);
+    for (;;) {
+        w->parker.park();
+        if (sh->shutdown.load(std::memory_order_acquire)) {
+            sh->idle.unpark_self(w->index);
+            return;
+        }
+        if (!sh->idle.is_parked(w->index)) {
+            // A notifier took us off the sleeper list: we are a searcher.
+            w->searching = true;
+            return;
+        }
+        // Spurious wake-up: still listed as parked, sleep again.
+    }
+}
+
+void drain_worker(Worker* w) {
+    // Shutdown step 3: release queue refs; step 5 cancels the futures.
+    if (w->lifo) {
+        TaskHeader* t = w->lifo;
+        w->lifo = nullptr;
+        if (t->state.ref_dec()) dealloc(t);
+    }
+    while (TaskHeader* t = w->queue.pop())
+        if (t->state.ref_dec()) dealloc(t);
+}
+
+void* worker_main(void* arg) {
+    Worker* w = static_cast<Worker*>(arg);
+    Shared* sh = w->shared;
+    t_worker = w;
+    pool::thread_init();
+    while (!sh->shutdown.load(std::memory_order_acquire)) {
+        TaskHeader* t = next_task(w);
+        if (!t) t = steal_work(w);
+        if (t) {
+            run_with_lifo(w, t);
+            continue;
+        }
+        park(w);
+    }
+    drain_worker(w);
+    t_worker = nullptr;
+    pool::thread_exit();
+    return nullptr;
+}
+
+void shared_release(Shared* sh) {
+    // acq_rel: the last holder sees everything the others did before freeing.
+    if (sh->holders.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    sh->magic = 0;
+    port::free(sh->sleepers);
+    for (uint32_t i = 0; i < sh->nworkers; i++) sh->workers[i].~Worker();
+    port::free(sh->workers);
+    sh->~Shared();
+    port::free(sh);
+}
+
+void schedule_local(Worker* w, TaskHeader* t, bool is_yield) {
+    InjectSink sink{w->shared};
+    if (!is_yield) {
+        TaskHeader* prev = w->lifo;
+        w->lifo = t;
+        if (!prev) return;  // this worker runs it next; nothing to steal
+        t = prev;
+    }
+    if (w->queue.push_back(t, sink)) WorkerMetrics::bump(w->metrics.overflows);
+    notify_parked(w->shared);
+}
+
+}  // namespace
+
+// ---- waker vtable -----------------------------------------------------------
+
+static weft_waker waker_clone(const void* p) {
+    TaskHeader* t = static_cast<TaskHeader*>(const_cast<void*>(p));
+    t->state.ref_inc();
+    return task_waker(t);
+}
+static void waker_wake(const void* p) { wake_by_val(static_cast<TaskHeader*>(const_cast<void*>(p))); }
+static void waker_wake_by_ref(const void* p) { wake_by_ref(static_cast<TaskHeader*>(const_cast<void*>(p))); }
+static void waker_drop(const void* p) { drop_ref(static_cast<TaskHeader*>(const_cast<void*>(p))); }
+
+const weft_waker_vtable task_waker_vtable = {waker_clone, waker_wake, waker_wake_by_ref, waker_drop};
+
+void schedule(TaskHeader* t, bool is_yield) {
+    Shared* sh = t->shared;
+    Worker* w = t_worker;
+    if (w && w->shared == sh) {
+        schedule_local(w, t, is_yield);
+        return;
+    }
+    sh->remote_schedules.fetch_add(1, std::memory_order_relaxed);
+    if (!sh->inject.push(t)) {
+        // Closed (shutting down): step 5 cancels the future; drop the entry's ref.
+        if (t->state.ref_dec()) dealloc(t);
+        return;
+    }
+    notify_parked(sh);
+}
+
+void wake_by_val(TaskHeader* t) {
+    switch (t->state.transition_to_notified_by_val()) {
+    case ToNotified::Submit:
+        schedule(t, false);
+        break;
+    case ToNotified::Dealloc:
+        dealloc(t);
+        break;
+    case ToNotified::DoNothing:
+        break;
+    }
+}
+
+void wake_by_ref(TaskHeader* t) {
+    if (t->state.transition_to_notified_by_ref() == ToNotified::Submit) schedule(t, false);
+}
+
+void drop_ref(TaskHeader* t) {
+    if (t->state.ref_dec()) dealloc(t);
+}
+
+// ---- tasks ----------------------------------------------------------------------
+
+TaskHeader* task_alloc(size_t state_size, const weft_task_vtable* vt) {
+    if (state_size > (size_t)UINT32_MAX - sizeof(TaskHeader) - 64) return nullptr;
+    size_t total = sizeof(TaskHeader) + ((state_size + 15) & ~(size_t)15);
+    void* mem = pool::alloc(total);
+    if (!mem) return nullptr;
+    // SAFETY: mem is a fresh block of `total` bytes, 16-aligned (malloc), large
+    // enough for the header followed by the state.
+    TaskHeader* t = new (mem) TaskHeader();
+    t->vtable = vt;
+    t->alloc_size = (uint32_t)total;
+    t->stage = Stage::Future;
+    return t;
+}
+
+void task_release_unspawned(TaskHeader* t) {
+    // The kernel frees the memory below, so a state that frees itself from
+    // drop_future (weft_task_free_state) must leave it alone.
+    t->spawned = 1;
+    if (t->stage == Stage::Future && t->vtable->drop_future) t->vtable->drop_future(t->state_ptr());
+    t->stage = Stage::Dropped;
+    pool::free(t, t->alloc_size);
+}
+
+int task_spawn(Shared* sh, TaskHeader* t, bool with_join) {
+    t->shared = sh;
+    t->id = next_task_id();
+    t->state.init(with_join);
+    t->queue_next = nullptr;
+    t->join_waker = weft_waker{nullptr, nullptr};
+    t->result = 0;
+    t->join_taken = 0;
+    t->orphan = 0;
+    t->spawned = 1;
+    if (!sh->owned.bind(t)) {
+        task_release_unspawned(t);
+        return WEFT_ECLOSED;
+    }
+    schedule(t, false);
+    return 0;
+}
+
+// ---- join handles ---------------------------------------------------------------
+
+int join_status(const TaskHeader* t) {
+    if (!t->state.load().complete()) return WEFT_EAGAIN;
+    return t->result;
+}
+
+int join_poll(TaskHeader* t, const weft_waker* waker) {
+    Snapshot s = t->state.load();
+    if (s.complete()) return WEFT_READY;
+    if (s.join_waker()) {
+        // Published already: nothing to do if it would wake the same task.
+        if (weft_waker_will_wake(&t->join_waker, waker)) return WEFT_PENDING;
+        if (!t->state.unset_join_waker()) return WEFT_READY;  // completed first
+    }
+    // JOIN_WAKER is clear: the field is the handle's to write.
+    if (t->join_waker.vtable) t->join_waker.vtable->drop(t->join_waker.data);
+    t->join_waker = waker->vtable->clone(waker->data);
+    if (!t->state.set_join_waker()) {
+        // Completed before we published: the runtime never saw this waker.
+        weft_waker w = t->join_waker;
+        t->join_waker = weft_waker{nullptr, nullptr};
+        w.vtable->drop(w.data);
+        return WEFT_READY;
+    }
+    return WEFT_PENDING;
+}
+
+namespace {
+// A waker that unparks a thread blocked in join_wait. It has no refcount: the
+// Parker lives on the waiter's stack, and join_wait does not return until the
+// runtime has stopped using the waker (JOIN_WAKER clear, see below).
+void thread_waker_wake(const void* p) { static_cast<Parker*>(const_cast<void*>(p))->unpark(); }
+void thread_waker_drop(const void*) {}
+weft_waker thread_waker_clone(const void* p);
+const weft_waker_vtable thread_waker_vtable = {thread_waker_clone, thread_waker_wake, thread_waker_wake,
+                                               thread_waker_drop};
+weft_waker thread_waker_clone(const void* p) { return weft_waker{p, &thread_waker_vtable}; }
+
+// Waits until the runtime has handed the join waker field back (it clears
+// JOIN_WAKER right after waking it), then empties the field.
+void retract_thread_waker(TaskHeader* t) {
+    if (!t->state.unset_join_waker()) {
+        // Completed: the completer may be inside wake_by_ref on our Parker.
+        uint32_t spins = 0;
+        while (t->state.load().join_waker()) {
+            if (++spins < 64) weft_arch_cpu_relax(); else port::thread_yield();
+        }
+    }
+    t->join_waker = weft_waker{nullptr, nullptr};
+}
+}  // namespace
+
+int join_wait(TaskHeader* t, int64_t timeout_ns) {
+    if (t_worker) return WEFT_EDEADLK;
+    if (t->state.load().complete()) return 0;
+    Parker parker;
+    weft_waker w{&parker, &thread_waker_vtable};
+    uint64_t deadline = timeout_ns >= 0 ? port::monotonic_ns() + (uint64_t)timeout_ns : 0;
+    for (;;) {
+        if (join_poll(t, &w) == WEFT_READY) {
+            retract_thread_waker(t);
+            return 0;
+        }
+        int64_t left = -1;
+        if (timeout_ns >= 0) {
+            uint64_t now = port::monotonic_ns();
+            if (now >= deadline) {
+                retract_thread_waker(t);
+                return t->state.load().complete() ? 0 : WEFT_ETIMEDOUT;
+            }
+            left = (int64_t)(deadline - now);
+        }
+        parker.park(left);
+    }
+}
+
+int join_abort(TaskHeader* t) {
+    if (t->state.load().complete()) return WEFT_EALREADY;
+    if (t->state.transition_to_notified_and_cancel()) schedule(t, false);
+    return 0;
+}
+
+void join_free(TaskHeader* t) {
+    if (t->state.transition_to_join_handle_dropped() && t->join_waker.vtable) {
+        weft_waker w = t->join_waker;
+        t->join_waker = weft_waker{nullptr, nullptr};
+        w.vtable->drop(w.data);
+    }
+    drop_ref(t);
+}
+
+// ---- the calling thread --------------------------------------------------------
+
+Shared* current_runtime() { return t_worker ? t_worker->shared : nullptr; }
+TaskHeader* current_task() { return t_current; }
+
+// ---- runtime lifecycle ----------------------------------------------------------
+
+int runtime_new(uint32_t workers, const char* name, Shared** out) {
+    if (workers == 0) workers = port::cpu_count();
+    if (workers > 1024) return WEFT_EINVAL;
+    void* mem = port::alloc_aligned(sizeof(Shared), alignof(Shared));
+    if (!mem) return WEFT_ENOMEM;
+    Shared* sh = new (mem) Shared();
+    sh->nworkers = workers;
+    const char* n = name ? name : "weft";
+    uint32_t i = 0;
+    for (; n[i] && i < sizeof(sh->name) - 1; i++) sh->name[i] = n[i];
+    sh->name[i] = 0;
+    sh->sleepers = static_cast<uint32_t*>(port::alloc(sizeof(uint32_t) * workers));
+    void* wmem = port::alloc_aligned(sizeof(Worker) * workers, alignof(Worker));
+    if (!sh->sleepers || !wmem) {
+        port::free(sh->sleepers);
+        port::free(wmem);
+        sh->~Shared();
+        port::free(sh);
+        return WEFT_ENOMEM;
+    }
+    sh->workers = static_cast<Worker*>(wmem);
+    for (uint32_t k = 0; k < workers; k++) {
+        // SAFETY: wmem holds `workers` Worker-sized, Worker-aligned slots.
+        Worker* w = new (&sh->workers[k]) Worker();
+        w->shared = sh;
+        w->index = k;
+        w->rng = 0x9E3779B97F4A7C15ull * (k + 1);
+    }
+    sh->idle.init(workers, sh->sleepers);
+    for (uint32_t k = 0; k < workers; k++) {
+        char tname[16];
+        uint32_t p = 0;
+        for (; sh->name[p] && p < 9; p++) tname[p] = sh->name[p];
+        tname[p++] = '-';
+        uint32_t num = k, digits[5], nd = 0;
+        do { digits[nd++] = num % 10; num /= 10; } while (num && nd < 5);
+        while (nd) tname[p++] = (char)('0' + digits[--nd]);
+        tname[p] = 0;
+        int r = port::thread_start(&sh->workers[k].thread, worker_main, &sh->workers[k], tname);
+        if (r != 0) {
+            // Stop the ones already started, then report.
+            sh->inject.close();
+            sh->owned.close();
+            sh->shutdown.store(true, std::memory_order_release);
+            for (uint32_t j = 0; j < k; j++) sh->workers[j].parker.unpark();
+            for (uint32_t j = 0; j < k; j++) port::thread_join(&sh->workers[j].thread);
+            shared_release(sh);
+            return WEFT_EAGAIN_THREAD;
+        }
+    }
+    *out = sh;
+    return 0;
+}
+
+int runtime_free(Shared* sh) {
+    if (t_worker && t_worker->shared == sh) return WEFT_EDEADLK;
+    // Steps as numbered in scheduler.h.
+    sh->inject.close();                                   // 1
+    sh->owned.close();
+    sh->shutdown.store(true, std::memory_order_release);  // 2
+    for (uint32_t i = 0; i < sh->nworkers; i++) sh->workers[i].parker.unpark();
+    for (uint32_t i = 0; i < sh->nworkers; i++) port::thread_join(&sh->workers[i].thread);  // 3
+    TaskHeader* batch[32];                                // 4
+    for (;;) {
+        uint32_t n = sh->inject.pop_n(batch, 32);
+        if (n == 0) break;
+        for (uint32_t i = 0; i < n; i++)
+            if (batch[i]->state.ref_dec()) dealloc(batch[i]);
+    }
+    while (TaskHeader* t = sh->owned.pop_any()) {         // 5
+        // We hold the owned list's ref now. Mark the orphan before any
+        // release so a concurrent last-drop elsewhere keeps Shared alive.
+        t->orphan = 1;
+        sh->holders.fetch_add(1, std::memory_order_relaxed);
+        if (t->state.transition_to_shutdown()) {
+            cancel_task(t, 1);  // our ref stands in for the runner's
+        } else {
+            if (t->state.ref_dec()) dealloc(t);
+        }
+    }
+    shared_release(sh);                                   // 6
+    return 0;
+}
+
+}  // namespace weft::kernel

@@ -1,0 +1,136 @@
+// kernel/scheduler.h — the multi-thread work-stealing scheduler.
+//
+// Three levels of run queue per worker, looked at in this order:
+//   1. the LIFO slot: one task, owner-only. A task woken by the running task
+//      goes here and runs next, with hot caches (message passing, spawn then
+//      await). Capped: after MAX_LIFO_POLLS consecutive LIFO runs the slot's
+//      task goes to the back of the local queue, so two tasks waking each
+//      other cannot starve the rest of the queue. The slot is not stealable:
+//      a worker stuck in a long poll keeps that one task waiting (the pulse
+//      issue's handoff addresses stuck workers as a whole).
+//   2. the local queue (local_queue.h), 256 entries, stealable.
+//   3. the inject queue (inject_queue.h), shared, looked at first every
+//      INJECT_INTERVAL polls (fairness) and whenever the local queue is empty.
+// Idle workers steal half of a random victim's queue (at most half the
+// workers search at once) and then park on a futex (idle.h, parker.h).
+//
+// Threads: a Worker's fields are its own thread's, except `queue` (stealers),
+// `parker` (wakers) and the metrics (read racily by snapshots). Shared is
+// read by everyone; its mutable parts are atomics or under their own locks.
+//
+// Shutdown (weft_runtime_free), each step closing one race:
+//   1. close the inject queue and the owned-task list: no spawn or remote
+//      wake can enqueue a task after this; spawns fail with WEFT_ECLOSED and
+//      run the task's drop function.
+//   2. raise `shutdown` and unpark every worker.
+//   3. join the workers; each, on leaving its loop, releases the queue refs of
+//      the tasks in its LIFO slot and local queue. Nothing runs any more.
+//   4. release the queue refs of the tasks left in the inject queue.
+//   5. pop every task left in the owned list (every task not yet complete) and
+//      cancel it on this thread: drop_future runs exactly once, the join
+//      handle sees WEFT_ECANCELED. A task still referenced afterwards (a join
+//      handle, a waker held by foreign code) becomes an orphan and holds a
+//      reference on Shared, so a late wake never touches freed memory.
+//   6. drop the runtime handle's reference on Shared; the last holder frees it.
+#ifndef WEFT_KERNEL_SCHEDULER_H
+#define WEFT_KERNEL_SCHEDULER_H
+
+#include <atomic>
+#include <stdint.h>
+
+#include "../arch/padding.h"
+#include "../port/port.h"
+#include "idle.h"
+#include "inject_queue.h"
+#include "local_queue.h"
+#include "owned_tasks.h"
+#include "parker.h"
+#include "task.h"
+
+namespace weft::kernel {
+
+inline constexpr uint32_t LOCAL_QUEUE_CAPACITY = 256;
+inline constexpr uint32_t INJECT_INTERVAL = 61;
+inline constexpr uint32_t MAX_LIFO_POLLS = 3;
+
+// Counters written only by their worker (relaxed load + store, no RMW), read
+// racily by snapshots.
+struct WorkerMetrics {
+    std::atomic<uint64_t> polls{0};
+    std::atomic<uint64_t> steals{0};        // successful steal operations
+    std::atomic<uint64_t> stolen_tasks{0};  // tasks moved by them
+    std::atomic<uint64_t> overflows{0};     // local queue overflow batches
+    std::atomic<uint64_t> parks{0};
+    std::atomic<uint64_t> lifo_polls{0};
+    std::atomic<uint64_t> inject_pops{0};
+
+    static void bump(std::atomic<uint64_t>& c, uint64_t n = 1) {
+        c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    }
+};
+
+struct Shared;
+
+struct alignas(WEFT_CACHE_LINE) Worker {
+    LocalQueue<LOCAL_QUEUE_CAPACITY> queue;  // owner pushes/pops, others steal
+    // -- owner only --
+    Shared* shared = nullptr;
+    TaskHeader* lifo = nullptr;
+    uint32_t index = 0;
+    uint32_t tick = 0;
+    bool searching = false;
+    uint64_t rng = 0;
+    port::Thread thread;
+    // -- written by other threads --
+    alignas(WEFT_CACHE_LINE) Parker parker;
+    alignas(WEFT_CACHE_LINE) WorkerMetrics metrics;
+};
+
+struct Shared {
+    static constexpr uint64_t MAGIC = 0x7765667452554e54ull;  // "weftRUNT"
+    uint64_t magic = MAGIC;
+    uint32_t nworkers = 0;
+    Worker* workers = nullptr;  // nworkers entries, cache-line aligned
+    uint32_t* sleepers = nullptr;
+    char name[12] = {0};
+    alignas(WEFT_CACHE_LINE) InjectQueue inject;
+    alignas(WEFT_CACHE_LINE) Idle idle;
+    alignas(WEFT_CACHE_LINE) std::atomic<bool> shutdown{false};
+    // 1 for the runtime handle + 1 per orphan task (see step 5 above).
+    std::atomic<uint64_t> holders{1};
+    std::atomic<uint64_t> remote_schedules{0};
+    alignas(WEFT_CACHE_LINE) OwnedTasks owned;
+};
+
+// ---- runtime lifecycle (scheduler.cpp) ----
+int runtime_new(uint32_t workers, const char* name, Shared** out);
+int runtime_free(Shared* sh);
+
+// ---- tasks ----
+// Allocates a task with state_size bytes of state; nullptr when out of memory.
+TaskHeader* task_alloc(size_t state_size, const weft_task_vtable* vt);
+// Spawns onto sh; on failure the future is dropped and the memory freed.
+int task_spawn(Shared* sh, TaskHeader* t, bool with_join);
+// Frees a never-spawned task (drop_future runs).
+void task_release_unspawned(TaskHeader* t);
+
+// ---- wakes and scheduling ----
+void schedule(TaskHeader* t, bool is_yield);
+void wake_by_val(TaskHeader* t);
+void wake_by_ref(TaskHeader* t);
+void drop_ref(TaskHeader* t);
+
+// ---- join handles (the handle is the TaskHeader*, holding one ref) ----
+int join_poll(TaskHeader* t, const weft_waker* waker);
+int join_wait(TaskHeader* t, int64_t timeout_ns);
+int join_status(const TaskHeader* t);
+int join_abort(TaskHeader* t);
+void join_free(TaskHeader* t);
+
+// ---- the calling thread ----
+Shared* current_runtime();       // the runtime whose worker this is, or nullptr
+TaskHeader* current_task();      // the task being polled here, or nullptr
+
+}  // namespace weft::kernel
+
+#endif

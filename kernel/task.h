@@ -1,0 +1,76 @@
+// kernel/task.h — the task header that prefixes every task's single
+// allocation, and the operations on it that do not depend on a scheduler.
+//
+// Memory layout of one task (one allocation, from the worker pool):
+//
+//   [ TaskHeader (96 bytes, 16-aligned) | state: state_size bytes ]
+//
+// "state" is the caller's: a C task's poll/drop/output, or a C++ coroutine
+// frame. The header is never moved.
+//
+// Who touches what:
+//   state       any thread, atomically (task_state.h)
+//   queue_next  the thread that holds the task's NOTIFIED ref, while it sits in
+//               an inject queue (under the inject mutex)
+//   owned_*     under the owning shard's mutex (owned_tasks.h)
+//   join_waker  the join handle while JOIN_WAKER is clear; the runtime (read
+//               only) while it is set — see the JOIN_WAKER protocol in
+//               task_state.h
+//   result, stage
+//               the thread that owns RUNNING writes them before
+//               transition_to_complete (release); readers read them after
+//               observing COMPLETE (acquire)
+//   join_taken  the join handle only
+#ifndef WEFT_KERNEL_TASK_H
+#define WEFT_KERNEL_TASK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../include/weft/weft.h"
+#include "task_state.h"
+
+namespace weft::kernel {
+
+struct Shared;  // scheduler.h
+
+enum class Stage : uint8_t {
+    Future = 0,    // the future is live (never completed, not dropped)
+    Finished = 1,  // completed (ready or failed): drop_output runs at dealloc
+    Dropped = 2,   // drop_future ran: nothing left to release
+};
+
+struct alignas(16) TaskHeader {
+    TaskState state;                 // 8
+    TaskHeader* queue_next;          // 8   inject-queue link
+    const weft_task_vtable* vtable;  // 8
+    Shared* shared;                  // 8   the runtime that runs it
+    TaskHeader* owned_prev;          // 8
+    TaskHeader* owned_next;          // 8
+    weft_waker join_waker;           // 16
+    uint64_t id;
+    uint32_t alloc_size;             // bytes of the whole allocation
+    int32_t result;                  // 0, WEFT_ECANCELED or a failure code
+    uint16_t owned_shard;
+    Stage stage;
+    uint8_t join_taken;
+    uint8_t orphan;                  // runtime freed while this task was alive
+    uint8_t spawned;                 // the kernel owns the memory (set at spawn)
+
+    void* state_ptr() { return reinterpret_cast<char*>(this) + sizeof(TaskHeader); }
+    static TaskHeader* from_state(void* state) {
+        // SAFETY: every state pointer handed out by weft_task_alloc sits exactly
+        // sizeof(TaskHeader) bytes after its header, in the same allocation.
+        return reinterpret_cast<TaskHeader*>(static_cast<char*>(state) - sizeof(TaskHeader));
+    }
+};
+static_assert(sizeof(TaskHeader) % 16 == 0 && sizeof(TaskHeader) <= 128, "state stays 16-aligned");
+
+// The waker of a task: data is the TaskHeader*.
+extern const weft_waker_vtable task_waker_vtable;
+
+inline weft_waker task_waker(TaskHeader* t) { return weft_waker{t, &task_waker_vtable}; }
+
+}  // namespace weft::kernel
+
+#endif

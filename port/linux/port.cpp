@@ -1,0 +1,113 @@
+// port/linux/port.cpp — the Linux implementation of port/port.h, written
+// against libc and raw syscalls (futex has no libc wrapper).
+#include "../port.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+namespace weft::port {
+
+uint64_t monotonic_ns() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+unsigned cpu_count() {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+        int n = CPU_COUNT(&set);
+        if (n > 0) return (unsigned)n;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1u;
+}
+
+int futex_wait(std::atomic<uint32_t>* word, uint32_t expected, int64_t timeout_ns) {
+    struct timespec ts;
+    struct timespec* tsp = nullptr;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = (time_t)(timeout_ns / 1000000000);
+        ts.tv_nsec = (long)(timeout_ns % 1000000000);
+        tsp = &ts;
+    }
+    // SAFETY: std::atomic<uint32_t> is a plain 32-bit word (static_assert below),
+    // which is what FUTEX_WAIT reads atomically in the kernel.
+    long r = syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, tsp, nullptr, 0);
+    if (r == 0) return 0;
+    if (errno == EAGAIN) return 0;
+    return -errno;
+}
+static_assert(sizeof(std::atomic<uint32_t>) == 4, "futex word is 32 bits");
+
+void futex_wake(std::atomic<uint32_t>* word, int n) {
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, n, nullptr, nullptr, 0);
+}
+
+int thread_start(Thread* t, void* (*fn)(void*), void* arg, const char* name) {
+    pthread_t th;
+    int r = pthread_create(&th, nullptr, fn, arg);
+    if (r != 0) return -r;
+    if (name) {
+        char buf[16];
+        size_t n = strlen(name);
+        if (n > 15) n = 15;
+        memcpy(buf, name, n);
+        buf[n] = 0;
+        pthread_setname_np(th, buf);
+    }
+    t->handle = (unsigned long)th;
+    return 0;
+}
+
+int thread_join(Thread* t) {
+    int r = pthread_join((pthread_t)t->handle, nullptr);
+    return -r;
+}
+
+void thread_yield() { sched_yield(); }
+
+void Mutex::lock_slow(uint32_t c) {
+    // c is 1 or 2: somebody holds it. Mark it contended (2) and sleep until
+    // we take it in the contended state (we cannot know whether others wait).
+    if (c != 2) c = state_.exchange(2, std::memory_order_acquire);
+    while (c != 0) {
+        futex_wait(&state_, 2, -1);
+        c = state_.exchange(2, std::memory_order_acquire);
+    }
+}
+
+void* alloc(size_t size) { return malloc(size); }
+void* alloc_aligned(size_t size, size_t align) {
+    void* p = nullptr;
+    if (align < sizeof(void*)) align = sizeof(void*);
+    if (posix_memalign(&p, align, size) != 0) return nullptr;
+    return p;
+}
+void free(void* p) { ::free(p); }
+
+void write_stderr(const char* msg) {
+    size_t n = strlen(msg);
+    while (n > 0) {
+        ssize_t w = write(2, msg, n);
+        if (w <= 0) return;
+        msg += w;
+        n -= (size_t)w;
+    }
+}
+
+void fatal(const char* msg) {
+    write_stderr("weft: fatal: ");
+    write_stderr(msg);
+    write_stderr("\n");
+    abort();
+}
+
+}  // namespace weft::port

@@ -1,0 +1,90 @@
+// port/port.h — what the kernel needs from the operating system, and nothing
+// more: threads, futex wait/wake, a monotonic clock, the CPU count, a mutex.
+// Implemented in port/linux/. No STL, no exceptions; every call that can fail
+// returns 0 or a negative errno.
+#ifndef WEFT_PORT_PORT_H
+#define WEFT_PORT_PORT_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <atomic>
+
+namespace weft::port {
+
+// ---- clock -----------------------------------------------------------------
+// CLOCK_MONOTONIC in nanoseconds (vDSO, no syscall).
+uint64_t monotonic_ns();
+
+// ---- CPUs --------------------------------------------------------------------
+// CPUs this process may run on (sched_getaffinity), at least 1.
+unsigned cpu_count();
+
+// ---- futex -----------------------------------------------------------------
+// Sleeps while *word == expected, at most timeout_ns (negative: forever).
+// Returns 0 when woken or when the word already differed, -ETIMEDOUT, -EINTR.
+int futex_wait(std::atomic<uint32_t>* word, uint32_t expected, int64_t timeout_ns);
+// Wakes up to n threads sleeping on word.
+void futex_wake(std::atomic<uint32_t>* word, int n);
+
+// ---- threads ---------------------------------------------------------------
+struct Thread {
+    unsigned long handle = 0;  // pthread_t
+};
+// Starts fn(arg) on a new thread with the given name (<= 15 chars shown).
+int thread_start(Thread* t, void* (*fn)(void*), void* arg, const char* name);
+int thread_join(Thread* t);
+// Gives the CPU to another runnable thread (sched_yield).
+void thread_yield();
+
+// ---- mutex -----------------------------------------------------------------
+// A three-state futex mutex (Drepper, "Futexes Are Tricky", mutex3):
+// 0 unlocked, 1 locked, 2 locked with possible waiters. Uncontended lock and
+// unlock are one atomic each and never enter the kernel. Not recursive.
+class Mutex {
+public:
+    void lock() {
+        uint32_t c = 0;
+        // acquire: pairs with the release in unlock(), so the protected data
+        // written by the previous holder is visible.
+        if (state_.compare_exchange_strong(c, 1, std::memory_order_acquire, std::memory_order_relaxed))
+            return;
+        lock_slow(c);
+    }
+    bool try_lock() {
+        uint32_t c = 0;
+        return state_.compare_exchange_strong(c, 1, std::memory_order_acquire, std::memory_order_relaxed);
+    }
+    void unlock() {
+        // release: publishes the critical section to the next holder.
+        if (state_.exchange(0, std::memory_order_release) == 2) futex_wake(&state_, 1);
+    }
+
+private:
+    void lock_slow(uint32_t c);
+    std::atomic<uint32_t> state_{0};
+};
+
+class LockGuard {
+public:
+    explicit LockGuard(Mutex& m) : m_(m) { m_.lock(); }
+    ~LockGuard() { m_.unlock(); }
+    LockGuard(const LockGuard&) = delete;
+    LockGuard& operator=(const LockGuard&) = delete;
+
+private:
+    Mutex& m_;
+};
+
+// ---- memory ------------------------------------------------------------------
+void* alloc(size_t size);                 // malloc; nullptr when out of memory
+void* alloc_aligned(size_t size, size_t align);
+void free(void* p);
+
+// ---- diagnostics -----------------------------------------------------------
+// Writes a line to stderr without allocating (used only on fatal paths).
+void write_stderr(const char* msg);
+[[noreturn]] void fatal(const char* msg);
+
+}  // namespace weft::port
+
+#endif
