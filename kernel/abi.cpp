@@ -178,19 +178,23 @@ void* weft_task_alloc(size_t state_size, const weft_task_vtable* vtable) {
     return t ? t->state_ptr() : nullptr;
 }
 
-int weft_task_spawn(weft_runtime* rt, void* state, weft_join** join) {
+int weft_task_spawn_ex(weft_runtime* rt, void* state, weft_join** join, uint32_t flags) {
     if (join) *join = nullptr;
     if (!state) return WEFT_EINVAL;
     TaskHeader* t = TaskHeader::from_state(state);
     Shared* sh;
-    int r = resolve_runtime(rt, &sh);
+    int r = (flags & ~WEFT_SPAWN_FORK) ? WEFT_EINVAL : resolve_runtime(rt, &sh);
     if (r != 0) {
         task_release_unspawned(t);
         return r;
     }
-    r = task_spawn(sh, t, join != nullptr);
+    r = task_spawn(sh, t, join != nullptr, (flags & WEFT_SPAWN_FORK) != 0);
     if (r == 0 && join) *join = reinterpret_cast<weft_join*>(t);
     return r;
+}
+
+int weft_task_spawn(weft_runtime* rt, void* state, weft_join** join) {
+    return weft_task_spawn_ex(rt, state, join, 0);
 }
 
 void weft_task_release_unspawned(void* state) {

@@ -1,14 +1,34 @@
 // kernel/owned_tasks.h — every live (not yet completed) task of a runtime, so
 // that shutdown can find and drop the suspended ones.
 //
-// Sharded: SHARDS intrusive doubly linked lists, each under its own mutex on
-// its own cache line; a task lives in shard (id % SHARDS). A task is linked at
-// spawn (holding the list's reference) and unlinked when it completes.
-// Closing (shutdown step 1) happens under every shard's lock, so after it no
-// spawn can link a task; spawn checks `closed` under the same lock.
+// A task is linked at spawn (the link holds the list's reference) and
+// unlinked after it completes. Where it is linked depends on who spawned it:
+//
+//   * spawned on worker W of this runtime: W's own list, touched only by W
+//     (plain pointers, no atomics). If the task completes on W, W unlinks it
+//     at once. If it completes elsewhere (it was stolen), the completing
+//     thread pushes it onto W's `done` stack (lock-free, one CAS) and W
+//     unlinks it later (reap(), before parking and every INJECT_INTERVAL
+//     polls). Until then the list's reference keeps the task's memory alive.
+//   * spawned by any other thread: in no list yet (OWNED_UNBOUND). Such a
+//     task sits in the inject queue; the worker that first runs it links it
+//     into its own list. So a remote spawn costs no lock beyond the inject
+//     queue's, and completion never takes a lock. At shutdown an unbound task
+//     can only be in a run queue, where the drain cancels it.
+//
+// Closing (shutdown step 1): the inject queue refuses remote spawns under
+// its lock; a worker checks `owned_closed` before linking. A worker may still
+// link a task after close if it read the flag just before; that is harmless:
+// the lists are walked only after every worker has been joined (step 5), and
+// that walk sees everything the workers linked (thread join orders it).
+//
+// Memory orderings: the `done` stack push is a release CAS, reap's exchange
+// is acquire, so the owner sees the completer's writes (result, stage) before
+// it releases the reference that may free the task.
 #ifndef WEFT_KERNEL_OWNED_TASKS_H
 #define WEFT_KERNEL_OWNED_TASKS_H
 
+#include <atomic>
 #include <stdint.h>
 
 #include "../arch/padding.h"
@@ -17,63 +37,54 @@
 
 namespace weft::kernel {
 
-class OwnedTasks {
-public:
-    static constexpr uint32_t SHARDS = 64;
+inline constexpr uint16_t OWNED_UNBOUND = 0xFFFF;   // spawned remotely, not run yet
+inline constexpr uint16_t OWNED_UNLINKED = 0xFFFE;  // unlinked after completion
 
-    // Returns false when closed (the task is not linked).
-    bool bind(TaskHeader* t) {
-        Shard& s = *shards_[t->owned_shard = (uint16_t)(t->id % SHARDS)];
-        port::LockGuard g(s.mu);
-        if (s.closed) return false;
+// One intrusive doubly linked list (owned_prev / owned_next).
+struct OwnedList {
+    TaskHeader* head = nullptr;
+
+    void push(TaskHeader* t) {
         t->owned_prev = nullptr;
-        t->owned_next = s.head;
-        if (s.head) s.head->owned_prev = t;
-        s.head = t;
-        return true;
+        t->owned_next = head;
+        if (head) head->owned_prev = t;
+        head = t;
     }
-
-    // Unlinks t if it is linked. Returns whether it was (and so whether the
-    // caller now holds the list's reference).
-    bool remove(TaskHeader* t) {
-        Shard& s = *shards_[t->owned_shard];
-        port::LockGuard g(s.mu);
-        if (!t->owned_prev && s.head != t) return false;
-        if (t->owned_prev) t->owned_prev->owned_next = t->owned_next; else s.head = t->owned_next;
+    void unlink(TaskHeader* t) {
+        if (t->owned_prev) t->owned_prev->owned_next = t->owned_next; else head = t->owned_next;
         if (t->owned_next) t->owned_next->owned_prev = t->owned_prev;
         t->owned_prev = t->owned_next = nullptr;
-        return true;
     }
+    TaskHeader* pop() {
+        TaskHeader* t = head;
+        if (t) unlink(t);
+        return t;
+    }
+};
 
-    void close() {
-        for (uint32_t i = 0; i < SHARDS; i++) {
-            port::LockGuard g(shards_[i]->mu);
-            shards_[i]->closed = true;
+// A worker's part: the list (owner only) and the stack of its tasks that
+// completed on other threads (pushed by anyone, drained by the owner).
+struct WorkerOwned {
+    OwnedList list;                                                // owner only
+    alignas(WEFT_CACHE_LINE) std::atomic<TaskHeader*> done{nullptr};  // MPSC stack via owned_done_next
+
+    void push_done(TaskHeader* t) {
+        TaskHeader* head = done.load(std::memory_order_relaxed);
+        do {
+            t->owned_done_next = head;
+        } while (!done.compare_exchange_weak(head, t, std::memory_order_release, std::memory_order_relaxed));
+    }
+    // Owner only: unlinks every task completed elsewhere; returns them as a
+    // list through owned_done_next (the caller releases their references).
+    TaskHeader* take_done() {
+        if (!done.load(std::memory_order_relaxed)) return nullptr;
+        TaskHeader* l = done.exchange(nullptr, std::memory_order_acquire);
+        for (TaskHeader* t = l; t; t = t->owned_done_next) {
+            list.unlink(t);
+            t->owned_shard = OWNED_UNLINKED;
         }
+        return l;
     }
-
-    // Unlinks and returns one task, or nullptr when all shards are empty.
-    TaskHeader* pop_any() {
-        for (uint32_t i = 0; i < SHARDS; i++) {
-            Shard& s = *shards_[i];
-            port::LockGuard g(s.mu);
-            TaskHeader* t = s.head;
-            if (!t) continue;
-            s.head = t->owned_next;
-            if (s.head) s.head->owned_prev = nullptr;
-            t->owned_prev = t->owned_next = nullptr;
-            return t;
-        }
-        return nullptr;
-    }
-
-private:
-    struct Shard {
-        port::Mutex mu;
-        TaskHeader* head = nullptr;  // guarded by mu
-        bool closed = false;         // guarded by mu
-    };
-    arch::CachePadded<Shard> shards_[SHARDS];
 };
 
 }  // namespace weft::kernel

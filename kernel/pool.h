@@ -19,11 +19,57 @@ namespace weft::kernel::pool {
 inline constexpr size_t GRANULE = 64;
 inline constexpr size_t MAX_POOLED = 4096;
 inline constexpr uint32_t MAX_CACHED_PER_CLASS = 1024;
+inline constexpr uint32_t CLASSES = MAX_POOLED / GRANULE;
+
+struct FreeBlock {
+    FreeBlock* next;
+};
+
+struct Cache {
+    FreeBlock* head[CLASSES];
+    uint32_t count[CLASSES];
+};
+
+// This thread's cache, or nullptr (not a worker). initial-exec: no
+// __tls_get_addr on the spawn path.
+extern __attribute__((tls_model("initial-exec"))) thread_local Cache* t_cache;
+
+inline uint32_t class_of(size_t size) { return (uint32_t)((size + GRANULE - 1) / GRANULE) - 1; }
+
+void* alloc_slow(size_t size);
+void free_slow(void* p, size_t size);
 
 // Allocates size bytes (16-byte aligned). nullptr when out of memory.
-void* alloc(size_t size);
+inline void* alloc(size_t size) {
+    Cache* c = t_cache;
+    if (c && size - 1 < MAX_POOLED) {
+        uint32_t k = class_of(size);
+        if (FreeBlock* b = c->head[k]) {
+            c->head[k] = b->next;
+            c->count[k]--;
+            return b;
+        }
+    }
+    return alloc_slow(size);
+}
+
 // Frees a block from alloc() with the same size.
-void free(void* p, size_t size);
+inline void free(void* p, size_t size) {
+    Cache* c = t_cache;
+    if (c && p && size - 1 < MAX_POOLED) {
+        uint32_t k = class_of(size);
+        if (c->count[k] < MAX_CACHED_PER_CLASS) {
+            // SAFETY: p is a dead block of at least GRANULE bytes; its first
+            // word becomes the free-list link.
+            FreeBlock* b = static_cast<FreeBlock*>(p);
+            b->next = c->head[k];
+            c->head[k] = b;
+            c->count[k]++;
+            return;
+        }
+    }
+    free_slow(p, size);
+}
 
 // Gives the calling thread a cache (workers call this at start) / releases it.
 void thread_init();

@@ -7,12 +7,15 @@
 #include "pool.h"
 
 namespace weft::kernel {
+
+__attribute__((tls_model("initial-exec"))) thread_local Worker* t_worker = nullptr;
+
 namespace {
 
-// The worker running on this thread, if any, and the task it is polling.
-// initial-exec TLS: one instruction to reach, no __tls_get_addr.
-__attribute__((tls_model("initial-exec"))) thread_local Worker* t_worker = nullptr;
+// The task being polled on this thread (t_worker: scheduler.h).
 __attribute__((tls_model("initial-exec"))) thread_local TaskHeader* t_current = nullptr;
+// Set when the task being polled wakes itself (see run_task).
+__attribute__((tls_model("initial-exec"))) thread_local bool t_self_woken = false;
 // Task ids come from a global counter in blocks, so a spawn does no shared RMW.
 __attribute__((tls_model("initial-exec"))) thread_local uint64_t t_id_next = 0;
 __attribute__((tls_model("initial-exec"))) thread_local uint64_t t_id_end = 0;
@@ -52,6 +55,8 @@ struct InjectSink {
 
 // ---- idle / notify ----------------------------------------------------------
 
+// After publishing a task that only a parked worker could run (inject
+// queue): wakes one if nobody is searching. Required for liveness.
 void notify_parked(Shared* sh) {
     // The pusher's half of the no-lost-wake-up protocol (idle.h): the task is
     // published; this full fence orders that before reading the idle state.
@@ -61,10 +66,52 @@ void notify_parked(Shared* sh) {
     if (w >= 0) sh->workers[w].parker.unpark();
 }
 
+// After pushing onto this worker's own queue: only for parallelism, since
+// this worker runs its queue itself. So no fence: a stale read of the idle
+// state at worst leaves a sleeper asleep while this worker does the work.
+void notify_parked_local(Shared* sh) {
+    if (sh->idle.num_searching() != 0 || sh->idle.num_unparked() >= sh->nworkers) return;
+    int w = sh->idle.worker_to_notify();
+    if (w >= 0) sh->workers[w].parker.unpark();
+}
+
 bool work_pending(Shared* sh) {
     for (uint32_t i = 0; i < sh->nworkers; i++)
         if (sh->workers[i].queue.has_stealable()) return true;
     return !sh->inject.is_empty();
+}
+
+// ---- owned-task lists (owned_tasks.h) -----------------------------------------
+
+// A task completed on this thread. Returns true when the caller releases
+// the list's reference now (the task was unlinked here, or never linked);
+// false when it is in no list any more, or its owner will unlink it later
+// (reap) and release the reference then.
+bool owned_remove(Shared* sh, TaskHeader* t) {
+    uint16_t shard = t->owned_shard;
+    if (shard == OWNED_UNLINKED) return false;
+    if (shard == OWNED_UNBOUND) {
+        t->owned_shard = OWNED_UNLINKED;
+        return true;
+    }
+    Worker* w = t_worker;
+    if (w && w->shared == sh && w->index == shard) {
+        w->owned.list.unlink(t);
+        t->owned_shard = OWNED_UNLINKED;
+        return true;
+    }
+    sh->workers[shard].owned.push_done(t);
+    return false;
+}
+
+// Owner only: releases the tasks that completed on other threads.
+void reap(Worker* w) {
+    TaskHeader* t = w->owned.take_done();
+    while (t) {
+        TaskHeader* next = t->owned_done_next;
+        if (t->state.ref_dec()) dealloc(t);
+        t = next;
+    }
 }
 
 // ---- completion ---------------------------------------------------------------
@@ -92,8 +139,10 @@ void dealloc(TaskHeader* t) {
 // wakes the join handle, releases the runner's ref and (if still linked) the
 // owned list's ref.
 void complete(TaskHeader* t, uint32_t runner_refs) {
-    Snapshot s = t->state.transition_to_complete();
-    if (s.join_interest() && s.join_waker()) {
+    // Unlinking first is fine: only a joined-workers shutdown walks the lists.
+    uint32_t refs = runner_refs + (owned_remove(t->shared, t) ? 1 : 0);
+    TaskState::Completed c = t->state.transition_to_complete(refs);
+    if (c.kept_ref) {
         // JOIN_WAKER set: the field is ours to read until we clear the bit.
         t->join_waker.vtable->wake_by_ref(t->join_waker.data);
         Snapshot after = t->state.unset_join_waker_after_complete();
@@ -103,9 +152,10 @@ void complete(TaskHeader* t, uint32_t runner_refs) {
             t->join_waker = weft_waker{nullptr, nullptr};
             w.vtable->drop(w.data);
         }
+        if (t->state.ref_dec()) dealloc(t);
+    } else if (c.dealloc) {
+        dealloc(t);
     }
-    uint32_t refs = runner_refs + (t->shared->owned.remove(t) ? 1 : 0);
-    if (refs && t->state.ref_dec(refs)) dealloc(t);
 }
 
 // Drops the future of a task whose RUNNING bit the caller owns, and completes
@@ -124,7 +174,24 @@ void cancel_task(TaskHeader* t, uint32_t runner_refs) {
 
 // ---- running ------------------------------------------------------------------
 
+void schedule_local(Worker* w, TaskHeader* t, bool is_yield);
+
 void run_task(Worker* w, TaskHeader* t) {
+    if (t->owned_shard == OWNED_UNBOUND) {
+        // Spawned from outside the workers: this worker owns it from now on.
+        t->owned_shard = (uint16_t)w->index;
+        w->owned.list.push(t);
+    }
+    if (t->resume_running) {
+        // Re-queued while still RUNNING (it woke itself): we own the future
+        // already. Honour a cancellation that arrived meanwhile.
+        t->resume_running = 0;
+        if (t->state.load().cancelled()) {
+            cancel_task(t, 1);
+            return;
+        }
+        goto poll;
+    }
     switch (t->state.transition_to_running()) {
     case ToRunning::Success:
         break;
@@ -137,12 +204,24 @@ void run_task(Worker* w, TaskHeader* t) {
         dealloc(t);
         return;
     }
+poll:
     WorkerMetrics::bump(w->metrics.polls);
     weft_context cx{task_waker(t)};
     t_current = t;
+    t_self_woken = false;
     int r = t->vtable->poll(t->state_ptr(), &cx);
     t_current = nullptr;
     if (r == WEFT_PENDING) {
+        if (t_self_woken) {
+            // It woke itself (a yield): back of the queue, still RUNNING and
+            // holding the runner's ref. Saves the wake, idle and running
+            // transitions (three atomic RMWs). A wake from elsewhere during
+            // the poll set NOTIFIED; the next poll that returns Pending
+            // re-queues it once more, which is harmless.
+            t->resume_running = 1;
+            schedule_local(w, t, true);
+            return;
+        }
         switch (t->state.transition_to_idle()) {
         case ToIdle::Ok:
             return;
@@ -182,13 +261,38 @@ TaskHeader* pull_from_inject(Worker* w) {
     return batch[0];
 }
 
+// Moves the oldest fork-stack task to the (empty) local queue, where idle
+// workers can steal it.
+__attribute__((noinline)) void expose_fork_slow(Worker* w) {
+    TaskHeader* t = w->fork[w->fork_bottom++ % FORK_STACK_CAPACITY];
+    InjectSink sink{w->shared};
+    w->queue.push_back(t, sink);
+    WorkerMetrics::bump(w->metrics.fork_exposed);
+    notify_parked_local(w->shared);
+}
+
+inline void expose_fork(Worker* w) {
+    if (w->fork_top - w->fork_bottom >= 2 && w->queue.is_empty()) expose_fork_slow(w);
+}
+
+TaskHeader* fork_pop(Worker* w) {
+    if (w->fork_top == w->fork_bottom) return nullptr;
+    return w->fork[--w->fork_top % FORK_STACK_CAPACITY];
+}
+
 TaskHeader* next_task(Worker* w) {
     w->tick++;
     if (w->tick % INJECT_INTERVAL == 0) {
+        reap(w);
         if (TaskHeader* t = w->shared->inject.pop()) {
             WorkerMetrics::bump(w->metrics.inject_pops);
             return t;
         }
+        if (TaskHeader* t = w->queue.pop()) return t;
+    }
+    if (TaskHeader* t = fork_pop(w)) {
+        expose_fork(w);
+        return t;
     }
     if (TaskHeader* t = w->queue.pop()) return t;
     return pull_from_inject(w);
@@ -239,7 +343,7 @@ void run_with_lifo(Worker* w, TaskHeader* t) {
             // Cap reached (see scheduler.h): to the back of the queue.
             InjectSink sink{w->shared};
             if (w->queue.push_back(next, sink)) WorkerMetrics::bump(w->metrics.overflows);
-            notify_parked(w->shared);
+            notify_parked_local(w->shared);
             break;
         }
         WorkerMetrics::bump(w->metrics.lifo_polls);
@@ -249,7 +353,8 @@ void run_with_lifo(Worker* w, TaskHeader* t) {
 
 void park(Worker* w) {
     Shared* sh = w->shared;
-    if (w->lifo || !w->queue.is_empty()) return;
+    reap(w);
+    if (w->lifo || w->fork_top != w->fork_bottom || !w->queue.is_empty()) return;
     bool last_searcher = sh->idle.to_parked(w->index, w->searching);
     w->searching = false;
     // The parker's half of the no-lost-wake-up protocol (idle.h).
@@ -271,15 +376,39 @@ void park(Worker* w) {
     }
 }
 
+// Shutdown: cancels a task whose future this thread owns, marking it an
+// orphan first (scheduler.h, step 5) since handles or wakers may outlive Shared.
+void shutdown_cancel(TaskHeader* t) {
+    t->orphan = 1;
+    t->shared->holders.fetch_add(1, std::memory_order_relaxed);
+    cancel_task(t, 1);
+}
+
+// Shutdown steps 3 and 4: a run-queue entry that will never run. A task that
+// owns RUNNING (re-queued after a self-wake) or that no owned list knows
+// (spawned remotely, never run) is cancelled here; for any other, dropping
+// the entry's ref is enough: step 5 finds it in its owner's list.
+void drop_queue_entry(TaskHeader* t) {
+    if (t->resume_running) {
+        t->resume_running = 0;
+        shutdown_cancel(t);
+        return;
+    }
+    if (t->owned_shard == OWNED_UNBOUND && t->state.transition_to_shutdown()) {
+        shutdown_cancel(t);
+        return;
+    }
+    if (t->state.ref_dec()) dealloc(t);
+}
+
 void drain_worker(Worker* w) {
-    // Shutdown step 3: release queue refs; step 5 cancels the futures.
     if (w->lifo) {
         TaskHeader* t = w->lifo;
         w->lifo = nullptr;
-        if (t->state.ref_dec()) dealloc(t);
+        drop_queue_entry(t);
     }
-    while (TaskHeader* t = w->queue.pop())
-        if (t->state.ref_dec()) dealloc(t);
+    while (TaskHeader* t = fork_pop(w)) drop_queue_entry(t);
+    while (TaskHeader* t = w->queue.pop()) drop_queue_entry(t);
 }
 
 void* worker_main(void* arg) {
@@ -322,7 +451,7 @@ void schedule_local(Worker* w, TaskHeader* t, bool is_yield) {
         t = prev;
     }
     if (w->queue.push_back(t, sink)) WorkerMetrics::bump(w->metrics.overflows);
-    notify_parked(w->shared);
+    notify_parked_local(w->shared);
 }
 
 }  // namespace
@@ -357,6 +486,12 @@ void schedule(TaskHeader* t, bool is_yield) {
 }
 
 void wake_by_val(TaskHeader* t) {
+    if (t == t_current) {
+        // A task waking itself during its poll: see run_task.
+        t_self_woken = true;
+        drop_ref(t);  // never the last: the runner holds one
+        return;
+    }
     switch (t->state.transition_to_notified_by_val()) {
     case ToNotified::Submit:
         schedule(t, false);
@@ -370,6 +505,10 @@ void wake_by_val(TaskHeader* t) {
 }
 
 void wake_by_ref(TaskHeader* t) {
+    if (t == t_current) {
+        t_self_woken = true;  // see run_task
+        return;
+    }
     if (t->state.transition_to_notified_by_ref() == ToNotified::Submit) schedule(t, false);
 }
 
@@ -385,11 +524,19 @@ TaskHeader* task_alloc(size_t state_size, const weft_task_vtable* vt) {
     void* mem = pool::alloc(total);
     if (!mem) return nullptr;
     // SAFETY: mem is a fresh block of `total` bytes, 16-aligned (malloc), large
-    // enough for the header followed by the state.
-    TaskHeader* t = new (mem) TaskHeader();
+    // enough for the header followed by the state. Default-initialised (no
+    // zeroing of the whole header): the fields read before spawn are set
+    // here, the rest by task_spawn.
+    TaskHeader* t = new (mem) TaskHeader;
     t->vtable = vt;
     t->alloc_size = (uint32_t)total;
+    t->join_waker = weft_waker{nullptr, nullptr};
+    t->result = 0;
     t->stage = Stage::Future;
+    t->join_taken = 0;
+    t->orphan = 0;
+    t->spawned = 0;
+    t->resume_running = 0;
     return t;
 }
 
@@ -402,21 +549,34 @@ void task_release_unspawned(TaskHeader* t) {
     pool::free(t, t->alloc_size);
 }
 
-int task_spawn(Shared* sh, TaskHeader* t, bool with_join) {
+int task_spawn(Shared* sh, TaskHeader* t, bool with_join, bool fork) {
     t->shared = sh;
     t->id = next_task_id();
     t->state.init(with_join);
-    t->queue_next = nullptr;
-    t->join_waker = weft_waker{nullptr, nullptr};
-    t->result = 0;
-    t->join_taken = 0;
-    t->orphan = 0;
     t->spawned = 1;
-    if (!sh->owned.bind(t)) {
+    Worker* w = t_worker;
+    if (w && w->shared == sh) {
+        if (sh->owned_closed.load(std::memory_order_acquire)) {
+            task_release_unspawned(t);
+            return WEFT_ECLOSED;
+        }
+        t->owned_shard = (uint16_t)w->index;
+        w->owned.list.push(t);
+        if (fork && w->fork_top - w->fork_bottom < FORK_STACK_CAPACITY) {
+            w->fork[w->fork_top++ % FORK_STACK_CAPACITY] = t;
+            expose_fork(w);
+        } else {
+            schedule_local(w, t, false);
+        }
+        return 0;
+    }
+    // From outside: unbound until a worker runs it (owned_tasks.h).
+    t->owned_shard = OWNED_UNBOUND;
+    if (!sh->inject.push(t)) {
         task_release_unspawned(t);
         return WEFT_ECLOSED;
     }
-    schedule(t, false);
+    notify_parked(sh);
     return 0;
 }
 
@@ -504,6 +664,13 @@ int join_abort(TaskHeader* t) {
 }
 
 void join_free(TaskHeader* t) {
+    if (!t->state.load().join_waker() && !t->join_waker.vtable) {
+        // Nothing published and nothing to drop (detach right after spawn,
+        // or after the result was taken and the waker retracted): clear
+        // JOIN_INTEREST and drop the handle's ref in one step.
+        if (t->state.transition_to_join_handle_dropped_and_unref()) dealloc(t);
+        return;
+    }
     if (t->state.transition_to_join_handle_dropped() && t->join_waker.vtable) {
         weft_waker w = t->join_waker;
         t->join_waker = weft_waker{nullptr, nullptr};
@@ -514,10 +681,16 @@ void join_free(TaskHeader* t) {
 
 // ---- the calling thread --------------------------------------------------------
 
-Shared* current_runtime() { return t_worker ? t_worker->shared : nullptr; }
 TaskHeader* current_task() { return t_current; }
 
 // ---- runtime lifecycle ----------------------------------------------------------
+
+namespace {
+void close_owned(Shared* sh) {
+    sh->inject.close();
+    sh->owned_closed.store(true, std::memory_order_release);
+}
+}  // namespace
 
 int runtime_new(uint32_t workers, const char* name, Shared** out) {
     if (workers == 0) workers = port::cpu_count();
@@ -560,8 +733,7 @@ int runtime_new(uint32_t workers, const char* name, Shared** out) {
         int r = port::thread_start(&sh->workers[k].thread, worker_main, &sh->workers[k], tname);
         if (r != 0) {
             // Stop the ones already started, then report.
-            sh->inject.close();
-            sh->owned.close();
+            close_owned(sh);
             sh->shutdown.store(true, std::memory_order_release);
             for (uint32_t j = 0; j < k; j++) sh->workers[j].parker.unpark();
             for (uint32_t j = 0; j < k; j++) port::thread_join(&sh->workers[j].thread);
@@ -576,8 +748,7 @@ int runtime_new(uint32_t workers, const char* name, Shared** out) {
 int runtime_free(Shared* sh) {
     if (t_worker && t_worker->shared == sh) return WEFT_EDEADLK;
     // Steps as numbered in scheduler.h.
-    sh->inject.close();                                   // 1
-    sh->owned.close();
+    close_owned(sh);                                      // 1
     sh->shutdown.store(true, std::memory_order_release);  // 2
     for (uint32_t i = 0; i < sh->nworkers; i++) sh->workers[i].parker.unpark();
     for (uint32_t i = 0; i < sh->nworkers; i++) port::thread_join(&sh->workers[i].thread);  // 3
@@ -585,18 +756,30 @@ int runtime_free(Shared* sh) {
     for (;;) {
         uint32_t n = sh->inject.pop_n(batch, 32);
         if (n == 0) break;
-        for (uint32_t i = 0; i < n; i++)
-            if (batch[i]->state.ref_dec()) dealloc(batch[i]);
+        for (uint32_t i = 0; i < n; i++) drop_queue_entry(batch[i]);
     }
-    while (TaskHeader* t = sh->owned.pop_any()) {         // 5
-        // We hold the owned list's ref now. Mark the orphan before any
-        // release so a concurrent last-drop elsewhere keeps Shared alive.
-        t->orphan = 1;
-        sh->holders.fetch_add(1, std::memory_order_relaxed);
-        if (t->state.transition_to_shutdown()) {
-            cancel_task(t, 1);  // our ref stands in for the runner's
-        } else {
+    // 5. Workers are joined: their lists are ours now. First release the
+    // tasks that completed on a thread other than their owner.
+    for (uint32_t i = 0; i < sh->nworkers; i++) {
+        TaskHeader* t = sh->workers[i].owned.take_done();
+        while (t) {
+            TaskHeader* next = t->owned_done_next;
             if (t->state.ref_dec()) dealloc(t);
+            t = next;
+        }
+    }
+    for (uint32_t i = 0; i < sh->nworkers; i++) {
+        while (TaskHeader* t = sh->workers[i].owned.list.pop()) {
+            t->owned_shard = OWNED_UNLINKED;
+            // We hold the list's ref now. Mark the orphan before any release
+            // so that whoever drops the last ref keeps Shared alive until then.
+            t->orphan = 1;
+            sh->holders.fetch_add(1, std::memory_order_relaxed);
+            if (t->state.transition_to_shutdown()) {
+                cancel_task(t, 1);  // the list's ref stands in for the runner's
+            } else {
+                if (t->state.ref_dec()) dealloc(t);
+            }
         }
     }
     shared_release(sh);                                   // 6

@@ -11,6 +11,17 @@
 //   2. the local queue (local_queue.h), 256 entries, stealable.
 //   3. the inject queue (inject_queue.h), shared, looked at first every
 //      INJECT_INTERVAL polls (fairness) and whenever the local queue is empty.
+// Beside them, the fork stack: children spawned by a fork-join batch
+// (WEFT_SPAWN_FORK, weft::ForkJoin) go onto a private, owner-only stack that
+// is run newest-first, right after the LIFO slot and before the local queue.
+// A divide-and-conquer tree then runs depth-first, keeping only depth x
+// fan-out tasks alive (the FIFO local queue alone would expand it
+// breadth-first: for skynet, a million live tasks and constant overflow).
+// Load balance: whenever the local queue is empty and the stack holds two or
+// more tasks, the *oldest* (the largest remaining subtree) moves to the local
+// queue, where idle workers can steal it. Fairness: every INJECT_INTERVAL
+// polls the inject queue and then the local queue are served first, so a
+// large tree cannot starve other tasks.
 // Idle workers steal half of a random victim's queue (at most half the
 // workers search at once) and then park on a futex (idle.h, parker.h).
 //
@@ -52,6 +63,7 @@ namespace weft::kernel {
 inline constexpr uint32_t LOCAL_QUEUE_CAPACITY = 256;
 inline constexpr uint32_t INJECT_INTERVAL = 61;
 inline constexpr uint32_t MAX_LIFO_POLLS = 3;
+inline constexpr uint32_t FORK_STACK_CAPACITY = 256;
 
 // Counters written only by their worker (relaxed load + store, no RMW), read
 // racily by snapshots.
@@ -63,6 +75,7 @@ struct WorkerMetrics {
     std::atomic<uint64_t> parks{0};
     std::atomic<uint64_t> lifo_polls{0};
     std::atomic<uint64_t> inject_pops{0};
+    std::atomic<uint64_t> fork_exposed{0};  // fork-stack tasks moved to the queue
 
     static void bump(std::atomic<uint64_t>& c, uint64_t n = 1) {
         c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -81,6 +94,12 @@ struct alignas(WEFT_CACHE_LINE) Worker {
     bool searching = false;
     uint64_t rng = 0;
     port::Thread thread;
+    // The fork stack (see above): a ring, pushed and popped at fork_top,
+    // exposed to stealers from fork_bottom. Owner only.
+    uint32_t fork_bottom = 0;
+    uint32_t fork_top = 0;
+    TaskHeader* fork[FORK_STACK_CAPACITY];
+    WorkerOwned owned;  // list: owner only; done stack: any thread pushes
     // -- written by other threads --
     alignas(WEFT_CACHE_LINE) Parker parker;
     alignas(WEFT_CACHE_LINE) WorkerMetrics metrics;
@@ -99,7 +118,8 @@ struct Shared {
     // 1 for the runtime handle + 1 per orphan task (see step 5 above).
     std::atomic<uint64_t> holders{1};
     std::atomic<uint64_t> remote_schedules{0};
-    alignas(WEFT_CACHE_LINE) OwnedTasks owned;
+    // Raised at shutdown step 1: workers link no more tasks (owned_tasks.h).
+    alignas(WEFT_CACHE_LINE) std::atomic<bool> owned_closed{false};
 };
 
 // ---- runtime lifecycle (scheduler.cpp) ----
@@ -110,7 +130,8 @@ int runtime_free(Shared* sh);
 // Allocates a task with state_size bytes of state; nullptr when out of memory.
 TaskHeader* task_alloc(size_t state_size, const weft_task_vtable* vt);
 // Spawns onto sh; on failure the future is dropped and the memory freed.
-int task_spawn(Shared* sh, TaskHeader* t, bool with_join);
+// fork: a fork-join child of the calling task (WEFT_SPAWN_FORK).
+int task_spawn(Shared* sh, TaskHeader* t, bool with_join, bool fork = false);
 // Frees a never-spawned task (drop_future runs).
 void task_release_unspawned(TaskHeader* t);
 
@@ -128,8 +149,13 @@ int join_abort(TaskHeader* t);
 void join_free(TaskHeader* t);
 
 // ---- the calling thread ----
-Shared* current_runtime();       // the runtime whose worker this is, or nullptr
-TaskHeader* current_task();      // the task being polled here, or nullptr
+// The worker running on this thread, if any. initial-exec TLS: one
+// instruction to reach, no __tls_get_addr (a few bytes of the static TLS
+// surplus glibc keeps for dlopen()ed libraries).
+extern __attribute__((tls_model("initial-exec"))) thread_local Worker* t_worker;
+// The runtime whose worker this is, or nullptr.
+inline Shared* current_runtime() { return t_worker ? t_worker->shared : nullptr; }
+TaskHeader* current_task();  // the task being polled here, or nullptr
 
 }  // namespace weft::kernel
 

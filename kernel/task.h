@@ -3,7 +3,7 @@
 //
 // Memory layout of one task (one allocation, from the worker pool):
 //
-//   [ TaskHeader (96 bytes, 16-aligned) | state: state_size bytes ]
+//   [ TaskHeader (112 bytes, 16-aligned) | state: state_size bytes ]
 //
 // "state" is the caller's: a C task's poll/drop/output, or a C++ coroutine
 // frame. The header is never moved.
@@ -12,7 +12,7 @@
 //   state       any thread, atomically (task_state.h)
 //   queue_next  the thread that holds the task's NOTIFIED ref, while it sits in
 //               an inject queue (under the inject mutex)
-//   owned_*     under the owning shard's mutex (owned_tasks.h)
+//   owned_*     the owning worker, or the remote list's mutex (owned_tasks.h)
 //   join_waker  the join handle while JOIN_WAKER is clear; the runtime (read
 //               only) while it is set — see the JOIN_WAKER protocol in
 //               task_state.h
@@ -21,6 +21,9 @@
 //               transition_to_complete (release); readers read them after
 //               observing COMPLETE (acquire)
 //   join_taken  the join handle only
+//   resume_running
+//               written by the runner before it queues the task, read by the
+//               next runner after it dequeued it (the queue orders the two)
 #ifndef WEFT_KERNEL_TASK_H
 #define WEFT_KERNEL_TASK_H
 
@@ -47,6 +50,7 @@ struct alignas(16) TaskHeader {
     Shared* shared;                  // 8   the runtime that runs it
     TaskHeader* owned_prev;          // 8
     TaskHeader* owned_next;          // 8
+    TaskHeader* owned_done_next;     // 8   owner's done stack (owned_tasks.h)
     weft_waker join_waker;           // 16
     uint64_t id;
     uint32_t alloc_size;             // bytes of the whole allocation
@@ -56,6 +60,7 @@ struct alignas(16) TaskHeader {
     uint8_t join_taken;
     uint8_t orphan;                  // runtime freed while this task was alive
     uint8_t spawned;                 // the kernel owns the memory (set at spawn)
+    uint8_t resume_running;          // queued while still RUNNING (self-wake; see run_task)
 
     void* state_ptr() { return reinterpret_cast<char*>(this) + sizeof(TaskHeader); }
     static TaskHeader* from_state(void* state) {

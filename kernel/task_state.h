@@ -130,11 +130,28 @@ public:
         return out;
     }
 
-    // The future finished (or was dropped): RUNNING -> COMPLETE. Returns the
-    // state after the change.
-    Snapshot transition_to_complete() {
-        uint64_t prev = word_.fetch_xor(Snapshot::RUNNING | Snapshot::COMPLETE, std::memory_order_acq_rel);
-        return {prev ^ (Snapshot::RUNNING | Snapshot::COMPLETE)};
+    // The future finished (or was dropped): RUNNING -> COMPLETE, and the
+    // caller's `release` references dropped in the same atomic step, except
+    // that one is kept when the join waker must still be woken (JOIN_INTEREST
+    // and JOIN_WAKER set): the caller wakes it, calls
+    // unset_join_waker_after_complete, and then drops that last ref.
+    struct Completed {
+        Snapshot after;
+        bool kept_ref;  // the caller still holds one reference
+        bool dealloc;   // the last reference is gone: the caller frees the task
+    };
+    Completed transition_to_complete(uint32_t release) {
+        Completed out{};
+        fetch_update([&](Snapshot& s) {
+            s.unset(Snapshot::RUNNING);
+            s.set(Snapshot::COMPLETE);
+            out.kept_ref = s.join_interest() && s.join_waker();
+            s.bits -= (uint64_t)(release - (out.kept_ref ? 1 : 0)) * Snapshot::REF_ONE;
+            out.dealloc = s.refs() == 0;
+            out.after = s;
+            return true;
+        });
+        return out;
     }
 
     // A waker consumed by wake(): its ref is transferred to the queue entry
@@ -228,6 +245,21 @@ public:
             return true;
         });
         return drop_waker;
+    }
+
+    // join_free's fast path, for a handle that holds no waker and published
+    // none (JOIN_WAKER clear, checked by the caller; it stays clear, since
+    // only the handle sets it): clears JOIN_INTEREST and drops the handle's
+    // ref at once. Returns true when that was the last ref.
+    bool transition_to_join_handle_dropped_and_unref() {
+        bool last = false;
+        fetch_update([&](Snapshot& s) {
+            s.unset(Snapshot::JOIN_INTEREST);
+            s.ref_dec();
+            last = s.refs() == 0;
+            return true;
+        });
+        return last;
     }
 
     // Publishes the join waker the handle just wrote. Fails (returns the

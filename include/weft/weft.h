@@ -168,6 +168,14 @@ WEFT_API void* weft_task_alloc(size_t state_size, const weft_task_vtable* vtable
 /* Spawns a task made by weft_task_alloc (rt NULL: the current runtime). On
  * failure drop_future has run and the memory is freed. */
 WEFT_API int weft_task_spawn(weft_runtime* rt, void* state, weft_join** join);
+/* weft_task_spawn with flags:
+ *   WEFT_SPAWN_FORK  the task is a fork-join child of the calling task (on a
+ *                    worker of rt): run it depth-first on this worker, newest
+ *                    first, before the FIFO queue; it becomes stealable when
+ *                    this worker has nothing else to offer. For divide-and-
+ *                    conquer batches (weft::ForkJoin uses it). */
+#define WEFT_SPAWN_FORK 1u
+WEFT_API int weft_task_spawn_ex(weft_runtime* rt, void* state, weft_join** join, uint32_t flags);
 /* Frees a task that was allocated but never spawned (runs drop_future). */
 WEFT_API void weft_task_release_unspawned(void* state);
 /* For state that destroys itself (a C++ coroutine frame's operator delete):

@@ -17,6 +17,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <atomic>
 #include <exception>
 #include <new>
 #include <optional>
@@ -73,12 +74,38 @@ struct PromiseBase {
     std::exception_ptr exception;
     bool done = false;
 
+    // Root only: what the suspended awaiter waits for. A task can be polled
+    // without its awaiter being ready (a stale or foreign waker, a wake meant
+    // for an earlier await); the poll then asks ready(arg, cx), which re-arms
+    // the waker and says whether to resume. nullptr: resume on any poll.
+    bool (*ready)(void* arg, weft_context* cx) = nullptr;
+    void* ready_arg = nullptr;
+
+    // Set when spawned by a ForkJoin: called once, when the coroutine finishes
+    // (cancelled = false) or its frame is destroyed unfinished (true).
+    void (*fork_done)(PromiseBase* self, bool cancelled) = nullptr;
+    void* fork_block = nullptr;
+    std::size_t fork_index = 0;
+
+    ~PromiseBase() {
+        if (fork_done) std::exchange(fork_done, nullptr)(this, true);
+    }
+
+    // Makes the task's next poll call ready(arg) before resuming.
+    template <class P>
+    static void wait_for(std::coroutine_handle<P> h, bool (*ready)(void*, weft_context*), void* arg) noexcept {
+        PromiseBase* root = h.promise().root;
+        root->ready = ready;
+        root->ready_arg = arg;
+    }
+
     struct FinalAwaiter {
         bool await_ready() noexcept { return false; }
         template <class P>
         std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
             PromiseBase& p = h.promise();
             p.done = true;
+            if (p.fork_done) std::exchange(p.fork_done, nullptr)(&p, false);
             if (p.continuation) {
                 p.root->leaf = p.continuation;
                 return p.continuation;
@@ -105,6 +132,13 @@ struct TaskVTable {
         PromiseBase& p = h.promise();
         weft_context* prev = current_cx;
         current_cx = cx;
+        if (p.ready) {
+            if (!p.ready(p.ready_arg, cx)) {
+                current_cx = prev;
+                return WEFT_PENDING;  // polled early: the awaiter re-armed its waker
+            }
+            p.ready = nullptr;
+        }
         p.leaf.resume();
         current_cx = prev;
         if (!p.done) return WEFT_PENDING;
@@ -248,8 +282,11 @@ public:
     void detach() noexcept { weft_join_free(std::exchange(j_, nullptr)); }
 
     bool await_ready() const noexcept { return is_finished(); }
-    bool await_suspend(std::coroutine_handle<>) {
-        return weft_join_poll(j_, detail::require_cx("co_await JoinHandle")) == WEFT_PENDING;
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> h) {
+        if (weft_join_poll(j_, detail::require_cx("co_await JoinHandle")) != WEFT_PENDING) return false;
+        detail::PromiseBase::wait_for(h, &ready, this);
+        return true;
     }
     T await_resume() { return take(); }
 
@@ -262,6 +299,9 @@ public:
     }
 
 private:
+    static bool ready(void* self, weft_context* cx) {
+        return weft_join_poll(static_cast<JoinHandle*>(self)->j_, cx) != WEFT_PENDING;
+    }
     T take() {
         if (!j_) throw Error(WEFT_EALREADY, "weft::JoinHandle: result already taken");
         weft_join* j = std::exchange(j_, nullptr);
@@ -294,6 +334,142 @@ template <class T>
 JoinHandle<T> spawn(Task<T>&& task) {
     return detail::spawn_on<T>(nullptr, std::move(task));
 }
+
+// Fork-join: spawn a batch of tasks and await them all through one counter.
+// Cheaper than a JoinHandle per task (no join waker, no per-child wake of the
+// parent: only the last child to finish wakes it), so it is the natural way
+// to write divide-and-conquer code:
+//
+//   weft::ForkJoin<uint64_t> kids(10);          // inside a task
+//   for (int i = 0; i < 10; i++) kids.spawn(child(i));
+//   co_await kids;                              // rethrows a child's exception
+//   for (size_t i = 0; i < kids.size(); i++) sum += kids[i];
+//
+// Cancel-safe: the results live in a small pooled control block shared by
+// the parent and the children and freed by whoever leaves it last, so a
+// parent dropped mid-wait (abort, shutdown) never leaves a child writing into
+// freed memory. A child that is cancelled counts as finished with
+// weft::Cancelled as its exception.
+template <class T>
+class ForkJoin {
+    using Stored = std::conditional_t<std::is_void_v<T>, bool, T>;
+    struct Slot {
+        std::optional<Stored> value;
+        std::exception_ptr error;
+    };
+    struct Block {
+        // 1 for the parent's ForkJoin + 1 per child not yet finished (all
+        // `capacity` counted up front; unused ones are returned at the await).
+        std::atomic<std::size_t> remaining;
+        std::size_t capacity;
+        weft_waker parent;  // cloned: keeps the parent task's header alive
+        Slot* slots() { return reinterpret_cast<Slot*>(this + 1); }
+    };
+    static_assert(alignof(Slot) <= alignof(std::max_align_t));
+
+public:
+    explicit ForkJoin(std::size_t capacity) : capacity_(capacity) {
+        weft_context* cx = detail::require_cx("weft::ForkJoin");
+        size_ = sizeof(Block) + capacity * sizeof(Slot);
+        void* mem = weft_alloc(size_);
+        if (!mem) throw std::bad_alloc();
+        b_ = new (mem) Block{{capacity + 1}, capacity, weft_waker_clone(&cx->waker)};
+        for (std::size_t i = 0; i < capacity; i++) new (&b_->slots()[i]) Slot();
+    }
+    ForkJoin(const ForkJoin&) = delete;
+    ForkJoin& operator=(const ForkJoin&) = delete;
+    ~ForkJoin() {
+        seal();
+        // The parent leaves; the last one out (it or a child) frees the block.
+        if (b_->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy(b_);
+    }
+
+    // Spawns task onto the current runtime as the next member of the batch.
+    void spawn(Task<T>&& task) {
+        if (spawned_ == capacity_) throw Error(WEFT_EINVAL, "weft::ForkJoin::spawn beyond its capacity");
+        if (sealed_) throw Error(WEFT_EINVAL, "weft::ForkJoin::spawn after co_await");
+        auto h = task.release();
+        if (!h) throw Error(WEFT_EINVAL, "weft::ForkJoin::spawn of an empty Task");
+        detail::PromiseBase& p = h.promise();
+        p.fork_done = &child_done;
+        p.fork_block = b_;
+        p.fork_index = spawned_++;
+        // On failure child_done has run (as cancelled).
+        int r = weft_task_spawn_ex(nullptr, h.address(), nullptr, WEFT_SPAWN_FORK);
+        if (r != 0) throw Error(r, "weft::ForkJoin::spawn");
+    }
+
+    std::size_t size() const noexcept { return spawned_; }
+
+    bool await_ready() noexcept {
+        seal();
+        return b_->remaining.load(std::memory_order_acquire) == 1;
+    }
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> h) noexcept {
+        detail::PromiseBase::wait_for(h, &ready, this);
+        // A child that finished between await_ready and here woke the task
+        // while it was running; it is polled again and ready() sees it.
+        return true;
+    }
+    void await_resume() {
+        for (std::size_t i = 0; i < spawned_; i++)
+            if (b_->slots()[i].error) std::rethrow_exception(b_->slots()[i].error);
+    }
+
+    // Results in spawn order (after co_await).
+    Stored& operator[](std::size_t i) { return *b_->slots()[i].value; }
+
+private:
+    static bool ready(void* self, weft_context*) {
+        return static_cast<ForkJoin*>(self)->b_->remaining.load(std::memory_order_acquire) == 1;
+    }
+    void seal() noexcept {
+        if (sealed_) return;
+        sealed_ = true;
+        std::size_t unused = capacity_ - spawned_;
+        if (unused) b_->remaining.fetch_sub(unused, std::memory_order_acq_rel);
+    }
+    static void destroy(Block* b) noexcept {
+        std::size_t size = sizeof(Block) + b->capacity * sizeof(Slot);
+        for (std::size_t i = 0; i < b->capacity; i++) b->slots()[i].~Slot();
+        weft_waker_drop(b->parent);
+        b->~Block();
+        weft_free(b, size);
+    }
+    static void child_done(detail::PromiseBase* base, bool cancelled) noexcept {
+        // On cancellation this runs from ~PromiseBase: the derived promise is
+        // already destroyed, so only base fields are touched on that path.
+        Block* b = static_cast<Block*>(base->fork_block);
+        Slot& slot = b->slots()[base->fork_index];
+        if (cancelled) {
+            slot.error = std::make_exception_ptr(Cancelled());
+        } else if (base->exception) {
+            slot.error = std::exchange(base->exception, nullptr);
+        } else if constexpr (std::is_void_v<T>) {
+            slot.value.emplace(true);
+        } else {
+            slot.value.emplace(std::move(*static_cast<detail::Promise<T>*>(base)->value));
+        }
+        // acq_rel: publishes the slot to the parent (acquire in ready()) and,
+        // for the last one out, makes every write visible before the free.
+        std::size_t prev = b->remaining.fetch_sub(1, std::memory_order_acq_rel);
+        if (prev == 2) {
+            // Only the parent's count is left: wake it. (If the parent left
+            // already this is a harmless wake of a finished task: the block
+            // holds a reference on it.)
+            weft_waker_wake_by_ref(&b->parent);
+        } else if (prev == 1) {
+            destroy(b);
+        }
+    }
+
+    Block* b_ = nullptr;
+    std::size_t size_ = 0;
+    std::size_t capacity_ = 0;
+    std::size_t spawned_ = 0;
+    bool sealed_ = false;
+};
 
 // Yields to the scheduler: the task goes to the back of its worker's queue.
 struct yield_now {

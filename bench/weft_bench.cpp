@@ -1,0 +1,260 @@
+// bench/weft_bench.cpp — weft's implementation of the reference workloads of
+// shared/BENCHMARKS.md, one for one with shared/peers/tokio/src/main.rs (read
+// its top comment: the measurement protocol below follows it exactly).
+//
+// Usage: weft-bench [--workers N] [--list] [FILTER]
+// Output: one `BENCH <name> workers=N median_ns=.. ops=.. ns_per_op=..` line
+// per workload on stdout; diagnostics on stderr as '#' lines.
+//
+// Protocol (common to every workload):
+//  * one weft::Runtime per workload, built before its warm-ups, reused by
+//    every iteration;
+//  * the clock starts on the main thread (not a worker) immediately before
+//    the iteration's first spawn and stops right after the main thread
+//    observed completion; result checks come after the clock stops;
+//  * 3 warm-ups, then clamp(ceil(1.5 s / min(warm-up)), 10, 1e6) timed
+//    iterations; median (even count: mean of the middle two, rounded down).
+//  * "spawn from the main thread" = Runtime::spawn (inject queue);
+//    "spawn inside the runtime" = weft::spawn from a task (LIFO slot / local
+//    queue); "the main thread waits" = JoinHandle::join (futex park).
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <weft/weft.hpp>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr int WARMUP_ITERS = 3;
+constexpr size_t MIN_ITERS = 10;
+constexpr size_t MAX_ITERS = 1000000;
+constexpr uint64_t TARGET_TIMED_NS = 1500000000ull;
+
+constexpr int SPAWN_MANY_TASKS = 10000;
+constexpr int YIELD_TASKS = 200;
+constexpr int YIELDS_PER_TASK = 1000;
+constexpr int CHAIN_DEPTH = 1000;
+constexpr uint64_t SKYNET_SIZE = 1000000;
+constexpr uint64_t SKYNET_FANOUT = 10;
+constexpr uint64_t SKYNET_TASKS = 1111111;
+constexpr uint64_t SKYNET_RESULT = 499999500000ull;
+
+uint64_t median_ns(std::vector<uint64_t> s) {
+    std::sort(s.begin(), s.end());
+    size_t n = s.size();
+    if (n % 2 == 1) return s[n / 2];
+    return (uint64_t)(((unsigned __int128)s[n / 2 - 1] + s[n / 2]) / 2);
+}
+
+void check(bool ok, const char* what) {
+    if (!ok) {
+        std::fprintf(stderr, "# CHECK FAILED: %s\n", what);
+        std::exit(2);
+    }
+}
+
+// Runs iter(timed) -> wall ns with the common protocol; prints the BENCH line.
+void run_bench(const char* name, unsigned workers, uint64_t ops, const std::function<uint64_t(bool)>& iter) {
+    std::vector<uint64_t> warm;
+    for (int i = 0; i < WARMUP_ITERS; i++) warm.push_back(iter(false));
+    uint64_t est = std::max<uint64_t>(1, *std::min_element(warm.begin(), warm.end()));
+    size_t iters = std::clamp<size_t>((TARGET_TIMED_NS + est - 1) / est, MIN_ITERS, MAX_ITERS);
+    std::vector<uint64_t> samples;
+    samples.reserve(iters);
+    auto t0 = Clock::now();
+    for (size_t i = 0; i < iters; i++) samples.push_back(iter(true));
+    double total = std::chrono::duration<double>(Clock::now() - t0).count();
+    uint64_t med = median_ns(samples);
+    std::fprintf(stderr, "# %s: warmups=%d iters=%zu min_ns=%" PRIu64 " max_ns=%" PRIu64 " timed_total_s=%.3f\n", name,
+                 WARMUP_ITERS, iters, *std::min_element(samples.begin(), samples.end()),
+                 *std::max_element(samples.begin(), samples.end()), total);
+    std::printf("BENCH %s workers=%u median_ns=%" PRIu64 " ops=%" PRIu64 " ns_per_op=%.2f\n", name, workers, med, ops,
+                (double)med / (double)ops);
+    std::fflush(stdout);
+}
+
+uint64_t since(Clock::time_point t) {
+    return (uint64_t)std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t).count();
+}
+
+// ---- 1. spawn_many_local -------------------------------------------------------
+weft::Task<void> bump(std::atomic<uint64_t>* counter) {
+    counter->fetch_add(1, std::memory_order_relaxed);
+    co_return;
+}
+
+weft::Task<void> spawn_many_root(std::atomic<uint64_t>* counter) {
+    std::vector<weft::JoinHandle<void>> handles;
+    handles.reserve(SPAWN_MANY_TASKS);
+    for (int i = 0; i < SPAWN_MANY_TASKS; i++) handles.push_back(weft::spawn(bump(counter)));
+    for (auto& h : handles) co_await h;
+}
+
+void bench_spawn_many_local(unsigned workers) {
+    weft::Runtime rt(workers);
+    std::atomic<uint64_t> counter{0};
+    run_bench("spawn_many_local", workers, SPAWN_MANY_TASKS, [&](bool) {
+        counter.store(0, std::memory_order_relaxed);
+        auto start = Clock::now();
+        rt.spawn(spawn_many_root(&counter)).join();
+        uint64_t ns = since(start);
+        check(counter.load() == SPAWN_MANY_TASKS, "spawn_many_local counter");
+        return ns;
+    });
+}
+
+// ---- 2. spawn_many_remote ------------------------------------------------------
+weft::Task<void> await_all(std::vector<weft::JoinHandle<void>>* handles) {
+    for (auto& h : *handles) co_await h;
+}
+
+void bench_spawn_many_remote(unsigned workers) {
+    weft::Runtime rt(workers);
+    std::atomic<uint64_t> counter{0};
+    run_bench("spawn_many_remote", workers, SPAWN_MANY_TASKS, [&](bool) {
+        counter.store(0, std::memory_order_relaxed);
+        std::vector<weft::JoinHandle<void>> handles;
+        handles.reserve(SPAWN_MANY_TASKS);
+        auto start = Clock::now();
+        for (int i = 0; i < SPAWN_MANY_TASKS; i++) handles.push_back(rt.spawn(bump(&counter)));
+        rt.block_on(await_all(&handles));
+        uint64_t ns = since(start);
+        check(counter.load() == SPAWN_MANY_TASKS, "spawn_many_remote counter");
+        return ns;
+    });
+}
+
+// ---- 3. yield_many ---------------------------------------------------------------
+weft::Task<void> yielder() {
+    for (int i = 0; i < YIELDS_PER_TASK; i++) co_await weft::yield_now();
+}
+
+void bench_yield_many(unsigned workers) {
+    weft::Runtime rt(workers);
+    run_bench("yield_many", workers, (uint64_t)YIELD_TASKS * YIELDS_PER_TASK, [&](bool) {
+        std::vector<weft::JoinHandle<void>> handles;
+        handles.reserve(YIELD_TASKS);
+        auto start = Clock::now();
+        for (int i = 0; i < YIELD_TASKS; i++) handles.push_back(rt.spawn(yielder()));
+        rt.block_on(await_all(&handles));
+        return since(start);
+    });
+}
+
+// ---- 5. chained_spawn --------------------------------------------------------------
+// The oneshot of the Tokio version: the last task sets the flag and wakes the
+// main thread, which sleeps on it (C++20 atomic wait = futex).
+weft::Task<void> chain(int k, std::atomic<uint32_t>* done) {
+    if (k < CHAIN_DEPTH) {
+        weft::spawn(chain(k + 1, done)).detach();
+    } else {
+        done->store(1, std::memory_order_release);
+        done->notify_one();
+    }
+    co_return;
+}
+
+void bench_chained_spawn(unsigned workers) {
+    weft::Runtime rt(workers);
+    run_bench("chained_spawn", workers, CHAIN_DEPTH, [&](bool) {
+        std::atomic<uint32_t> done{0};
+        auto start = Clock::now();
+        rt.spawn(chain(1, &done)).detach();
+        while (done.load(std::memory_order_acquire) == 0) done.wait(0, std::memory_order_acquire);
+        return since(start);
+    });
+}
+
+// ---- 6. skynet ---------------------------------------------------------------------
+// Written with weft::ForkJoin, the fork-join primitive of weft.hpp: each node
+// spawns its 10 children as one batch and awaits them through one counter.
+// Every node is still its own task (one pooled allocation: the coroutine
+// frame). skynet_join_handles is the same tree with a JoinHandle per child,
+// awaited in order, as in the Tokio version (not compared; for reference).
+weft::Task<uint64_t> skynet(uint64_t num, uint64_t size) {
+    if (size == 1) co_return num;
+    uint64_t child = size / SKYNET_FANOUT;
+    weft::ForkJoin<uint64_t> kids(SKYNET_FANOUT);
+    for (uint64_t i = 0; i < SKYNET_FANOUT; i++) kids.spawn(skynet(num + i * child, child));
+    co_await kids;
+    uint64_t sum = 0;
+    for (uint64_t i = 0; i < SKYNET_FANOUT; i++) sum += kids[i];
+    co_return sum;
+}
+
+weft::Task<uint64_t> skynet_jh(uint64_t num, uint64_t size) {
+    if (size == 1) co_return num;
+    uint64_t child = size / SKYNET_FANOUT;
+    weft::JoinHandle<uint64_t> hs[SKYNET_FANOUT];
+    for (uint64_t i = 0; i < SKYNET_FANOUT; i++) hs[i] = weft::spawn(skynet_jh(num + i * child, child));
+    uint64_t sum = 0;
+    for (auto& h : hs) sum += co_await h;
+    co_return sum;
+}
+
+template <weft::Task<uint64_t> (*Root)(uint64_t, uint64_t)>
+void bench_skynet_with(const char* name, unsigned workers) {
+    weft::Runtime rt(workers);
+    run_bench(name, workers, SKYNET_TASKS, [&](bool) {
+        auto start = Clock::now();
+        uint64_t r = rt.spawn(Root(0, SKYNET_SIZE)).join();
+        uint64_t ns = since(start);
+        check(r == SKYNET_RESULT, "skynet sum");
+        return ns;
+    });
+}
+void bench_skynet(unsigned workers) { bench_skynet_with<skynet>("skynet", workers); }
+void bench_skynet_jh(unsigned workers) { bench_skynet_with<skynet_jh>("skynet_join_handles", workers); }
+
+struct Bench {
+    const char* name;
+    void (*fn)(unsigned);
+};
+const Bench BENCHES[] = {
+    {"spawn_many_local", bench_spawn_many_local},
+    {"spawn_many_remote", bench_spawn_many_remote},
+    {"yield_many", bench_yield_many},
+    {"chained_spawn", bench_chained_spawn},
+    {"skynet", bench_skynet},
+    {"skynet_join_handles", bench_skynet_jh},
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    unsigned workers = 2;
+    const char* filter = nullptr;
+    for (int i = 1; i < argc; i++) {
+        if (!std::strcmp(argv[i], "--workers") && i + 1 < argc) {
+            workers = (unsigned)std::atoi(argv[++i]);
+        } else if (!std::strcmp(argv[i], "--list")) {
+            for (const Bench& b : BENCHES) std::printf("%s\n", b.name);
+            return 0;
+        } else if (argv[i][0] == '-') {
+            std::fprintf(stderr, "usage: weft-bench [--workers N] [--list] [FILTER]\n");
+            return 2;
+        } else {
+            filter = argv[i];
+        }
+    }
+    if (workers == 0) {
+        std::fprintf(stderr, "weft-bench: --workers must be at least 1\n");
+        return 2;
+    }
+    // FILTER: the workloads whose name contains it; an exact name runs just that one.
+    bool exact = false;
+    for (const Bench& b : BENCHES) exact |= filter && !std::strcmp(b.name, filter);
+    for (const Bench& b : BENCHES)
+        if (!filter || (exact ? !std::strcmp(b.name, filter) : std::strstr(b.name, filter) != nullptr)) b.fn(workers);
+    return 0;
+}
