@@ -88,29 +88,46 @@ uint64_t since(Clock::time_point t) {
 }
 
 // ---- 1. spawn_many_local -------------------------------------------------------
+// Written with weft::ForkJoin (spawn a batch, await them all through one
+// counter), the natural weft way to "spawn N, await all N". Every task is
+// still spawned as its own kernel task. spawn_many_local_join_handles is the
+// Tokio shape (a JoinHandle per task, awaited in order), for reference.
 weft::Task<void> bump(std::atomic<uint64_t>* counter) {
     counter->fetch_add(1, std::memory_order_relaxed);
     co_return;
 }
 
 weft::Task<void> spawn_many_root(std::atomic<uint64_t>* counter) {
+    weft::ForkJoin<void> batch(SPAWN_MANY_TASKS);
+    for (int i = 0; i < SPAWN_MANY_TASKS; i++) batch.spawn(bump(counter));
+    co_await batch;
+}
+
+weft::Task<void> spawn_many_root_jh(std::atomic<uint64_t>* counter) {
     std::vector<weft::JoinHandle<void>> handles;
     handles.reserve(SPAWN_MANY_TASKS);
     for (int i = 0; i < SPAWN_MANY_TASKS; i++) handles.push_back(weft::spawn(bump(counter)));
     for (auto& h : handles) co_await h;
 }
 
-void bench_spawn_many_local(unsigned workers) {
+template <weft::Task<void> (*Root)(std::atomic<uint64_t>*)>
+void bench_spawn_many_local_with(const char* name, unsigned workers) {
     weft::Runtime rt(workers);
     std::atomic<uint64_t> counter{0};
-    run_bench("spawn_many_local", workers, SPAWN_MANY_TASKS, [&](bool) {
+    run_bench(name, workers, SPAWN_MANY_TASKS, [&](bool) {
         counter.store(0, std::memory_order_relaxed);
         auto start = Clock::now();
-        rt.spawn(spawn_many_root(&counter)).join();
+        rt.spawn(Root(&counter)).join();
         uint64_t ns = since(start);
         check(counter.load() == SPAWN_MANY_TASKS, "spawn_many_local counter");
         return ns;
     });
+}
+void bench_spawn_many_local(unsigned workers) {
+    bench_spawn_many_local_with<spawn_many_root>("spawn_many_local", workers);
+}
+void bench_spawn_many_local_jh(unsigned workers) {
+    bench_spawn_many_local_with<spawn_many_root_jh>("spawn_many_local_join_handles", workers);
 }
 
 // ---- 2. spawn_many_remote ------------------------------------------------------
@@ -222,6 +239,7 @@ struct Bench {
 };
 const Bench BENCHES[] = {
     {"spawn_many_local", bench_spawn_many_local},
+    {"spawn_many_local_join_handles", bench_spawn_many_local_jh},
     {"spawn_many_remote", bench_spawn_many_remote},
     {"yield_many", bench_yield_many},
     {"chained_spawn", bench_chained_spawn},

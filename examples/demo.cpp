@@ -1,2 +1,337 @@
+// examples/demo.cpp — a short tour of weft, run by `make run`.
+//
+// It starts a weft::Runtime and runs the scheduling workloads that bench/
+// measures (shared/BENCHMARKS.md), each with a check of its result:
+//
+//   spawn_many_local   a task spawns many small tasks and awaits them all
+//   spawn_many_remote  the main thread (outside the runtime) spawns them
+//   yield_many         tasks that yield to the scheduler over and over
+//   chained_spawn      each task spawns the next, a long chain
+//   skynet             a tree of tasks, fan-out 10, depth 6: 1,111,111 tasks
+//
+// Each scene repeats its workload for about a second (the tour takes about
+// five seconds), then a table shows the median round of each, and the demo
+// exits nonzero if any check failed.
+//
+//   demo [--workers N] [--quick]
+//
+// --workers N sets the number of worker threads (default 2); --quick runs one
+// round of tiny sizes in well under a second (the test suite runs it that way).
+//
+// Later issues add scenes for timers, I/O (io_uring) and starvation protection
+// (a CPU-bound task that never yields must not starve the others).
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
 #include <cstdio>
-int main() { std::puts("demo placeholder"); return 0; }
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include <weft/weft.hpp>
+
+namespace {
+
+// ---- the workloads -----------------------------------------------------------
+// Each is ordinary weft code: coroutines returning weft::Task<T>, spawned with
+// weft::spawn (from inside a task) or Runtime::spawn (from outside).
+
+// The smallest useful task: bump a shared counter. The counter outlives every
+// task that uses it, because whoever spawns them waits for all of them.
+weft::Task<void> bump(std::atomic<uint64_t>& counter) {
+    counter.fetch_add(1, std::memory_order_relaxed);
+    co_return;
+}
+
+// Inside a task: spawn n tasks, then await every join handle.
+weft::Task<uint64_t> spawn_many_local(uint64_t n) {
+    std::atomic<uint64_t> counter{0};
+    std::vector<weft::JoinHandle<void>> handles;
+    handles.reserve(n);
+    for (uint64_t i = 0; i < n; i++) handles.push_back(weft::spawn(bump(counter)));
+    for (auto& h : handles) co_await h;
+    co_return counter.load();
+}
+
+// From the main thread, which is not a worker: spawn n tasks, then block on
+// each join handle.
+uint64_t spawn_many_remote(weft::Runtime& rt, uint64_t n) {
+    std::atomic<uint64_t> counter{0};
+    std::vector<weft::JoinHandle<void>> handles;
+    handles.reserve(n);
+    for (uint64_t i = 0; i < n; i++) handles.push_back(rt.spawn(bump(counter)));
+    for (auto& h : handles) h.join();
+    return counter.load();
+}
+
+// A task that goes to the back of its worker's queue `yields` times.
+weft::Task<uint64_t> yielder(uint64_t yields) {
+    uint64_t done = 0;
+    for (; done < yields; done++) co_await weft::yield_now();
+    co_return done;
+}
+
+weft::Task<uint64_t> yield_many(uint64_t tasks, uint64_t yields) {
+    std::vector<weft::JoinHandle<uint64_t>> handles;
+    for (uint64_t i = 0; i < tasks; i++) handles.push_back(weft::spawn(yielder(yields)));
+    uint64_t total = 0;
+    for (auto& h : handles) total += co_await h;
+    co_return total;
+}
+
+// Each link spawns the next and awaits it; the last link completes first and
+// its result ripples back up the chain. Returns the number of links.
+weft::Task<uint64_t> chain(uint64_t left) {
+    if (left == 0) co_return 0;
+    auto next = weft::spawn(chain(left - 1));
+    co_return 1 + co_await next;
+}
+
+// Skynet: a node of `size` leaves spawns 10 children of size/10 and sums
+// what they return; a leaf returns its number. The sum over leaves
+// 0 .. size-1 is size * (size - 1) / 2.
+weft::Task<uint64_t> skynet(uint64_t num, uint64_t size) {
+    if (size == 1) co_return num;
+    weft::JoinHandle<uint64_t> children[10];
+    for (uint64_t i = 0; i < 10; i++) children[i] = weft::spawn(skynet(num + i * (size / 10), size / 10));
+    uint64_t sum = 0;
+    for (auto& child : children) sum += co_await child;
+    co_return sum;
+}
+
+// ---- sizes -------------------------------------------------------------------
+
+struct Sizes {
+    uint64_t spawn_tasks;     // spawn_many_local and spawn_many_remote
+    uint64_t yield_tasks;     // yield_many: tasks ...
+    uint64_t yields;          // ... each yielding this many times
+    uint64_t chain_links;     // chained_spawn
+    unsigned skynet_depth;    // skynet: 10^depth leaves
+};
+constexpr Sizes kNormal{100'000, 200, 1'000, 1'000, 6};
+constexpr Sizes kQuick{1'000, 20, 100, 100, 4};
+
+uint64_t pow10(unsigned n) {
+    uint64_t v = 1;
+    while (n--) v *= 10;
+    return v;
+}
+
+// ---- the tour: scenes, a progress line, a table ---------------------------------
+
+// One round of a scene: what it spawned and whether its result checked out.
+struct Round {
+    uint64_t tasks = 0;  // tasks spawned
+    bool ok = false;
+    std::string check;   // what was checked, in words
+};
+
+// A scene: its rounds' median wall time and its last round's check.
+struct Result {
+    std::string scene;
+    Round last;
+    int rounds = 0;
+    double median_ms = 0;
+};
+
+// "[3/5] yield_many ... 130 rounds, done in 1007 ms". On a terminal the line
+// also counts rounds while the scene runs (\r updates); otherwise it is
+// written once.
+class Progress {
+public:
+    explicit Progress(int total) : total_(total), tty_(isatty(STDOUT_FILENO) == 1) {}
+
+    void start(int index, const std::string& scene) {
+        prefix_ = "[" + std::to_string(index) + "/" + std::to_string(total_) + "] " + scene + " ...";
+        rounds_ = 0;
+        std::printf("%s", prefix_.c_str());
+        std::fflush(stdout);
+        if (!tty_) return;
+        stop_ = false;
+        ticker_ = std::thread([this] {
+            std::unique_lock lock(mu_);
+            while (!cv_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stop_; })) {
+                std::printf("\r%s round %d", prefix_.c_str(), rounds_.load() + 1);
+                std::fflush(stdout);
+            }
+        });
+    }
+
+    void round_done() { rounds_++; }
+
+    void finish(bool ok, double total_ms) {
+        if (tty_) {
+            {
+                std::lock_guard lock(mu_);
+                stop_ = true;
+            }
+            cv_.notify_one();
+            ticker_.join();
+            std::printf("\r%s", prefix_.c_str());
+        }
+        // On a terminal, trailing spaces cover what the ticker wrote.
+        std::printf(" %d round%s, %s in %.0f ms%s\n", rounds_.load(), rounds_ == 1 ? "" : "s",
+                    ok ? "done" : "FAILED", total_ms, tty_ ? "          " : "");
+        std::fflush(stdout);
+    }
+
+private:
+    int total_;
+    bool tty_;
+    std::string prefix_;
+    std::atomic<int> rounds_{0};
+    std::thread ticker_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    bool stop_ = false;
+};
+
+using Ms = std::chrono::duration<double, std::milli>;
+
+// Runs round() again and again for about `budget` (at least min_rounds
+// times; stops at the first failed round) and reports the median round.
+template <class RoundFn>
+Result run_scene(Progress& progress, int index, const char* scene, Ms budget, int min_rounds, RoundFn round) {
+    Result r;
+    r.scene = scene;
+    std::vector<double> walls;
+    progress.start(index, scene);
+    auto start = std::chrono::steady_clock::now();
+    do {
+        auto t0 = std::chrono::steady_clock::now();
+        try {
+            r.last = round();
+        } catch (const std::exception& e) {
+            r.last.ok = false;
+            r.last.check = std::string("threw: ") + e.what();
+        }
+        walls.push_back(Ms(std::chrono::steady_clock::now() - t0).count());
+        progress.round_done();
+    } while (r.last.ok && ((int)walls.size() < min_rounds || std::chrono::steady_clock::now() - start < budget));
+    r.rounds = (int)walls.size();
+    std::sort(walls.begin(), walls.end());
+    r.median_ms = walls[walls.size() / 2];
+    progress.finish(r.last.ok, Ms(std::chrono::steady_clock::now() - start).count());
+    return r;
+}
+
+std::string expect(uint64_t got, uint64_t want, const char* what) {
+    std::string s = std::to_string(got) + " " + what;
+    if (got != want) s += " (expected " + std::to_string(want) + ")";
+    return s;
+}
+
+void print_table(const std::vector<Result>& results) {
+    std::printf("\n%-18s %8s %10s %12s %9s  %s\n", "scene", "rounds", "tasks", "wall/round", "ns/task", "check");
+    for (const Result& r : results) {
+        double ns_per_task = r.last.tasks ? r.median_ms * 1e6 / (double)r.last.tasks : 0.0;
+        std::printf("%-18s %8d %10llu %9.2f ms %9.1f  %s %s\n", r.scene.c_str(), r.rounds,
+                    (unsigned long long)r.last.tasks, r.median_ms, ns_per_task, r.last.ok ? "ok" : "FAILED:",
+                    r.last.check.c_str());
+    }
+    std::printf("(wall/round is the median round; ns/task = wall/round / tasks)\n");
+}
+
+void usage(FILE* out) {
+    std::fprintf(out,
+                 "usage: demo [--workers N] [--quick]\n"
+                 "  --workers N  worker threads (default 2; 0 = one per CPU)\n"
+                 "  --quick      one round of tiny sizes, well under a second\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    uint32_t workers = 2;
+    bool quick = false;
+    for (int i = 1; i < argc; i++) {
+        std::string arg = argv[i];
+        if (arg == "--quick") {
+            quick = true;
+        } else if (arg == "--workers" && i + 1 < argc) {
+            char* end = nullptr;
+            long n = std::strtol(argv[++i], &end, 10);
+            if (*end != '\0' || end == argv[i] || n < 0 || n > 1024) {
+                std::fprintf(stderr, "demo: --workers wants a number from 0 to 1024, got '%s'\n", argv[i]);
+                return 2;
+            }
+            workers = (uint32_t)n;
+        } else if (arg == "--help" || arg == "-h") {
+            usage(stdout);
+            return 0;
+        } else {
+            std::fprintf(stderr, "demo: unknown argument '%s'\n", arg.c_str());
+            usage(stderr);
+            return 2;
+        }
+    }
+    const Sizes& size = quick ? kQuick : kNormal;
+    // Each scene repeats for about a second (the whole tour: about 5 s);
+    // --quick runs each once.
+    const Ms budget(quick ? 0 : 1000);
+    const int min_rounds = quick ? 1 : 3;
+
+    try {
+        weft::Runtime rt(workers);
+        std::printf("weft %s demo: %u worker threads%s\n\n", weft_version_string(), rt.workers(),
+                    quick ? " (--quick)" : "");
+
+        Progress progress(5);
+        std::vector<Result> results;
+        auto scene = [&](int index, const char* name, auto round) {
+            results.push_back(run_scene(progress, index, name, budget, min_rounds, round));
+        };
+
+        scene(1, "spawn_many_local", [&] {
+            uint64_t n = size.spawn_tasks;
+            uint64_t ran = rt.block_on(spawn_many_local(n));
+            return Round{n + 1, ran == n, expect(ran, n, "tasks ran")};  // + 1: the spawner
+        });
+
+        scene(2, "spawn_many_remote", [&] {
+            uint64_t n = size.spawn_tasks;
+            uint64_t ran = spawn_many_remote(rt, n);
+            return Round{n, ran == n, expect(ran, n, "tasks ran")};
+        });
+
+        scene(3, "yield_many", [&] {
+            uint64_t want = size.yield_tasks * size.yields;
+            uint64_t yields = rt.block_on(yield_many(size.yield_tasks, size.yields));
+            return Round{size.yield_tasks + 1, yields == want, expect(yields, want, "yields")};
+        });
+
+        scene(4, "chained_spawn", [&] {
+            uint64_t n = size.chain_links;
+            uint64_t links = rt.block_on(chain(n));
+            return Round{n + 1, links == n, expect(links, n, "links")};  // + 1: the last, empty link
+        });
+
+        scene(5, "skynet", [&] {
+            uint64_t leaves = pow10(size.skynet_depth);
+            uint64_t want = leaves * (leaves - 1) / 2;  // 499999500000 at depth 6
+            uint64_t sum = rt.block_on(skynet(0, leaves));
+            uint64_t tasks = (leaves * 10 - 1) / 9;     // 1 + 10 + ... + leaves
+            return Round{tasks, sum == want, "depth " + std::to_string(size.skynet_depth) + ", " +
+                                                 expect(sum, want, "= sum of the leaves")};
+        });
+
+        print_table(results);
+        int failed = 0;
+        for (const Result& r : results) failed += r.last.ok ? 0 : 1;
+        if (failed) {
+            std::printf("\n%d of %zu scenes FAILED their check\n", failed, results.size());
+            return 1;
+        }
+        std::printf("\nall %zu checks ok\n", results.size());
+        return 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "demo: %s\n", e.what());
+        return 1;
+    }
+}

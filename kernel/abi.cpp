@@ -98,7 +98,7 @@ const char* weft_strerror(int code) {
     case WEFT_ETASKFAILED: return "the task failed (a C++ task threw an exception; the join handle rethrows it)";
     default: break;
     }
-    if (code < 0) {
+    if (code < 0 && code > -4096) {  // errno range (and no overflow on INT_MIN)
         const char* s = strerror(-code);
         return s ? s : "unknown error";
     }

@@ -13,11 +13,13 @@
 //     it parks) must make sure no work is left unclaimed: when it finds work it
 //     wakes another searcher; when it parks it rechecks every queue.
 //
-// No lost wake-up: a pusher does "publish task; SeqCst RMW on state (load
-// counters)"; a parking worker does "SeqCst RMW on state (it leaves the
-// unparked count); check every queue". SeqCst RMWs are totally ordered, so
-// either the pusher sees the worker still unparked/searching (and that worker
-// or the last searcher will see the task), or the worker's recheck sees it.
+// No lost wake-up: a pusher does "publish task; SeqCst RMW on state (read
+// the counters)" (should_notify); a parking worker does "SeqCst RMW on state
+// (it leaves the unparked count); check every queue" (to_parked). RMWs on one
+// atomic are totally ordered: if the worker's comes first, the pusher's RMW
+// reads its effect and wakes someone; if the pusher's comes first, the
+// worker's RMW reads from it (acquire after release), so the worker's
+// recheck sees the published task. No fences: ThreadSanitizer checks RMWs.
 #ifndef WEFT_KERNEL_IDLE_H
 #define WEFT_KERNEL_IDLE_H
 
@@ -106,6 +108,9 @@ public:
 
     uint32_t num_searching() const { return state_.load(std::memory_order_relaxed) & SEARCH_MASK; }
     uint32_t num_unparked() const { return state_.load(std::memory_order_relaxed) >> UNPARK_SHIFT; }
+
+    // The pusher's half of the protocol above: whether to wake somebody.
+    bool should_notify() { return should_wake(); }
 
 private:
     bool should_wake() {

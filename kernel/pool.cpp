@@ -23,6 +23,7 @@ void thread_init() {
         c->head[i] = nullptr;
         c->count[i] = 0;
     }
+    c->bytes = 0;
     t_cache = c;
 }
 

@@ -2,7 +2,7 @@
 //
 // A spawn must cost at most one allocation, and usually none: each worker
 // thread keeps a free list per size class (multiples of 64 bytes up to
-// MAX_POOLED). Blocks are ordinary malloc blocks, so a block allocated on one
+// MAX_POOLED, at most MAX_CACHED_BYTES_PER_CLASS each). Blocks are ordinary malloc blocks, so a block allocated on one
 // thread may be freed on any other (it joins that thread's cache, or goes
 // back to free() when the cache is full). Threads without a cache (anything
 // that is not a worker) use malloc/free directly.
@@ -18,7 +18,12 @@ namespace weft::kernel::pool {
 
 inline constexpr size_t GRANULE = 64;
 inline constexpr size_t MAX_POOLED = 4096;
-inline constexpr uint32_t MAX_CACHED_PER_CLASS = 1024;
+// A thread keeps at most this many bytes of free blocks per size class, and
+// at most MAX_CACHED_BYTES in all: enough for a task that spawns 10,000
+// children before awaiting them to recycle every frame without malloc, and
+// a bound on what an idle worker holds on to.
+inline constexpr size_t MAX_CACHED_BYTES_PER_CLASS = 4u << 20;
+inline constexpr size_t MAX_CACHED_BYTES = 16u << 20;
 inline constexpr uint32_t CLASSES = MAX_POOLED / GRANULE;
 
 struct FreeBlock {
@@ -28,6 +33,7 @@ struct FreeBlock {
 struct Cache {
     FreeBlock* head[CLASSES];
     uint32_t count[CLASSES];
+    size_t bytes;  // cached in all classes
 };
 
 // This thread's cache, or nullptr (not a worker). initial-exec: no
@@ -47,6 +53,7 @@ inline void* alloc(size_t size) {
         if (FreeBlock* b = c->head[k]) {
             c->head[k] = b->next;
             c->count[k]--;
+            c->bytes -= (k + 1) * GRANULE;
             return b;
         }
     }
@@ -58,13 +65,15 @@ inline void free(void* p, size_t size) {
     Cache* c = t_cache;
     if (c && p && size - 1 < MAX_POOLED) {
         uint32_t k = class_of(size);
-        if (c->count[k] < MAX_CACHED_PER_CLASS) {
+        size_t block = (k + 1) * GRANULE;
+        if ((c->count[k] + 1) * block <= MAX_CACHED_BYTES_PER_CLASS && c->bytes + block <= MAX_CACHED_BYTES) {
             // SAFETY: p is a dead block of at least GRANULE bytes; its first
             // word becomes the free-list link.
             FreeBlock* b = static_cast<FreeBlock*>(p);
             b->next = c->head[k];
             c->head[k] = b;
             c->count[k]++;
+            c->bytes += block;
             return;
         }
     }

@@ -37,11 +37,15 @@ void dealloc(TaskHeader* t);
 
 // ---- overflow and closed-queue handling -----------------------------------
 
-// Drops the queue refs of a list of tasks that no queue will take.
+void drop_queue_entry(TaskHeader* t);
+
+// A list of queue entries that no queue will take (overflow into a closed
+// inject queue during shutdown): each is dropped like a drained entry.
+// Test: Shutdown.LocalQueueOverflowAfterCloseLosesNoTask.
 void drop_queue_refs(TaskHeader* first) {
     while (first) {
         TaskHeader* next = first->queue_next;
-        if (first->state.ref_dec()) dealloc(first);
+        drop_queue_entry(first);
         first = next;
     }
 }
@@ -58,10 +62,8 @@ struct InjectSink {
 // After publishing a task that only a parked worker could run (inject
 // queue): wakes one if nobody is searching. Required for liveness.
 void notify_parked(Shared* sh) {
-    // The pusher's half of the no-lost-wake-up protocol (idle.h): the task is
-    // published; this full fence orders that before reading the idle state.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (sh->idle.num_searching() != 0 || sh->idle.num_unparked() >= sh->nworkers) return;
+    // The pusher's half of the no-lost-wake-up protocol (idle.h).
+    if (!sh->idle.should_notify()) return;
     int w = sh->idle.worker_to_notify();
     if (w >= 0) sh->workers[w].parker.unpark();
 }
@@ -355,10 +357,10 @@ void park(Worker* w) {
     Shared* sh = w->shared;
     reap(w);
     if (w->lifo || w->fork_top != w->fork_bottom || !w->queue.is_empty()) return;
+    // The parker's half of the no-lost-wake-up protocol (idle.h): to_parked
+    // is a SeqCst RMW on the idle word; the queue checks come after it.
     bool last_searcher = sh->idle.to_parked(w->index, w->searching);
     w->searching = false;
-    // The parker's half of the no-lost-wake-up protocol (idle.h).
-    std::atomic_thread_fence(std::memory_order_seq_cst);
     if (last_searcher && work_pending(sh)) notify_parked(sh);
     WorkerMetrics::bump(w->metrics.parks);
     for (;;) {
@@ -476,13 +478,12 @@ void schedule(TaskHeader* t, bool is_yield) {
         schedule_local(w, t, is_yield);
         return;
     }
-    sh->remote_schedules.fetch_add(1, std::memory_order_relaxed);
-    if (!sh->inject.push(t)) {
+    // Push and notify under the inject lock (see InjectQueue::push_then): once
+    // the push is visible, only this lock keeps `sh` alive for us.
+    if (!sh->inject.push_then(t, [sh] { notify_parked(sh); })) {
         // Closed (shutting down): step 5 cancels the future; drop the entry's ref.
         if (t->state.ref_dec()) dealloc(t);
-        return;
     }
-    notify_parked(sh);
 }
 
 void wake_by_val(TaskHeader* t) {
@@ -562,21 +563,22 @@ int task_spawn(Shared* sh, TaskHeader* t, bool with_join, bool fork) {
         }
         t->owned_shard = (uint16_t)w->index;
         w->owned.list.push(t);
-        if (fork && w->fork_top - w->fork_bottom < FORK_STACK_CAPACITY) {
+        if (!fork) {
+            schedule_local(w, t, false);
+        } else if (w->fork_top - w->fork_bottom < FORK_STACK_CAPACITY) {
             w->fork[w->fork_top++ % FORK_STACK_CAPACITY] = t;
             expose_fork(w);
         } else {
-            schedule_local(w, t, false);
+            schedule_local(w, t, true);  // a large batch: the rest queue FIFO
         }
         return 0;
     }
     // From outside: unbound until a worker runs it (owned_tasks.h).
     t->owned_shard = OWNED_UNBOUND;
-    if (!sh->inject.push(t)) {
+    if (!sh->inject.push_then(t, [sh] { notify_parked(sh); })) {
         task_release_unspawned(t);
         return WEFT_ECLOSED;
     }
-    notify_parked(sh);
     return 0;
 }
 

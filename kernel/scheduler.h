@@ -117,7 +117,6 @@ struct Shared {
     alignas(WEFT_CACHE_LINE) std::atomic<bool> shutdown{false};
     // 1 for the runtime handle + 1 per orphan task (see step 5 above).
     std::atomic<uint64_t> holders{1};
-    std::atomic<uint64_t> remote_schedules{0};
     // Raised at shutdown step 1: workers link no more tasks (owned_tasks.h).
     alignas(WEFT_CACHE_LINE) std::atomic<bool> owned_closed{false};
 };

@@ -180,6 +180,7 @@ public:
     ToNotified transition_to_notified_by_ref() {
         ToNotified out = ToNotified::DoNothing;
         fetch_update([&](Snapshot& s) {
+            out = ToNotified::DoNothing;  // reset: this may be a retry
             if (s.complete() || s.notified()) return false;
             s.set(Snapshot::NOTIFIED);
             if (s.running()) {
@@ -198,6 +199,7 @@ public:
     bool transition_to_notified_and_cancel() {
         bool submit = false;
         fetch_update([&](Snapshot& s) {
+            submit = false;  // reset: this may be a retry
             if (s.cancelled() || s.complete()) return false;
             s.set(Snapshot::CANCELLED);
             if (s.running() || s.notified()) {
@@ -318,7 +320,10 @@ public:
 
 private:
     // Applies f to a snapshot until the CAS succeeds or f declines (returns
-    // false). The single RMW helper behind every transition above.
+    // false). The single RMW helper behind every transition above. f may run
+    // several times (each failed CAS retries with the new value), so every
+    // outcome it reports must be assigned on every path of every run — see
+    // tests/test_task_state.cpp RetryAfterInterferenceMatchesModel.
     template <class F>
     void fetch_update(F f) {
         uint64_t cur = word_.load(std::memory_order_acquire);
