@@ -182,6 +182,12 @@ int weft_task_spawn_ex(weft_runtime* rt, void* state, weft_join** join, uint32_t
     if (join) *join = nullptr;
     if (!state) return WEFT_EINVAL;
     TaskHeader* t = TaskHeader::from_state(state);
+    if (!rt && t_worker && flags <= WEFT_SPAWN_FORK) {
+        // The common case: a task spawning onto its own runtime.
+        int r = task_spawn(t_worker->shared, t, join != nullptr, flags != 0);
+        if (r == 0 && join) *join = reinterpret_cast<weft_join*>(t);
+        return r;
+    }
     Shared* sh;
     int r = (flags & ~WEFT_SPAWN_FORK) ? WEFT_EINVAL : resolve_runtime(rt, &sh);
     if (r != 0) {

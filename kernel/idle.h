@@ -106,6 +106,13 @@ public:
         return false;
     }
 
+    // A racy hint for local pushes (scheduler.cpp notify_parked_local): could
+    // waking somebody help? (nobody searching, and somebody parked)
+    bool may_want_notify() const {
+        uint32_t s = state_.load(std::memory_order_relaxed);
+        return (s & SEARCH_MASK) == 0 && (s >> UNPARK_SHIFT) < workers_;
+    }
+
     uint32_t num_searching() const { return state_.load(std::memory_order_relaxed) & SEARCH_MASK; }
     uint32_t num_unparked() const { return state_.load(std::memory_order_relaxed) >> UNPARK_SHIFT; }
 

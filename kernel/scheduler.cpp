@@ -71,10 +71,12 @@ void notify_parked(Shared* sh) {
 // After pushing onto this worker's own queue: only for parallelism, since
 // this worker runs its queue itself. So no fence: a stale read of the idle
 // state at worst leaves a sleeper asleep while this worker does the work.
-void notify_parked_local(Shared* sh) {
-    if (sh->idle.num_searching() != 0 || sh->idle.num_unparked() >= sh->nworkers) return;
+__attribute__((noinline)) void notify_parked_local_slow(Shared* sh) {
     int w = sh->idle.worker_to_notify();
     if (w >= 0) sh->workers[w].parker.unpark();
+}
+inline void notify_parked_local(Shared* sh) {
+    if (sh->idle.may_want_notify()) notify_parked_local_slow(sh);
 }
 
 bool work_pending(Shared* sh) {
@@ -328,6 +330,22 @@ TaskHeader* steal_work(Worker* w) {
     return pull_from_inject(w);
 }
 
+// A searcher that found nothing keeps looking for SEARCH_SPIN_NS (see
+// scheduler.h) before parking. Reads only, while nothing turns up: the
+// queues' heads and tails and the inject queue's length.
+TaskHeader* spin_search(Worker* w) {
+    Shared* sh = w->shared;
+    uint64_t deadline = port::monotonic_ns() + SEARCH_SPIN_NS;
+    for (uint32_t round = 1;; round++) {
+        for (int i = 0; i < 16; i++) weft_arch_cpu_relax();
+        if (work_pending(sh)) {
+            if (TaskHeader* t = steal_work(w)) return t;
+        }
+        if (sh->shutdown.load(std::memory_order_relaxed)) return nullptr;
+        if (round % 8 == 0 && port::monotonic_ns() >= deadline) return nullptr;
+    }
+}
+
 void leave_searching(Worker* w) {
     if (!w->searching) return;
     w->searching = false;
@@ -404,13 +422,15 @@ void drop_queue_entry(TaskHeader* t) {
 }
 
 void drain_worker(Worker* w) {
-    if (w->lifo) {
+    // Loop until everything is empty: a drop function run by a cancel here
+    // may wake another task of this runtime, which lands in the LIFO slot
+    // or the local queue again (Shutdown.DropFunctionWakesAnotherTaskDuringDrain).
+    for (;;) {
         TaskHeader* t = w->lifo;
-        w->lifo = nullptr;
+        if (t) w->lifo = nullptr;
+        else if (!(t = fork_pop(w)) && !(t = w->queue.pop())) break;
         drop_queue_entry(t);
     }
-    while (TaskHeader* t = fork_pop(w)) drop_queue_entry(t);
-    while (TaskHeader* t = w->queue.pop()) drop_queue_entry(t);
 }
 
 void* worker_main(void* arg) {
@@ -421,6 +441,7 @@ void* worker_main(void* arg) {
     while (!sh->shutdown.load(std::memory_order_acquire)) {
         TaskHeader* t = next_task(w);
         if (!t) t = steal_work(w);
+        if (!t && w->searching) t = spin_search(w);
         if (t) {
             run_with_lifo(w, t);
             continue;

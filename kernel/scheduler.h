@@ -64,6 +64,13 @@ inline constexpr uint32_t LOCAL_QUEUE_CAPACITY = 256;
 inline constexpr uint32_t INJECT_INTERVAL = 61;
 inline constexpr uint32_t MAX_LIFO_POLLS = 3;
 inline constexpr uint32_t FORK_STACK_CAPACITY = 256;
+// How long a searching worker that found nothing keeps looking before it
+// parks. Parking and being woken cost a futex round trip and two context
+// switches (several microseconds); a burst of spawns would otherwise park
+// and wake the idle workers once per task batch. While it spins the worker
+// counts as searching, so pushers skip the wake-up syscall. Bounded, so an
+// idle runtime still goes to sleep at once in CPU terms.
+inline constexpr uint64_t SEARCH_SPIN_NS = 50000;
 
 // Counters written only by their worker (relaxed load + store, no RMW), read
 // racily by snapshots.

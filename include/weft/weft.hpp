@@ -357,10 +357,18 @@ class ForkJoin {
         std::optional<Stored> value;
         std::exception_ptr error;
     };
+    // One 64-bit word, two counts: children not yet finished (high half:
+    // what the parent waits for) and holders of the block (low half: the
+    // parent's ForkJoin plus every child not yet finished; the last holder
+    // frees it). Both count all `capacity` children up front; the unused
+    // ones are returned at the await. Two counts, not one, so that the child
+    // that finishes last can wake the parent while it still holds the block
+    // (Cpp.ForkJoinLastTwoChildrenFinishTogetherAfterParentLeft).
+    static constexpr std::uint64_t PENDING_ONE = std::uint64_t(1) << 32;
+    static constexpr std::uint64_t HOLDER_ONE = 1;
+    static constexpr std::uint64_t HOLDERS = PENDING_ONE - 1;
     struct Block {
-        // 1 for the parent's ForkJoin + 1 per child not yet finished (all
-        // `capacity` counted up front; unused ones are returned at the await).
-        std::atomic<std::size_t> remaining;
+        std::atomic<std::uint64_t> counts;
         std::size_t capacity;
         weft_waker parent;  // cloned: keeps the parent task's header alive
         Slot* slots() { return reinterpret_cast<Slot*>(this + 1); }
@@ -373,15 +381,20 @@ public:
         size_ = sizeof(Block) + capacity * sizeof(Slot);
         void* mem = weft_alloc(size_);
         if (!mem) throw std::bad_alloc();
-        b_ = new (mem) Block{{capacity + 1}, capacity, weft_waker_clone(&cx->waker)};
+        if (capacity >= (std::size_t(1) << 31)) {
+            weft_free(mem, size_);
+            throw Error(WEFT_EINVAL, "weft::ForkJoin capacity too large");
+        }
+        b_ = new (mem) Block{{capacity * PENDING_ONE + (capacity + 1) * HOLDER_ONE}, capacity,
+                             weft_waker_clone(&cx->waker)};
         for (std::size_t i = 0; i < capacity; i++) new (&b_->slots()[i]) Slot();
     }
     ForkJoin(const ForkJoin&) = delete;
     ForkJoin& operator=(const ForkJoin&) = delete;
     ~ForkJoin() {
         seal();
-        // The parent leaves; the last one out (it or a child) frees the block.
-        if (b_->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy(b_);
+        // The parent leaves; the last holder (it or a child) frees the block.
+        if ((b_->counts.fetch_sub(HOLDER_ONE, std::memory_order_acq_rel) & HOLDERS) == HOLDER_ONE) destroy(b_);
     }
 
     // Spawns task onto the current runtime as the next member of the batch.
@@ -403,7 +416,7 @@ public:
 
     bool await_ready() noexcept {
         seal();
-        return b_->remaining.load(std::memory_order_acquire) == 1;
+        return all_done(b_);
     }
     template <class P>
     bool await_suspend(std::coroutine_handle<P> h) noexcept {
@@ -421,14 +434,14 @@ public:
     Stored& operator[](std::size_t i) { return *b_->slots()[i].value; }
 
 private:
-    static bool ready(void* self, weft_context*) {
-        return static_cast<ForkJoin*>(self)->b_->remaining.load(std::memory_order_acquire) == 1;
-    }
+    // acquire: pairs with the children's release, so their slots are visible.
+    static bool all_done(Block* b) noexcept { return b->counts.load(std::memory_order_acquire) < PENDING_ONE; }
+    static bool ready(void* self, weft_context*) { return all_done(static_cast<ForkJoin*>(self)->b_); }
     void seal() noexcept {
         if (sealed_) return;
         sealed_ = true;
-        std::size_t unused = capacity_ - spawned_;
-        if (unused) b_->remaining.fetch_sub(unused, std::memory_order_acq_rel);
+        std::uint64_t unused = capacity_ - spawned_;
+        if (unused) b_->counts.fetch_sub(unused * (PENDING_ONE + HOLDER_ONE), std::memory_order_acq_rel);
     }
     static void destroy(Block* b) noexcept {
         std::size_t size = sizeof(Block) + b->capacity * sizeof(Slot);
@@ -451,17 +464,23 @@ private:
         } else {
             slot.value.emplace(std::move(*static_cast<detail::Promise<T>*>(base)->value));
         }
-        // acq_rel: publishes the slot to the parent (acquire in ready()) and,
-        // for the last one out, makes every write visible before the free.
-        std::size_t prev = b->remaining.fetch_sub(1, std::memory_order_acq_rel);
-        if (prev == 2) {
-            // Only the parent's count is left: wake it. (If the parent left
-            // already this is a harmless wake of a finished task: the block
-            // holds a reference on it.)
-            weft_waker_wake_by_ref(&b->parent);
-        } else if (prev == 1) {
-            destroy(b);
-        }
+        // One CAS: give up our pending count and our holder count together,
+        // except for the last child to finish, which keeps its holder count
+        // until it has woken the parent. acq_rel: publishes the slot to the
+        // parent (acquire in all_done) and, for the last holder, makes every
+        // write visible before the free.
+        std::uint64_t cur = b->counts.load(std::memory_order_relaxed);
+        bool last;
+        do {
+            last = (cur >> 32) == 1;
+            std::uint64_t next = cur - PENDING_ONE - (last ? 0 : HOLDER_ONE);
+            if (b->counts.compare_exchange_weak(cur, next, std::memory_order_acq_rel, std::memory_order_relaxed)) break;
+        } while (true);
+        if (!last) return;  // not the last: others (and maybe the parent) still hold it
+        // Every child is done: wake the parent (if it left already, the block's
+        // reference keeps its header alive and the wake does nothing).
+        weft_waker_wake_by_ref(&b->parent);
+        if ((b->counts.fetch_sub(HOLDER_ONE, std::memory_order_acq_rel) & HOLDERS) == HOLDER_ONE) destroy(b);
     }
 
     Block* b_ = nullptr;

@@ -1,0 +1,48 @@
+// tests/test_support.h — helpers shared by the C++ tests: stress-count scaling
+// for sanitizer builds, and a bounded spin-wait that never asserts on time.
+//
+// Sanitizer builds (WEFT_TEST_SANITIZED, set by tests/CMakeLists.txt) run the
+// same code with smaller loop counts: ThreadSanitizer is 5-15x slower, and
+// the races these loops hunt show up in far fewer iterations under it
+// anyway. Normal builds run the full counts.
+#ifndef WEFT_TESTS_TEST_SUPPORT_H
+#define WEFT_TESTS_TEST_SUPPORT_H
+
+#include <sched.h>
+
+#include <cstdint>
+
+namespace weft_test {
+
+#ifdef WEFT_TEST_SANITIZED
+inline constexpr bool kSanitized = true;
+inline constexpr uint64_t kScaleDiv = 10;
+#else
+inline constexpr bool kSanitized = false;
+inline constexpr uint64_t kScaleDiv = 1;
+#endif
+
+// A stress count: n in normal builds, n / 10 (at least 1) under sanitizers.
+constexpr uint64_t scaled(uint64_t n) { return n / kScaleDiv ? n / kScaleDiv : 1; }
+
+// Waits until pred() holds, giving the CPU away between checks (the suite
+// runs on 2 cores with more threads than that). Never times out: ctest's
+// per-test TIMEOUT turns a lost wake-up into a failure, and no assertion ever
+// depends on how long something took.
+template <class Pred>
+void spin_until(Pred pred) {
+    uint32_t spins = 0;
+    while (!pred()) {
+        if (++spins < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        } else {
+            sched_yield();
+        }
+    }
+}
+
+}  // namespace weft_test
+
+#endif
