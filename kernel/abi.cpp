@@ -140,6 +140,24 @@ uint32_t weft_runtime_workers(const weft_runtime* rt) {
     return sh ? sh->nworkers : 0;
 }
 
+int weft_runtime_worker_metrics(const weft_runtime* rt, uint32_t worker, weft_worker_metrics* out) {
+    Shared* sh = as_shared(const_cast<weft_runtime*>(rt));
+    if (!sh || !out) return WEFT_EINVAL;
+    if (out->size != sizeof(weft_worker_metrics)) return WEFT_EVERSION;
+    if (worker >= sh->nworkers) return WEFT_EINVAL;
+    const WorkerMetrics& m = sh->workers[worker].metrics;
+    auto rd = [](const std::atomic<uint64_t>& c) { return c.load(std::memory_order_relaxed); };
+    out->polls = rd(m.polls);
+    out->steals = rd(m.steals);
+    out->stolen_tasks = rd(m.stolen_tasks);
+    out->overflows = rd(m.overflows);
+    out->parks = rd(m.parks);
+    out->lifo_polls = rd(m.lifo_polls);
+    out->inject_pops = rd(m.inject_pops);
+    out->fork_exposed = rd(m.fork_exposed);
+    return 0;
+}
+
 weft_runtime* weft_runtime_current(void) { return reinterpret_cast<weft_runtime*>(current_runtime()); }
 
 int weft_spawn(weft_runtime* rt, const weft_task_desc* desc, weft_join** join) {

@@ -113,6 +113,12 @@ public:
         return (s & SEARCH_MASK) == 0 && (s >> UNPARK_SHIFT) < workers_;
     }
 
+    // A racy hint: is any worker idle (searching or parked)?
+    bool has_idle() const {
+        uint32_t s = state_.load(std::memory_order_relaxed);
+        return (s & SEARCH_MASK) != 0 || (s >> UNPARK_SHIFT) < workers_;
+    }
+
     uint32_t num_searching() const { return state_.load(std::memory_order_relaxed) & SEARCH_MASK; }
     uint32_t num_unparked() const { return state_.load(std::memory_order_relaxed) >> UNPARK_SHIFT; }
 

@@ -39,21 +39,6 @@ public:
         return true;
     }
 
-    // push(), then while_locked() before the lock is released. A remote
-    // pusher wakes a worker in there: shutdown's close() takes the same lock,
-    // so the runtime cannot be freed under a pusher that is still notifying.
-    template <class F>
-    bool push_then(TaskHeader* t, F&& while_locked) {
-        t->queue_next = nullptr;
-        port::LockGuard g(mu_);
-        if (closed_) return false;
-        if (tail_) tail_->queue_next = t; else head_ = t;
-        tail_ = t;
-        len_.store(len_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-        while_locked();
-        return true;
-    }
-
     TaskHeader* pop() {
         if (is_empty()) return nullptr;
         port::LockGuard g(mu_);

@@ -68,6 +68,22 @@ void notify_parked(Shared* sh) {
     if (w >= 0) sh->workers[w].parker.unpark();
 }
 
+// Pushes t onto the inject queue from a thread that is not a worker of sh
+// and wakes a worker. Once the push is visible a worker may run t to
+// completion and shutdown may free Shared, so the pusher holds its own
+// reference on Shared (holders) across push and notify. Taking it is safe:
+// until the push the caller's reference on t keeps Shared alive (t is not
+// complete, so shutdown step 5 makes it an orphan holding Shared).
+// Test: Shutdown.ForeignWakeByValueRacesFree. Returns false when closed
+// (the caller still holds t's queue ref).
+bool remote_push(Shared* sh, TaskHeader* t) {
+    sh->holders.fetch_add(1, std::memory_order_relaxed);
+    bool ok = sh->inject.push(t);
+    if (ok) notify_parked(sh);
+    shared_release(sh);
+    return ok;
+}
+
 // After pushing onto this worker's own queue: only for parallelism, since
 // this worker runs its queue itself. So no fence: a stale read of the idle
 // state at worst leaves a sleeper asleep while this worker does the work.
@@ -275,8 +291,13 @@ __attribute__((noinline)) void expose_fork_slow(Worker* w) {
     notify_parked_local(w->shared);
 }
 
+// Only when some worker is idle to take it: an exposed task that nobody
+// steals is eventually run from the queue by the fairness check, which starts
+// another subtree early and turns depth-first into breadth-first (with one
+// worker, skynet overflowed the local queue 250 times a run before this).
 inline void expose_fork(Worker* w) {
-    if (w->fork_top - w->fork_bottom >= 2 && w->queue.is_empty()) expose_fork_slow(w);
+    if (w->fork_top - w->fork_bottom >= 2 && w->shared->idle.has_idle() && w->queue.is_empty())
+        expose_fork_slow(w);
 }
 
 TaskHeader* fork_pop(Worker* w) {
@@ -337,7 +358,9 @@ TaskHeader* spin_search(Worker* w) {
     Shared* sh = w->shared;
     uint64_t deadline = port::monotonic_ns() + SEARCH_SPIN_NS;
     for (uint32_t round = 1;; round++) {
-        for (int i = 0; i < 16; i++) weft_arch_cpu_relax();
+        // About a microsecond between looks: each look reads the other
+        // workers' queue lines, which their owners are writing.
+        for (int i = 0; i < 64; i++) weft_arch_cpu_relax();
         if (work_pending(sh)) {
             if (TaskHeader* t = steal_work(w)) return t;
         }
@@ -359,8 +382,10 @@ void run_with_lifo(Worker* w, TaskHeader* t) {
     uint32_t lifo_polls = 0;
     while (TaskHeader* next = w->lifo) {
         w->lifo = nullptr;
-        if (++lifo_polls > MAX_LIFO_POLLS) {
-            // Cap reached (see scheduler.h): to the back of the queue.
+        if (++lifo_polls > MAX_LIFO_POLLS && (!w->queue.is_empty() || !w->shared->inject.is_empty())) {
+            // Cap reached and other tasks wait (see scheduler.h): to the back
+            // of the queue. With nothing waiting the cap would only hand a
+            // sequential chain to a thief, a core migration every few polls.
             InjectSink sink{w->shared};
             if (w->queue.push_back(next, sink)) WorkerMetrics::bump(w->metrics.overflows);
             notify_parked_local(w->shared);
@@ -499,9 +524,7 @@ void schedule(TaskHeader* t, bool is_yield) {
         schedule_local(w, t, is_yield);
         return;
     }
-    // Push and notify under the inject lock (see InjectQueue::push_then): once
-    // the push is visible, only this lock keeps `sh` alive for us.
-    if (!sh->inject.push_then(t, [sh] { notify_parked(sh); })) {
+    if (!remote_push(sh, t)) {
         // Closed (shutting down): step 5 cancels the future; drop the entry's ref.
         if (t->state.ref_dec()) dealloc(t);
     }
@@ -596,7 +619,7 @@ int task_spawn(Shared* sh, TaskHeader* t, bool with_join, bool fork) {
     }
     // From outside: unbound until a worker runs it (owned_tasks.h).
     t->owned_shard = OWNED_UNBOUND;
-    if (!sh->inject.push_then(t, [sh] { notify_parked(sh); })) {
+    if (!remote_push(sh, t)) {
         task_release_unspawned(t);
         return WEFT_ECLOSED;
     }

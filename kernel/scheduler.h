@@ -3,9 +3,10 @@
 // Three levels of run queue per worker, looked at in this order:
 //   1. the LIFO slot: one task, owner-only. A task woken by the running task
 //      goes here and runs next, with hot caches (message passing, spawn then
-//      await). Capped: after MAX_LIFO_POLLS consecutive LIFO runs the slot's
-//      task goes to the back of the local queue, so two tasks waking each
-//      other cannot starve the rest of the queue. The slot is not stealable:
+//      await). Capped: after MAX_LIFO_POLLS consecutive LIFO runs, if other
+//      tasks are waiting (local or inject queue), the slot's task goes to the
+//      back of the local queue, so two tasks waking each other cannot starve
+//      the rest. The slot is not stealable:
 //      a worker stuck in a long poll keeps that one task waiting (the pulse
 //      issue's handoff addresses stuck workers as a whole).
 //   2. the local queue (local_queue.h), 256 entries, stealable.
@@ -17,9 +18,9 @@
 // A divide-and-conquer tree then runs depth-first, keeping only depth x
 // fan-out tasks alive (the FIFO local queue alone would expand it
 // breadth-first: for skynet, a million live tasks and constant overflow).
-// Load balance: whenever the local queue is empty and the stack holds two or
-// more tasks, the *oldest* (the largest remaining subtree) moves to the local
-// queue, where idle workers can steal it. Fairness: every INJECT_INTERVAL
+// Load balance: whenever some worker is idle, the local queue is empty and
+// the stack holds two or more tasks, the *oldest* (the largest remaining
+// subtree) moves to the local queue, where the idle worker can steal it. Fairness: every INJECT_INTERVAL
 // polls the inject queue and then the local queue are served first, so a
 // large tree cannot starve other tasks.
 // Idle workers steal half of a random victim's queue (at most half the
@@ -42,7 +43,8 @@
 //      handle sees WEFT_ECANCELED. A task still referenced afterwards (a join
 //      handle, a waker held by foreign code) becomes an orphan and holds a
 //      reference on Shared, so a late wake never touches freed memory.
-//   6. drop the runtime handle's reference on Shared; the last holder frees it.
+//   6. drop the runtime handle's reference on Shared; the last holder frees it
+//      (an orphan task, or a remote pusher still notifying: remote_push).
 #ifndef WEFT_KERNEL_SCHEDULER_H
 #define WEFT_KERNEL_SCHEDULER_H
 
@@ -121,9 +123,10 @@ struct Shared {
     char name[12] = {0};
     alignas(WEFT_CACHE_LINE) InjectQueue inject;
     alignas(WEFT_CACHE_LINE) Idle idle;
-    alignas(WEFT_CACHE_LINE) std::atomic<bool> shutdown{false};
-    // 1 for the runtime handle + 1 per orphan task (see step 5 above).
-    std::atomic<uint64_t> holders{1};
+    alignas(WEFT_CACHE_LINE) std::atomic<bool> shutdown{false};  // read by workers every loop
+    // 1 for the runtime handle + 1 per orphan task (see step 5 above) + 1 per
+    // remote pusher in flight (remote_push). Own line: remote pushes write it.
+    alignas(WEFT_CACHE_LINE) std::atomic<uint64_t> holders{1};
     // Raised at shutdown step 1: workers link no more tasks (owned_tasks.h).
     alignas(WEFT_CACHE_LINE) std::atomic<bool> owned_closed{false};
 };

@@ -121,6 +121,22 @@ WEFT_API uint32_t weft_runtime_workers(const weft_runtime* rt);
 /* The runtime whose worker calls this, or NULL on any other thread. */
 WEFT_API weft_runtime* weft_runtime_current(void);
 
+/* Per-worker counters, read without stopping the runtime (each counter is
+ * exact for its worker; the set is not one atomic snapshot). */
+typedef struct weft_worker_metrics {
+    size_t size;             /* sizeof(weft_worker_metrics), set by the caller */
+    uint64_t polls;          /* task polls */
+    uint64_t steals;         /* successful steal operations */
+    uint64_t stolen_tasks;   /* tasks moved by them */
+    uint64_t overflows;      /* local-queue overflow batches to the inject queue */
+    uint64_t parks;          /* times the worker went to sleep */
+    uint64_t lifo_polls;     /* polls straight from the LIFO slot */
+    uint64_t inject_pops;    /* tasks taken from the inject queue */
+    uint64_t fork_exposed;   /* fork-stack tasks offered to thieves */
+} weft_worker_metrics;
+/* Fills *out for worker index `worker` (0 .. weft_runtime_workers - 1). */
+WEFT_API int weft_runtime_worker_metrics(const weft_runtime* rt, uint32_t worker, weft_worker_metrics* out);
+
 /* ---- tasks ------------------------------------------------------------- */
 typedef struct weft_join weft_join;
 

@@ -1,6 +1,7 @@
 // port/linux/port.cpp — the Linux implementation of port/port.h, written
 // against libc and raw syscalls (futex has no libc wrapper).
 #include "../port.h"
+#include "../../arch/arch.h"
 
 #include <errno.h>
 #include <linux/futex.h>
@@ -75,6 +76,17 @@ int thread_join(Thread* t) {
 void thread_yield() { sched_yield(); }
 
 void Mutex::lock_slow(uint32_t c) {
+    // Critical sections in weft are a few dozen instructions: spin a little
+    // (reads only) before paying for a futex sleep and wake-up.
+    for (int i = 0; i < 100 && c != 0; i++) {
+        weft_arch_cpu_relax();
+        c = state_.load(std::memory_order_relaxed);
+        if (c == 0) {
+            uint32_t z = 0;
+            if (state_.compare_exchange_strong(z, 1, std::memory_order_acquire, std::memory_order_relaxed)) return;
+            c = z;
+        }
+    }
     // c is 1 or 2: somebody holds it. Mark it contended (2) and sleep until
     // we take it in the contended state (we cannot know whether others wait).
     if (c != 2) c = state_.exchange(2, std::memory_order_acquire);
