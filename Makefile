@@ -2,6 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+WORKERS ?= 2
 
 .PHONY: all build test bench run install clean
 
@@ -17,9 +18,9 @@ build: $(BUILD)/CMakeCache.txt
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
 
-# Every benchmark workload (BENCHMARKS.md format) with 2 workers.
+# Every benchmark workload (BENCHMARKS.md format), WORKERS workers (default 2).
 bench: build
-	$(BUILD)/bench/weft-bench --workers $${WORKERS:-2}
+	$(BUILD)/bench/weft-bench --workers $(WORKERS)
 
 # weft's main demo.
 run: build

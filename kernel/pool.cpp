@@ -4,7 +4,7 @@
 #include "../port/port.h"
 
 namespace weft::kernel::pool {
-__attribute__((tls_model("initial-exec"))) thread_local Cache* t_cache = nullptr;
+constinit __attribute__((tls_model("initial-exec"))) thread_local Cache* t_cache = nullptr;
 
 void* alloc_slow(size_t size) {
     // Pooled sizes are rounded to their class so the block can be cached
@@ -20,10 +20,10 @@ void thread_init() {
     Cache* c = static_cast<Cache*>(port::alloc(sizeof(Cache)));
     if (!c) return;  // no cache: plain malloc, still correct
     for (uint32_t i = 0; i < CLASSES; i++) {
+        size_t block = (size_t)(i + 1) * GRANULE;
         c->head[i] = nullptr;
-        c->count[i] = 0;
+        c->room[i] = (uint32_t)((block <= 256 ? MAX_CACHED_BYTES_PER_CLASS : MAX_CACHED_BYTES_LARGE) / block);
     }
-    c->bytes = 0;
     t_cache = c;
 }
 

@@ -18,12 +18,12 @@ namespace weft::kernel::pool {
 
 inline constexpr size_t GRANULE = 64;
 inline constexpr size_t MAX_POOLED = 4096;
-// A thread keeps at most this many bytes of free blocks per size class, and
-// at most MAX_CACHED_BYTES in all: enough for a task that spawns 10,000
-// children before awaiting them to recycle every frame without malloc, and
-// a bound on what an idle worker holds on to.
+// A thread keeps at most this many bytes of free blocks per size class:
+// enough for a task that spawns 10,000 children before awaiting them to
+// recycle every frame without malloc. Classes above 256 bytes keep fewer
+// (MAX_CACHED_BYTES_LARGE), which bounds what one thread holds to ~32 MiB.
 inline constexpr size_t MAX_CACHED_BYTES_PER_CLASS = 4u << 20;
-inline constexpr size_t MAX_CACHED_BYTES = 16u << 20;
+inline constexpr size_t MAX_CACHED_BYTES_LARGE = 256u << 10;
 inline constexpr uint32_t CLASSES = MAX_POOLED / GRANULE;
 
 struct FreeBlock {
@@ -32,13 +32,12 @@ struct FreeBlock {
 
 struct Cache {
     FreeBlock* head[CLASSES];
-    uint32_t count[CLASSES];
-    size_t bytes;  // cached in all classes
+    uint32_t room[CLASSES];  // blocks this class may still cache
 };
 
 // This thread's cache, or nullptr (not a worker). initial-exec: no
 // __tls_get_addr on the spawn path.
-extern __attribute__((tls_model("initial-exec"))) thread_local Cache* t_cache;
+extern constinit __attribute__((tls_model("initial-exec"))) thread_local Cache* t_cache;
 
 inline uint32_t class_of(size_t size) { return (uint32_t)((size + GRANULE - 1) / GRANULE) - 1; }
 
@@ -52,8 +51,7 @@ inline void* alloc(size_t size) {
         uint32_t k = class_of(size);
         if (FreeBlock* b = c->head[k]) {
             c->head[k] = b->next;
-            c->count[k]--;
-            c->bytes -= (k + 1) * GRANULE;
+            c->room[k]++;
             return b;
         }
     }
@@ -65,15 +63,13 @@ inline void free(void* p, size_t size) {
     Cache* c = t_cache;
     if (c && p && size - 1 < MAX_POOLED) {
         uint32_t k = class_of(size);
-        size_t block = (k + 1) * GRANULE;
-        if ((c->count[k] + 1) * block <= MAX_CACHED_BYTES_PER_CLASS && c->bytes + block <= MAX_CACHED_BYTES) {
+        if (c->room[k] != 0) {
             // SAFETY: p is a dead block of at least GRANULE bytes; its first
             // word becomes the free-list link.
             FreeBlock* b = static_cast<FreeBlock*>(p);
             b->next = c->head[k];
             c->head[k] = b;
-            c->count[k]++;
-            c->bytes += block;
+            c->room[k]--;
             return;
         }
     }

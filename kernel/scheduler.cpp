@@ -8,7 +8,7 @@
 
 namespace weft::kernel {
 
-__attribute__((tls_model("initial-exec"))) thread_local Worker* t_worker = nullptr;
+constinit __attribute__((tls_model("initial-exec"))) thread_local Worker* t_worker = nullptr;
 
 namespace {
 

@@ -161,7 +161,7 @@ void join_free(TaskHeader* t);
 // The worker running on this thread, if any. initial-exec TLS: one
 // instruction to reach, no __tls_get_addr (a few bytes of the static TLS
 // surplus glibc keeps for dlopen()ed libraries).
-extern __attribute__((tls_model("initial-exec"))) thread_local Worker* t_worker;
+extern constinit __attribute__((tls_model("initial-exec"))) thread_local Worker* t_worker;
 // The runtime whose worker this is, or nullptr.
 inline Shared* current_runtime() { return t_worker ? t_worker->shared : nullptr; }
 TaskHeader* current_task();  // the task being polled here, or nullptr

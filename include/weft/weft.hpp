@@ -57,6 +57,11 @@ namespace detail {
 
 // The context of the task being polled on this thread (set around resume).
 inline constinit thread_local weft_context* current_cx = nullptr;
+// Set while a Task object destroys a frame it owns (never spawned, or awaited
+// inline): only then does the frame's operator delete free the memory.
+// Frames of spawned tasks are destroyed by the kernel, which frees the memory
+// itself once its drop callback returns.
+inline constinit thread_local bool frame_owned_by_task = false;
 
 inline weft_context* require_cx(const char* what) {
     weft_context* cx = current_cx;
@@ -146,9 +151,11 @@ struct TaskVTable {
     }
     static void drop(void* state) noexcept {
         // Destroys the frame (and, through the Task objects it holds, any
-        // inline-awaited child frames). operator delete leaves the memory to
-        // the kernel.
+        // inline-awaited child frames). operator delete leaves this frame's
+        // memory to the kernel.
+        bool prev = std::exchange(frame_owned_by_task, false);
         std::coroutine_handle<Promise<T>>::from_address(state).destroy();
+        frame_owned_by_task = prev;
     }
     static constexpr weft_task_vtable vtable{poll, drop, drop};
 };
@@ -160,7 +167,9 @@ struct PromiseAlloc : PromiseBase {
         if (!p) throw std::bad_alloc();
         return p;
     }
-    static void operator delete(void* p, std::size_t) noexcept { weft_task_free_state(p); }
+    static void operator delete(void* p, std::size_t) noexcept {
+        if (frame_owned_by_task) weft_task_free_state(p);
+    }
 };
 
 template <class T>
@@ -232,7 +241,12 @@ public:
 
 private:
     void reset() {
-        if (h_) std::exchange(h_, {}).destroy();
+        if (!h_) return;
+        // The frame may own Tasks of its own (inline-awaited children): save
+        // and restore the flag around the nested destroys.
+        bool prev = std::exchange(detail::frame_owned_by_task, true);
+        std::exchange(h_, {}).destroy();
+        detail::frame_owned_by_task = prev;
     }
     handle_type h_;
 };
