@@ -284,10 +284,11 @@ TaskHeader* pull_from_inject(Worker* w) {
 // Moves the oldest fork-stack task to the (empty) local queue, where idle
 // workers can steal it.
 __attribute__((noinline)) void expose_fork_slow(Worker* w) {
-    TaskHeader* t = w->fork[w->fork_bottom++ % FORK_STACK_CAPACITY];
+    uint32_t n = (w->fork_top - w->fork_bottom) / 2;
+    if (n > FORK_EXPOSE_BATCH) n = FORK_EXPOSE_BATCH;
     InjectSink sink{w->shared};
-    w->queue.push_back(t, sink);
-    WorkerMetrics::bump(w->metrics.fork_exposed);
+    for (uint32_t i = 0; i < n; i++) w->queue.push_back(w->fork[w->fork_bottom++ % FORK_STACK_CAPACITY], sink);
+    WorkerMetrics::bump(w->metrics.fork_exposed, n);
     notify_parked_local(w->shared);
 }
 

@@ -19,8 +19,9 @@
 // fan-out tasks alive (the FIFO local queue alone would expand it
 // breadth-first: for skynet, a million live tasks and constant overflow).
 // Load balance: whenever some worker is idle, the local queue is empty and
-// the stack holds two or more tasks, the *oldest* (the largest remaining
-// subtree) moves to the local queue, where the idle worker can steal it. Fairness: every INJECT_INTERVAL
+// the stack holds two or more tasks, the *oldest* half (the largest remaining
+// subtrees; at most FORK_EXPOSE_BATCH) moves to the local queue, where idle
+// workers steal from it. Fairness: every INJECT_INTERVAL
 // polls the inject queue and then the local queue are served first, so a
 // large tree cannot starve other tasks.
 // Idle workers steal half of a random victim's queue (at most half the
@@ -65,7 +66,11 @@ namespace weft::kernel {
 inline constexpr uint32_t LOCAL_QUEUE_CAPACITY = 256;
 inline constexpr uint32_t INJECT_INTERVAL = 61;
 inline constexpr uint32_t MAX_LIFO_POLLS = 3;
-inline constexpr uint32_t FORK_STACK_CAPACITY = 256;
+// Room for a flat batch of 10,000 children without spilling into the local
+// queue (and from there, overflowing into the inject queue). 128 KiB per worker.
+inline constexpr uint32_t FORK_STACK_CAPACITY = 16384;
+// At most this many fork-stack tasks are offered to thieves at once.
+inline constexpr uint32_t FORK_EXPOSE_BATCH = 32;
 // How long a searching worker that found nothing keeps looking before it
 // parks. Parking and being woken cost a futex round trip and two context
 // switches (several microseconds); a burst of spawns would otherwise park
