@@ -62,7 +62,21 @@ public:
     // Owner only. Returns the number of tasks moved to the sink (0 normally).
     // Sink has push_batch(first, last, n): a list linked through queue_next.
     template <class Sink>
-    uint32_t push_back(TaskHeader* task, Sink& sink) {
+    inline __attribute__((always_inline)) uint32_t push_back(TaskHeader* task, Sink& sink) {
+        // Fast path: room in the ring (the owner is the only writer of tail).
+        uint32_t steal = steal_of(head_.load(std::memory_order_acquire));
+        uint32_t tail = tail_.load(std::memory_order_relaxed);
+        if (tail - steal < CAP) {
+            buffer_[tail & MASK].store(task, std::memory_order_relaxed);
+            tail_.store(tail + 1, std::memory_order_release);
+            return 0;
+        }
+        return push_back_slow(task, sink);
+    }
+
+private:
+    template <class Sink>
+    __attribute__((noinline)) uint32_t push_back_slow(TaskHeader* task, Sink& sink) {
         for (;;) {
             uint64_t head = head_.load(std::memory_order_acquire);
             uint32_t steal = steal_of(head);
@@ -86,6 +100,7 @@ public:
         }
     }
 
+public:
     // Owner only.
     TaskHeader* pop() {
         uint64_t head = head_.load(std::memory_order_acquire);

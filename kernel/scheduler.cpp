@@ -491,7 +491,7 @@ void shared_release(Shared* sh) {
     port::free(sh);
 }
 
-void schedule_local(Worker* w, TaskHeader* t, bool is_yield) {
+inline __attribute__((always_inline)) void schedule_local(Worker* w, TaskHeader* t, bool is_yield) {
     InjectSink sink{w->shared};
     if (!is_yield) {
         TaskHeader* prev = w->lifo;
