@@ -1,26 +1,30 @@
-// kernel/owned_tasks.h — every live (not yet completed) task of a runtime, so
-// that shutdown can find and drop the suspended ones.
+// kernel/owned_tasks.h — every suspended task of a runtime, so that shutdown
+// can find and drop the tasks that no run queue holds.
 //
-// A task is linked at spawn (the link holds the list's reference) and
-// unlinked after it completes. Where it is linked depends on who spawned it:
+// At shutdown a live task is in one of three places: in a run queue (LIFO
+// slot, fork stack, local or inject queue), running on a worker (its poll
+// returns before the worker is joined), or suspended, waiting for a wake that
+// may never come. The drains find the first kind and the workers finish the
+// second; only suspended tasks need a list. So a task is linked lazily: the
+// worker that polled it links it into its own list just before the task's
+// first transition to idle, while that worker still owns RUNNING (so nobody
+// can complete it concurrently). A task that completes in its first poll —
+// most leaf tasks — never touches a list. Until then its owned_shard is
+// OWNED_UNBOUND and the list's reference is simply held (released at
+// completion, or by the drain that cancels it).
 //
-//   * spawned on worker W of this runtime: W's own list, touched only by W
-//     (plain pointers, no atomics). If the task completes on W, W unlinks it
-//     at once. If it completes elsewhere (it was stolen), the completing
-//     thread pushes it onto W's `done` stack (lock-free, one CAS) and W
-//     unlinks it later (reap(), before parking and every INJECT_INTERVAL
-//     polls). Until then the list's reference keeps the task's memory alive.
-//   * spawned by any other thread: in no list yet (OWNED_UNBOUND). Such a
-//     task sits in the inject queue; the worker that first runs it links it
-//     into its own list. So a remote spawn costs no lock beyond the inject
-//     queue's, and completion never takes a lock. At shutdown an unbound task
-//     can only be in a run queue, where the drain cancels it.
+// A linked task lives in its linking worker W's list, touched only by W
+// (plain pointers, no atomics). If it completes on W, W unlinks it at once.
+// If it completes elsewhere (it was stolen or woken onto another worker), the
+// completing thread pushes it onto W's `done` stack (lock-free, one CAS) and
+// W unlinks it later (reap(), before parking and every INJECT_INTERVAL
+// polls). Until then the list's reference keeps the task's memory alive.
 //
-// Closing (shutdown step 1): the inject queue refuses remote spawns under
-// its lock; a worker checks `owned_closed` before linking. A worker may still
-// link a task after close if it read the flag just before; that is harmless:
-// the lists are walked only after every worker has been joined (step 5), and
-// that walk sees everything the workers linked (thread join orders it).
+// Closing (shutdown step 1): spawns check `owned_closed` (local) or the
+// inject queue's closed flag (remote). A worker may still link a task after
+// close; that is harmless: the lists are walked only after every worker has
+// been joined (step 5), and that walk sees everything the workers linked
+// (thread join orders it).
 //
 // Memory orderings: the `done` stack push is a release CAS, reap's exchange
 // is acquire, so the owner sees the completer's writes (result, stage) before
@@ -37,7 +41,7 @@
 
 namespace weft::kernel {
 
-inline constexpr uint16_t OWNED_UNBOUND = 0xFFFF;   // spawned remotely, not run yet
+inline constexpr uint16_t OWNED_UNBOUND = 0xFFFF;   // never suspended: in no list yet
 inline constexpr uint16_t OWNED_UNLINKED = 0xFFFE;  // unlinked after completion
 
 // One intrusive doubly linked list (owned_prev / owned_next).

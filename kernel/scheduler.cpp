@@ -197,11 +197,6 @@ void cancel_task(TaskHeader* t, uint32_t runner_refs) {
 void schedule_local(Worker* w, TaskHeader* t, bool is_yield);
 
 void run_task(Worker* w, TaskHeader* t) {
-    if (t->owned_shard == OWNED_UNBOUND) {
-        // Spawned from outside the workers: this worker owns it from now on.
-        t->owned_shard = (uint16_t)w->index;
-        w->owned.list.push(t);
-    }
     if (t->resume_running) {
         // Re-queued while still RUNNING (it woke itself): we own the future
         // already. Honour a cancellation that arrived meanwhile.
@@ -241,6 +236,12 @@ poll:
             t->resume_running = 1;
             schedule_local(w, t, true);
             return;
+        }
+        if (t->owned_shard == OWNED_UNBOUND) {
+            // About to suspend for the first time: link it while we still own
+            // RUNNING, so shutdown can find it (owned_tasks.h).
+            t->owned_shard = (uint16_t)w->index;
+            w->owned.list.push(t);
         }
         switch (t->state.transition_to_idle()) {
         case ToIdle::Ok:
@@ -432,8 +433,8 @@ void shutdown_cancel(TaskHeader* t) {
 
 // Shutdown steps 3 and 4: a run-queue entry that will never run. A task that
 // owns RUNNING (re-queued after a self-wake) or that no owned list knows
-// (spawned remotely, never run) is cancelled here; for any other, dropping
-// the entry's ref is enough: step 5 finds it in its owner's list.
+// (never suspended) is cancelled here; for any other, dropping the entry's
+// ref is enough: step 5 finds it in its owner's list.
 void drop_queue_entry(TaskHeader* t) {
     if (t->resume_running) {
         t->resume_running = 0;
@@ -606,8 +607,7 @@ int task_spawn(Shared* sh, TaskHeader* t, bool with_join, bool fork) {
             task_release_unspawned(t);
             return WEFT_ECLOSED;
         }
-        t->owned_shard = (uint16_t)w->index;
-        w->owned.list.push(t);
+        t->owned_shard = OWNED_UNBOUND;  // linked if it ever suspends
         if (!fork) {
             schedule_local(w, t, false);
         } else if (w->fork_top - w->fork_bottom < FORK_STACK_CAPACITY) {
@@ -618,8 +618,7 @@ int task_spawn(Shared* sh, TaskHeader* t, bool with_join, bool fork) {
         }
         return 0;
     }
-    // From outside: unbound until a worker runs it (owned_tasks.h).
-    t->owned_shard = OWNED_UNBOUND;
+    t->owned_shard = OWNED_UNBOUND;  // linked if it ever suspends (owned_tasks.h)
     if (!remote_push(sh, t)) {
         task_release_unspawned(t);
         return WEFT_ECLOSED;
