@@ -1568,3 +1568,53 @@ TEST(Shutdown, ManyRuntimesInSequence) {
 }
 
 }  // namespace
+
+// ---- metrics ---------------------------------------------------------------------
+// weft_runtime_worker_metrics: the counters add up to the work done, and bad
+// input gets a code.
+namespace {
+TEST(Metrics, PollsAddUpAndBadInputIsRefused) {
+    weft_runtime* rt = new_runtime(2);
+    constexpr int N = 200;
+    std::vector<Probe> ready(N), yielders(4);
+    std::vector<weft_join*> joins;
+    for (auto& p : ready) {
+        weft_task_desc d = make_desc(poll_ready, count_drop, &p, sizeof(int64_t));
+        weft_join* j = nullptr;
+        ASSERT_EQ(weft_spawn(rt, &d, &j), 0);
+        joins.push_back(j);
+    }
+    for (auto& p : yielders) {
+        p.target = 50;
+        weft_task_desc d = make_desc(poll_yield, count_drop, &p, sizeof(int64_t));
+        weft_join* j = nullptr;
+        ASSERT_EQ(weft_spawn(rt, &d, &j), 0);
+        joins.push_back(j);
+    }
+    for (weft_join* j : joins) {
+        ASSERT_EQ(weft_join_wait(j, -1), 0);
+        weft_join_free(j);
+    }
+    uint64_t polls = 0;
+    for (uint32_t w = 0; w < weft_runtime_workers(rt); w++) {
+        weft_worker_metrics m;
+        std::memset(&m, 0xff, sizeof m);
+        m.size = sizeof m;
+        ASSERT_EQ(weft_runtime_worker_metrics(rt, w, &m), 0);
+        EXPECT_GE(m.stolen_tasks, m.steals) << "each steal moves at least one task";
+        polls += m.polls;
+    }
+    // Every poll of every task is counted once: N ready tasks polled once, each
+    // yielder 51 times.
+    EXPECT_EQ(polls, (uint64_t)N + 4 * 51);
+
+    weft_worker_metrics m;
+    m.size = sizeof m;
+    EXPECT_EQ(weft_runtime_worker_metrics(nullptr, 0, &m), WEFT_EINVAL);
+    EXPECT_EQ(weft_runtime_worker_metrics(rt, 0, nullptr), WEFT_EINVAL);
+    EXPECT_EQ(weft_runtime_worker_metrics(rt, weft_runtime_workers(rt), &m), WEFT_EINVAL);
+    m.size = sizeof m - 8;
+    EXPECT_EQ(weft_runtime_worker_metrics(rt, 0, &m), WEFT_EVERSION);
+    EXPECT_EQ(weft_runtime_free(rt), 0);
+}
+}  // namespace
