@@ -36,14 +36,20 @@
 //      wake can enqueue a task after this; spawns fail with WEFT_ECLOSED and
 //      run the task's drop function.
 //   2. raise `shutdown` and unpark every worker.
-//   3. join the workers; each, on leaving its loop, releases the queue refs of
-//      the tasks in its LIFO slot and local queue. Nothing runs any more.
-//   4. release the queue refs of the tasks left in the inject queue.
-//   5. pop every task left in the owned list (every task not yet complete) and
-//      cancel it on this thread: drop_future runs exactly once, the join
-//      handle sees WEFT_ECANCELED. A task still referenced afterwards (a join
-//      handle, a waker held by foreign code) becomes an orphan and holds a
-//      reference on Shared, so a late wake never touches freed memory.
+//   3. join the workers; each, on leaving its loop, drains its LIFO slot, fork
+//      stack and local queue (drop_queue_entry): a task that was never
+//      suspended, or that is queued still owning RUNNING, is cancelled there;
+//      any other only loses the entry's ref (step 5 finds it). The drain loops
+//      until all three are empty, since a cancelled task's drop function may
+//      wake another. Nothing runs any more.
+//   4. drain the inject queue the same way.
+//   5. pop every task left in the owned lists (every suspended task,
+//      owned_tasks.h) and cancel it on this thread. Wherever a task is
+//      cancelled (steps 3-5), drop_future runs exactly once and the join
+//      handle sees WEFT_ECANCELED; and a task that may still be referenced
+//      afterwards (a join handle, a waker held by foreign code) becomes an
+//      orphan holding a reference on Shared, so a late wake never touches
+//      freed memory.
 //   6. drop the runtime handle's reference on Shared; the last holder frees it
 //      (an orphan task, or a remote pusher still notifying: remote_push).
 #ifndef WEFT_KERNEL_SCHEDULER_H
@@ -132,7 +138,10 @@ struct Shared {
     // 1 for the runtime handle + 1 per orphan task (see step 5 above) + 1 per
     // remote pusher in flight (remote_push). Own line: remote pushes write it.
     alignas(WEFT_CACHE_LINE) std::atomic<uint64_t> holders{1};
-    // Raised at shutdown step 1: workers link no more tasks (owned_tasks.h).
+    // Raised at shutdown step 1 (release store, by runtime_free); local spawns
+    // check it (acquire load) and refuse. A spawn that read it just before the
+    // store is still drained or walked: both happen after the workers are
+    // joined (owned_tasks.h).
     alignas(WEFT_CACHE_LINE) std::atomic<bool> owned_closed{false};
 };
 

@@ -12,7 +12,8 @@
 //   state       any thread, atomically (task_state.h)
 //   queue_next  the thread that holds the task's NOTIFIED ref, while it sits in
 //               an inject queue (under the inject mutex)
-//   owned_*     the owning worker, or the remote list's mutex (owned_tasks.h)
+//   owned_*     the worker that linked it (owned_tasks.h); owned_done_next: the
+//               completing thread, then that worker (its done stack)
 //   join_waker  the join handle while JOIN_WAKER is clear; the runtime (read
 //               only) while it is set — see the JOIN_WAKER protocol in
 //               task_state.h
