@@ -308,8 +308,8 @@ TaskHeader* fork_pop(Worker* w) {
 }
 
 TaskHeader* next_task(Worker* w) {
-    w->tick++;
-    if (w->tick % INJECT_INTERVAL == 0) {
+    if (--w->ticks_to_fairness == 0) {
+        w->ticks_to_fairness = INJECT_INTERVAL;
         reap(w);
         if (TaskHeader* t = w->shared->inject.pop()) {
             WorkerMetrics::bump(w->metrics.inject_pops);

@@ -110,7 +110,7 @@ struct alignas(WEFT_CACHE_LINE) Worker {
     Shared* shared = nullptr;
     TaskHeader* lifo = nullptr;
     uint32_t index = 0;
-    uint32_t tick = 0;
+    uint32_t ticks_to_fairness = INJECT_INTERVAL;  // polls until the next inject-first look
     bool searching = false;
     uint64_t rng = 0;
     port::Thread thread;
