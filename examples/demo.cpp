@@ -95,13 +95,17 @@ weft::Task<uint64_t> chain(uint64_t left) {
 
 // Skynet: a node of `size` leaves spawns 10 children of size/10 and sums
 // what they return; a leaf returns its number. The sum over leaves
-// 0 .. size-1 is size * (size - 1) / 2.
+// 0 .. size-1 is size * (size - 1) / 2. The children are spawned as one
+// fork-join batch: each is its own task, run depth-first on this worker
+// unless an idle worker steals it, and the parent wakes once, when the last
+// one finishes.
 weft::Task<uint64_t> skynet(uint64_t num, uint64_t size) {
     if (size == 1) co_return num;
-    weft::JoinHandle<uint64_t> children[10];
-    for (uint64_t i = 0; i < 10; i++) children[i] = weft::spawn(skynet(num + i * (size / 10), size / 10));
+    weft::ForkJoin<uint64_t> children(10);
+    for (uint64_t i = 0; i < 10; i++) children.spawn(skynet(num + i * (size / 10), size / 10));
+    co_await children;
     uint64_t sum = 0;
-    for (auto& child : children) sum += co_await child;
+    for (uint64_t i = 0; i < 10; i++) sum += children[i];
     co_return sum;
 }
 
