@@ -9,17 +9,22 @@
 //   * At most half the workers search at once (to_searching refuses beyond).
 //   * Work that becomes stealable calls notify_one(): if nobody searches and
 //     somebody sleeps, one sleeper is woken *as a searcher*.
-//   * The last searcher to stop searching (because it found work, or because
-//     it parks) must make sure no work is left unclaimed: when it finds work it
-//     wakes another searcher; when it parks it rechecks every queue.
+//   * The last searcher to stop searching because it found work wakes
+//     another searcher (there may be more).
+//   * Every worker that parks rechecks every queue after leaving the unparked
+//     count (not only the last searcher, as in Tokio: a worker refused
+//     searching can park after the searcher stopped, unseen by a pusher that
+//     then gets stuck in a long poll; scheduler.cpp park()).
 //
-// No lost wake-up: a pusher does "publish task; SeqCst RMW on state (read
-// the counters)" (should_notify); a parking worker does "SeqCst RMW on state
-// (it leaves the unparked count); check every queue" (to_parked). RMWs on one
-// atomic are totally ordered: if the worker's comes first, the pusher's RMW
-// reads its effect and wakes someone; if the pusher's comes first, the
-// worker's RMW reads from it (acquire after release), so the worker's
-// recheck sees the published task. No fences: ThreadSanitizer checks RMWs.
+// No lost wake-up: a remote pusher does "publish task; SeqCst RMW on state
+// (read the counters)" (should_notify); a parking worker does "SeqCst RMW on
+// state (it leaves the unparked count); SeqCst fence; check every queue"
+// (to_parked, then scheduler.cpp park()). RMWs on one atomic are totally
+// ordered: if the worker's comes first, the pusher's RMW reads its effect
+// and wakes someone; if the pusher's comes first, the worker's RMW reads from
+// it (acquire after release), so the worker's recheck sees the task. A local
+// pusher (scheduler.cpp notify_parked_local) uses "publish; SeqCst fence;
+// load state" instead, which pairs with the parker's fence.
 #ifndef WEFT_KERNEL_IDLE_H
 #define WEFT_KERNEL_IDLE_H
 

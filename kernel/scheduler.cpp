@@ -84,14 +84,22 @@ bool remote_push(Shared* sh, TaskHeader* t) {
     return ok;
 }
 
-// After pushing onto this worker's own queue: only for parallelism, since
-// this worker runs its queue itself. So no fence: a stale read of the idle
-// state at worst leaves a sleeper asleep while this worker does the work.
+// After pushing onto this worker's own queue. Not only for parallelism: if
+// this worker is then stuck in a long poll, only another worker can run the
+// task, so an idle worker must not go to sleep without seeing it (test:
+// Cpp.ForkJoinLastTwoChildrenFinishTogetherAfterParentLeft, which hung when
+// this was a plain racy read). It is the pusher's half of the idle protocol
+// (idle.h), done with a SeqCst fence and a plain load rather than an RMW on
+// the idle word: a fence needs no ownership of that shared cache line, which
+// every local push would otherwise pull back and forth between workers. The
+// parker's half is the fence after to_parked in park(). (ThreadSanitizer does
+// not model fences; the tests exercise the protocol instead.)
 __attribute__((noinline)) void notify_parked_local_slow(Shared* sh) {
     int w = sh->idle.worker_to_notify();
     if (w >= 0) sh->workers[w].parker.unpark();
 }
 inline void notify_parked_local(Shared* sh) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     if (sh->idle.may_want_notify()) notify_parked_local_slow(sh);
 }
 
@@ -285,7 +293,7 @@ TaskHeader* pull_from_inject(Worker* w) {
 // Moves the oldest fork-stack task to the (empty) local queue, where idle
 // workers can steal it.
 __attribute__((noinline)) void expose_fork_slow(Worker* w) {
-    uint32_t n = (w->fork_top - w->fork_bottom) / 2;
+    uint32_t n = (w->fork_top - w->fork_bottom + 1) / 2;  // at least one
     if (n > FORK_EXPOSE_BATCH) n = FORK_EXPOSE_BATCH;
     InjectSink sink{w->shared};
     for (uint32_t i = 0; i < n; i++) w->queue.push_back(w->fork[w->fork_bottom++ % FORK_STACK_CAPACITY], sink);
@@ -297,8 +305,12 @@ __attribute__((noinline)) void expose_fork_slow(Worker* w) {
 // steals is eventually run from the queue by the fairness check, which starts
 // another subtree early and turns depth-first into breadth-first (with one
 // worker, skynet overflowed the local queue 250 times a run before this).
+// Even the last task on the stack is offered: the task this worker runs next
+// may never yield (a busy-wait on a sibling), and a task left on the private
+// stack behind it could then never run
+// (Cpp.ForkJoinLastTwoChildrenFinishTogetherAfterParentLeft).
 inline void expose_fork(Worker* w) {
-    if (w->fork_top - w->fork_bottom >= 2 && w->shared->idle.has_idle() && w->queue.is_empty())
+    if (w->fork_top != w->fork_bottom && w->shared->idle.has_idle() && w->queue.is_empty())
         expose_fork_slow(w);
 }
 
@@ -403,10 +415,19 @@ void park(Worker* w) {
     reap(w);
     if (w->lifo || w->fork_top != w->fork_bottom || !w->queue.is_empty()) return;
     // The parker's half of the no-lost-wake-up protocol (idle.h): to_parked
-    // is a SeqCst RMW on the idle word; the queue checks come after it.
-    bool last_searcher = sh->idle.to_parked(w->index, w->searching);
+    // is a SeqCst RMW on the idle word; the fence after it pairs with the
+    // fence of a local pusher (notify_parked_local), so the queue check
+    // below sees any task pushed before that pusher read the idle word.
+    // Every parking worker checks, not only the last searcher: a worker that
+    // was refused searching (another one searched at that instant) may park
+    // after that searcher stopped, and a pusher that saw it still unparked
+    // skipped the wake-up; if the pusher is then stuck in a long poll, nobody
+    // else would ever look at its queue
+    // (Cpp.ForkJoinLastTwoChildrenFinishTogetherAfterParentLeft hung so).
+    sh->idle.to_parked(w->index, w->searching);
     w->searching = false;
-    if (last_searcher && work_pending(sh)) notify_parked(sh);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (work_pending(sh)) notify_parked(sh);
     WorkerMetrics::bump(w->metrics.parks);
     for (;;) {
         w->parker.park();

@@ -19,9 +19,11 @@
 // fan-out tasks alive (the FIFO local queue alone would expand it
 // breadth-first: for skynet, a million live tasks and constant overflow).
 // Load balance: whenever some worker is idle, the local queue is empty and
-// the stack holds two or more tasks, the *oldest* half (the largest remaining
-// subtrees; at most FORK_EXPOSE_BATCH) moves to the local queue, where idle
-// workers steal from it. Fairness: every INJECT_INTERVAL
+// the stack is not, the *oldest* half (the largest remaining subtrees; at
+// least one, at most FORK_EXPOSE_BATCH) moves to the local queue, where idle
+// workers steal from it. Like the LIFO slot, the tasks still on the stack
+// cannot be stolen while their worker is stuck in a long poll; handing a
+// stuck worker's queues to another thread is the pulse subsystem's job. Fairness: every INJECT_INTERVAL
 // polls the inject queue and then the local queue are served first, so a
 // large tree cannot starve other tasks.
 // Idle workers steal half of a random victim's queue (at most half the
