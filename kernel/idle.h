@@ -124,8 +124,6 @@ public:
         return (s & SEARCH_MASK) != 0 || (s >> UNPARK_SHIFT) < workers_;
     }
 
-    uint32_t num_searching() const { return state_.load(std::memory_order_relaxed) & SEARCH_MASK; }
-    uint32_t num_unparked() const { return state_.load(std::memory_order_relaxed) >> UNPARK_SHIFT; }
 
     // The pusher's half of the protocol above: whether to wake somebody.
     bool should_notify() { return should_wake(); }

@@ -68,10 +68,6 @@ public:
         closed_ = true;
         return was;
     }
-    bool is_closed() {
-        port::LockGuard g(mu_);
-        return closed_;
-    }
 
 private:
     TaskHeader* pop_locked() {
