@@ -21,6 +21,9 @@ Shared* as_shared(weft_runtime* rt) {
     Shared* sh = reinterpret_cast<Shared*>(rt);
     return sh && sh->magic == Shared::MAGIC ? sh : nullptr;
 }
+// SAFETY: weft_join is never defined; a join handle is the TaskHeader* that
+// weft_spawn / weft_task_spawn handed out, and it holds a reference that
+// keeps the header alive until weft_join_free.
 TaskHeader* as_task(weft_join* j) { return reinterpret_cast<TaskHeader*>(j); }
 const TaskHeader* as_task(const weft_join* j) { return reinterpret_cast<const TaskHeader*>(j); }
 

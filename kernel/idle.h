@@ -76,15 +76,13 @@ public:
         return (prev & SEARCH_MASK) == 1;
     }
 
-    // A worker parks. Returns true when it was the last searcher (the caller
-    // must then recheck every queue before sleeping).
-    bool to_parked(uint32_t worker, bool searching) {
+    // A worker parks: it leaves the unparked (and searching) count and joins
+    // the sleeper list. The caller then rechecks every queue (see above).
+    void to_parked(uint32_t worker, bool searching) {
         port::LockGuard g(mu_);
         uint32_t dec = UNPARK_ONE + (searching ? 1 : 0);
-        uint32_t prev = state_.fetch_sub(dec, std::memory_order_seq_cst);
-        bool last_searcher = searching && (prev & SEARCH_MASK) == 1;
+        state_.fetch_sub(dec, std::memory_order_seq_cst);
         sleepers_[n_sleepers_++] = worker;
-        return last_searcher;
     }
 
     // A parked worker woke up. If it is still in the sleeper list it was not

@@ -130,6 +130,9 @@ struct Promise;
 
 // The kernel vtable of a Task<T> spawned as a kernel task. The state pointer
 // is the coroutine frame's address (operator new returned it).
+// SAFETY: from_address(state) needs the frame to start where operator new's
+// block starts. GCC and Clang (and MSVC) lay frames out that way; the frame
+// pointer a handle wraps is the allocation itself.
 template <class T>
 struct TaskVTable {
     static int poll(void* state, weft_context* cx) noexcept {
@@ -385,6 +388,9 @@ class ForkJoin {
         std::atomic<std::uint64_t> counts;
         std::size_t capacity;
         weft_waker parent;  // cloned: keeps the parent task's header alive
+        // SAFETY: the constructor allocates sizeof(Block) + capacity *
+        // sizeof(Slot) bytes and placement-news `capacity` Slots right after
+        // the Block (alignof(Slot) <= max_align_t, static_assert below).
         Slot* slots() { return reinterpret_cast<Slot*>(this + 1); }
     };
     static_assert(alignof(Slot) <= alignof(std::max_align_t));
@@ -476,6 +482,9 @@ private:
         } else if constexpr (std::is_void_v<T>) {
             slot.value.emplace(true);
         } else {
+            // SAFETY: fork_done is only set by ForkJoin<T>::spawn on a
+            // Promise<T>, and this path runs from the final suspend, while
+            // the derived promise is alive.
             slot.value.emplace(std::move(*static_cast<detail::Promise<T>*>(base)->value));
         }
         // One CAS: give up our pending count and our holder count together,
