@@ -235,6 +235,71 @@ void bench_skynet_with(const char* name, unsigned workers) {
 void bench_skynet(unsigned workers) { bench_skynet_with<skynet>("skynet", workers); }
 void bench_skynet_jh(unsigned workers) { bench_skynet_with<skynet_jh>("skynet_join_handles", workers); }
 
+// ---- 8. timers ---------------------------------------------------------------
+// 100,000 tasks each sleep a pseudo-random duration in [0, 10) ms (xorshift64,
+// fixed seed, re-seeded every iteration) and record how late they woke.
+constexpr int TIMER_TASKS = 100000;
+constexpr uint64_t TIMER_MAX_US = 10000;
+constexpr uint64_t XORSHIFT_SEED = 88172645463325252ull;
+
+struct XorShift64 {
+    uint64_t x;
+    uint64_t next() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        return x;
+    }
+};
+
+weft::Task<void> timer_task(std::chrono::microseconds d, std::atomic<uint64_t>* slot, std::atomic<uint64_t>* counter) {
+    auto deadline = weft::clock::now() + d;
+    co_await weft::sleep_until(deadline);
+    auto now = weft::clock::now();
+    uint64_t late = now > deadline ? (uint64_t)(now - deadline).count() : 0;
+    slot->store(late, std::memory_order_relaxed);
+    counter->fetch_add(1, std::memory_order_relaxed);
+}
+
+weft::Task<void> timers_root(std::atomic<uint64_t>* slots, std::atomic<uint64_t>* counter) {
+    XorShift64 rng{XORSHIFT_SEED};
+    std::vector<weft::JoinHandle<void>> handles;
+    handles.reserve(TIMER_TASKS);
+    for (int i = 0; i < TIMER_TASKS; i++) {
+        auto d = std::chrono::microseconds(rng.next() % TIMER_MAX_US);
+        handles.push_back(weft::spawn(timer_task(d, &slots[i], counter)));
+    }
+    for (auto& h : handles) co_await h;
+}
+
+// Nearest rank: sorted[ceil(p * n) - 1].
+uint64_t percentile(const std::vector<uint64_t>& sorted, double p) {
+    size_t rank = (size_t)std::ceil(p * (double)sorted.size());
+    rank = std::clamp<size_t>(rank, 1, sorted.size());
+    return sorted[rank - 1];
+}
+
+void bench_timers(unsigned workers) {
+    weft::Runtime rt(workers);
+    std::vector<std::atomic<uint64_t>> slots(TIMER_TASKS);
+    std::atomic<uint64_t> counter{0};
+    std::vector<uint64_t> lateness;
+    run_bench("timers", workers, TIMER_TASKS, [&](bool timed) {
+        counter.store(0, std::memory_order_relaxed);
+        auto start = Clock::now();
+        rt.spawn(timers_root(slots.data(), &counter)).join();
+        uint64_t ns = since(start);
+        check(counter.load() == TIMER_TASKS, "timers counter");
+        if (timed)
+            for (auto& s : slots) lateness.push_back(s.load(std::memory_order_relaxed));
+        return ns;
+    });
+    std::sort(lateness.begin(), lateness.end());
+    std::printf("TIMER lateness_p50_us=%.1f p99_us=%.1f max_us=%.1f\n", percentile(lateness, 0.50) / 1000.0,
+                percentile(lateness, 0.99) / 1000.0, lateness.back() / 1000.0);
+    std::fflush(stdout);
+}
+
 struct Bench {
     const char* name;
     void (*fn)(unsigned);
@@ -247,6 +312,7 @@ const Bench BENCHES[] = {
     {"chained_spawn", bench_chained_spawn},
     {"skynet", bench_skynet},
     {"skynet_join_handles", bench_skynet_jh},
+    {"timers", bench_timers},
 };
 
 }  // namespace

@@ -8,6 +8,7 @@
 //   yield_many         tasks that yield to the scheduler over and over
 //   chained_spawn      each task spawns the next, a long chain
 //   skynet             a tree of tasks, fan-out 10, depth 6: 1,111,111 tasks
+//   timers             100,000 tasks sleep 0-10 ms each; how late did they wake?
 //
 // Each scene repeats its workload for about a second (the tour takes about
 // five seconds), then a table shows the median round of each, and the demo
@@ -18,7 +19,7 @@
 // --workers N sets the number of worker threads (default 2); --quick runs one
 // round of tiny sizes in well under a second (the test suite runs it that way).
 //
-// Later issues add scenes for timers, I/O (io_uring) and starvation protection
+// Later issues add scenes for I/O (io_uring) and starvation protection
 // (a CPU-bound task that never yields must not starve the others).
 #include <algorithm>
 #include <atomic>
@@ -109,6 +110,35 @@ weft::Task<uint64_t> skynet(uint64_t num, uint64_t size) {
     co_return sum;
 }
 
+// Timers: each task sleeps until a deadline and records how late it woke
+// (weft never wakes a timer early; its wheel has 1 ms ticks, so up to about
+// a millisecond late is by design).
+struct Lateness {
+    std::vector<uint64_t> ns;  // one slot per task
+    std::atomic<uint64_t> early{0};
+};
+
+weft::Task<void> sleeper(std::chrono::microseconds d, uint64_t* late, std::atomic<uint64_t>* early) {
+    auto deadline = weft::clock::now() + d;
+    co_await weft::sleep_until(deadline);
+    auto now = weft::clock::now();
+    if (now < deadline) early->fetch_add(1, std::memory_order_relaxed);
+    *late = now > deadline ? (uint64_t)(now - deadline).count() : 0;
+}
+
+weft::Task<void> sleep_many(uint64_t n, Lateness* out) {
+    uint64_t x = 88172645463325252ull;  // xorshift64, as in the benchmark
+    std::vector<weft::JoinHandle<void>> handles;
+    handles.reserve(n);
+    for (uint64_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        handles.push_back(weft::spawn(sleeper(std::chrono::microseconds(x % 10000), &out->ns[i], &out->early)));
+    }
+    for (auto& h : handles) co_await h;
+}
+
 // ---- sizes -------------------------------------------------------------------
 
 struct Sizes {
@@ -117,9 +147,10 @@ struct Sizes {
     uint64_t yields;          // ... each yielding this many times
     uint64_t chain_links;     // chained_spawn
     unsigned skynet_depth;    // skynet: 10^depth leaves
+    uint64_t sleepers;        // timers
 };
-constexpr Sizes kNormal{100'000, 200, 1'000, 1'000, 6};
-constexpr Sizes kQuick{1'000, 20, 100, 100, 4};
+constexpr Sizes kNormal{100'000, 200, 1'000, 1'000, 6, 100'000};
+constexpr Sizes kQuick{1'000, 20, 100, 100, 4, 1'000};
 
 uint64_t pow10(unsigned n) {
     uint64_t v = 1;
@@ -286,7 +317,7 @@ int main(int argc, char** argv) {
         std::printf("weft %s demo: %u worker threads%s\n\n", weft_version_string(), rt.workers(),
                     quick ? " (--quick)" : "");
 
-        Progress progress(5);
+        Progress progress(6);
         std::vector<Result> results;
         auto scene = [&](int index, const char* name, auto round) {
             results.push_back(run_scene(progress, index, name, budget, min_rounds, round));
@@ -323,6 +354,19 @@ int main(int argc, char** argv) {
             uint64_t tasks = (leaves * 10 - 1) / 9;     // 1 + 10 + ... + leaves
             return Round{tasks, sum == want, "depth " + std::to_string(size.skynet_depth) + ", " +
                                                  expect(sum, want, "= sum of the leaves")};
+        });
+
+        scene(6, "timers", [&] {
+            Lateness lat;
+            lat.ns.resize(size.sleepers);
+            rt.block_on(sleep_many(size.sleepers, &lat));
+            std::sort(lat.ns.begin(), lat.ns.end());
+            double p50 = (double)lat.ns[lat.ns.size() / 2] / 1e6;
+            double p99 = (double)lat.ns[lat.ns.size() * 99 / 100] / 1e6;
+            char buf[96];
+            std::snprintf(buf, sizeof buf, "late p50 %.1f ms, p99 %.1f ms; ", p50, p99);
+            uint64_t early = lat.early.load();
+            return Round{size.sleepers + 1, early == 0, buf + expect(early, 0, "woke early")};
         });
 
         print_table(results);

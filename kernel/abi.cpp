@@ -4,7 +4,10 @@
 // trusts a pointer it can check. Handles are kernel objects cast to opaque
 // types: weft_runtime* is a Shared*, weft_join* is a TaskHeader* holding the
 // join reference.
+#include <stddef.h>
 #include <string.h>
+
+#include <new>
 
 #include "../include/weft/weft.h"
 #include "pool.h"
@@ -56,6 +59,15 @@ int check_desc(const weft_task_desc* d) {
     if (!d || d->size < sizeof(weft_task_desc) - 0) return d ? WEFT_EVERSION : WEFT_EINVAL;
     if (!d->poll || d->output_size > WEFT_MAX_OUTPUT) return WEFT_EINVAL;
     return 0;
+}
+
+static_assert(sizeof(TimerEntry) <= sizeof(weft_timer), "weft_timer is too small for a TimerEntry");
+static_assert(alignof(TimerEntry) <= alignof(weft_timer), "weft_timer is under-aligned for a TimerEntry");
+// SAFETY: weft_timer_init constructs a TimerEntry in the caller's weft_timer;
+// the magic catches an uninitialised or foreign one (not a guarantee).
+TimerEntry* as_timer(weft_timer* t) {
+    TimerEntry* e = reinterpret_cast<TimerEntry*>(t);
+    return t && e->magic == TimerEntry::MAGIC ? e : nullptr;
 }
 
 int resolve_runtime(weft_runtime* rt, Shared** out) {
@@ -120,12 +132,20 @@ int weft_runtime_new(const weft_runtime_config* cfg, weft_runtime** out) {
     weft_runtime_config c;
     weft_runtime_config_init(&c);
     if (cfg) {
-        if (cfg->size != sizeof(weft_runtime_config)) return WEFT_EVERSION;
-        c = *cfg;
+        // Callers built against weft 0.1.0's header pass the struct without
+        // the clock fields; they get CLOCK_MONOTONIC.
+        if (cfg->size == offsetof(weft_runtime_config, clock)) {
+            memcpy(&c, cfg, cfg->size);
+            c.size = sizeof(c);
+        } else if (cfg->size == sizeof(weft_runtime_config)) {
+            c = *cfg;
+        } else {
+            return WEFT_EVERSION;
+        }
     }
     if (c.flags != 0) return WEFT_EINVAL;
     Shared* sh = nullptr;
-    int r = runtime_new(c.workers, c.name, &sh);
+    int r = runtime_new(c.workers, c.name, c.clock, c.clock_ctx, &sh);
     if (r != 0) return r;
     *out = reinterpret_cast<weft_runtime*>(sh);
     return 0;
@@ -306,6 +326,71 @@ static void noop_fn(const void*) {}
 static const weft_waker_vtable noop_vtable = {noop_clone, noop_fn, noop_fn, noop_fn};
 static weft_waker noop_clone(const void*) { return weft_waker{nullptr, &noop_vtable}; }
 weft_waker weft_waker_noop(void) { return weft_waker{nullptr, &noop_vtable}; }
+
+// ---- time and timers (weft_time.h) -------------------------------------------
+
+uint64_t weft_now(void) {
+    if (Shared* sh = current_runtime()) return runtime_now(sh);
+    return process_clock().now();
+}
+
+uint64_t weft_runtime_now(weft_runtime* rt) {
+    Shared* sh = as_shared(rt);
+    return sh ? runtime_now(sh) : 0;
+}
+
+int weft_runtime_clock_changed(weft_runtime* rt) {
+    Shared* sh = as_shared(rt);
+    if (!sh) return WEFT_EINVAL;
+    runtime_clock_changed(sh);
+    return 0;
+}
+
+int weft_timer_init(weft_timer* t, weft_runtime* rt) {
+    if (!t) return WEFT_EINVAL;
+    Shared* sh = nullptr;
+    int r = resolve_runtime(rt, &sh);
+    if (r != 0) return r;
+    // Re-initialising a waiting timer: unregister it first.
+    if (TimerEntry* old = as_timer(t)) timer_cancel(old);
+    // SAFETY: weft_timer is caller memory of the right size and alignment
+    // (static_asserts above); a TimerEntry is constructed in it here.
+    TimerEntry* e = new (t) TimerEntry;
+    e->rt = sh;
+    return 0;
+}
+
+int weft_timer_reset(weft_timer* t, uint64_t deadline_ns) {
+    TimerEntry* e = as_timer(t);
+    if (!e) return WEFT_EINVAL;
+    timer_reset(e, deadline_ns);
+    return 0;
+}
+
+int weft_timer_sleep_for(weft_timer* t, int64_t duration_ns) {
+    TimerEntry* e = as_timer(t);
+    if (!e || duration_ns < 0) return WEFT_EINVAL;
+    uint64_t now = runtime_now(e->rt);
+    uint64_t d = (uint64_t)duration_ns;
+    timer_reset(e, d > ~uint64_t(0) - now ? ~uint64_t(0) : now + d);
+    return 0;
+}
+
+int weft_timer_poll(weft_timer* t, weft_context* cx) {
+    TimerEntry* e = as_timer(t);
+    if (!e || !cx || !cx->waker.vtable) return WEFT_EINVAL;
+    if (e->state.load(std::memory_order_relaxed) == TimerEntry::UNSET) return WEFT_EINVAL;
+    return timer_poll(e, &cx->waker);
+}
+
+void weft_timer_cancel(weft_timer* t) {
+    if (TimerEntry* e = as_timer(t)) timer_cancel(e);
+}
+
+uint64_t weft_timer_deadline(const weft_timer* t) {
+    TimerEntry* e = as_timer(const_cast<weft_timer*>(t));
+    return e ? e->deadline_ns : 0;
+}
 
 void* weft_alloc(size_t size) { return pool::alloc(size); }
 void weft_free(void* p, size_t size) { pool::free(p, size); }

@@ -39,6 +39,18 @@ public:
         return true;
     }
 
+    // Links first..last (n tasks) at the front: tasks that are already late
+    // (expired timers, scheduler.cpp flush_fired) go before the backlog.
+    bool push_front_batch(TaskHeader* first, TaskHeader* last, uint32_t n) {
+        port::LockGuard g(mu_);
+        if (closed_) return false;
+        last->queue_next = head_;
+        if (!head_) tail_ = last;
+        head_ = first;
+        len_.store(len_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+        return true;
+    }
+
     TaskHeader* pop() {
         if (is_empty()) return nullptr;
         port::LockGuard g(mu_);

@@ -323,6 +323,7 @@ TaskHeader* next_task(Worker* w) {
     if (--w->ticks_to_fairness == 0) {
         w->ticks_to_fairness = INJECT_INTERVAL;
         reap(w);
+        timers_fire(w, false);  // expired timers' tasks join the queue's back
         if (TaskHeader* t = w->shared->inject.pop()) {
             WorkerMetrics::bump(w->metrics.inject_pops);
             return t;
@@ -379,7 +380,12 @@ TaskHeader* spin_search(Worker* w) {
             if (TaskHeader* t = steal_work(w)) return t;
         }
         if (sh->shutdown.load(std::memory_order_relaxed)) return nullptr;
-        if (round % 8 == 0 && port::monotonic_ns() >= deadline) return nullptr;
+        if (round % 8 == 0) {
+            if (timers_fire(w, true)) {
+                if (TaskHeader* t = next_task(w)) return t;
+            }
+            if (port::monotonic_ns() >= deadline) return nullptr;
+        }
     }
 }
 
@@ -426,22 +432,34 @@ void park(Worker* w) {
     // (Cpp.ForkJoinLastTwoChildrenFinishTogetherAfterParentLeft hung so).
     sh->idle.to_parked(w->index, w->searching);
     w->searching = false;
+    w->parked_hint.store(true, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (work_pending(sh)) notify_parked(sh);
     WorkerMetrics::bump(w->metrics.parks);
     for (;;) {
-        w->parker.park();
+        // Sleep until the next timer deadline this worker answers for
+        // (timer.h), recomputed on every trip: a timer registered from
+        // another thread unparks us to shorten it.
+        w->parker.park(timers_park_timeout(w));
         if (sh->shutdown.load(std::memory_order_acquire)) {
             sh->idle.unpark_self(w->index);
-            return;
+            break;
         }
         if (!sh->idle.is_parked(w->index)) {
             // A notifier took us off the sleeper list: we are a searcher.
             w->searching = true;
-            return;
+            break;
         }
-        // Spurious wake-up: still listed as parked, sleep again.
+        // Still listed as parked: a deadline came, a timer was registered,
+        // the clock was moved, or a spurious wake-up. Fire what is due; the
+        // tasks land in our queue, so leave the sleeper list to run them
+        // (unless a notifier took us meanwhile: then we are a searcher).
+        if (timers_fire(w, true)) {
+            if (sh->idle.unpark_self(w->index)) w->searching = true;
+            break;
+        }
     }
+    w->parked_hint.store(false, std::memory_order_relaxed);
 }
 
 // Shutdown: cancels a task whose future this thread owns, marking it an
@@ -488,6 +506,7 @@ void* worker_main(void* arg) {
     pool::thread_init();
     while (!sh->shutdown.load(std::memory_order_acquire)) {
         TaskHeader* t = next_task(w);
+        if (!t && timers_fire(w, true)) t = next_task(w);
         if (!t) t = steal_work(w);
         if (!t && w->searching) t = spin_search(w);
         if (t) {
@@ -506,6 +525,7 @@ void shared_release(Shared* sh) {
     // acq_rel: the last holder sees everything the others did before freeing.
     if (sh->holders.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     sh->magic = 0;
+    timers_destroy(sh);
     port::free(sh->sleepers);
     for (uint32_t i = 0; i < sh->nworkers; i++) sh->workers[i].~Worker();
     port::free(sh->workers);
@@ -515,6 +535,14 @@ void shared_release(Shared* sh) {
 
 inline __attribute__((always_inline)) void schedule_local(Worker* w, TaskHeader* t, bool is_yield) {
     InjectSink sink{w->shared};
+    if (__builtin_expect(w->waking_timers, 0)) {
+        // Firing timers: collect, flush_fired queues them all at once.
+        t->queue_next = nullptr;
+        if (w->fired_tail) w->fired_tail->queue_next = t; else w->fired_head = t;
+        w->fired_tail = t;
+        w->fired_n++;
+        return;
+    }
     if (!is_yield) {
         TaskHeader* prev = w->lifo;
         w->lifo = t;
@@ -526,6 +554,39 @@ inline __attribute__((always_inline)) void schedule_local(Worker* w, TaskHeader*
 }
 
 }  // namespace
+
+// Tasks woken by expired timers are late by definition, so they must not
+// queue behind a backlog of fresh work. They go to the back of the local
+// queue while it has room, and the rest to the *front* of the inject queue
+// (never to its back, where a local-queue overflow would put them: behind
+// every task spawned in the meantime). Not the LIFO slot: a thousand timers
+// expiring in one tick would each displace the previous one.
+void flush_fired(Worker* w) {
+    TaskHeader* t = w->fired_head;
+    uint32_t n = w->fired_n;
+    w->fired_head = w->fired_tail = nullptr;
+    w->fired_n = 0;
+    if (n == 0) return;
+    Shared* sh = w->shared;
+    InjectSink sink{sh};
+    uint32_t len = w->queue.len();
+    uint32_t room = len < LOCAL_QUEUE_CAPACITY ? LOCAL_QUEUE_CAPACITY - len : 0;
+    while (t && room) {
+        TaskHeader* next = t->queue_next;
+        w->queue.push_back(t, sink);  // room: no overflow (thieves only shrink it)
+        t = next;
+        n--;
+        room--;
+    }
+    if (t) {
+        TaskHeader* last = t;
+        while (last->queue_next) last = last->queue_next;
+        if (!sh->inject.push_front_batch(t, last, n)) drop_queue_refs(t);
+        notify_parked(sh);
+    } else {
+        notify_parked_local(sh);
+    }
+}
 
 // ---- waker vtable -----------------------------------------------------------
 
@@ -759,7 +820,7 @@ void close_owned(Shared* sh) {
 }
 }  // namespace
 
-int runtime_new(uint32_t workers, const char* name, Shared** out) {
+int runtime_new(uint32_t workers, const char* name, ClockFn clock, void* clock_ctx, Shared** out) {
     if (workers == 0) workers = port::cpu_count();
     if (workers > 1024) return WEFT_EINVAL;
     void* mem = port::alloc_aligned(sizeof(Shared), alignof(Shared));
@@ -788,6 +849,11 @@ int runtime_new(uint32_t workers, const char* name, Shared** out) {
         w->rng = 0x9E3779B97F4A7C15ull * (k + 1);
     }
     sh->idle.init(workers, sh->sleepers);
+    sh->clock.init(clock, clock_ctx);
+    if (timers_init(sh) != 0) {
+        shared_release(sh);
+        return WEFT_ENOMEM;
+    }
     for (uint32_t k = 0; k < workers; k++) {
         char tname[16];
         uint32_t p = 0;
@@ -849,8 +915,13 @@ int runtime_free(Shared* sh) {
             }
         }
     }
+    timers_shutdown(sh);                                  // 5b
     shared_release(sh);                                   // 6
     return 0;
+}
+
+void runtime_clock_changed(Shared* sh) {
+    for (uint32_t i = 0; i < sh->nworkers; i++) sh->workers[i].parker.unpark();
 }
 
 }  // namespace weft::kernel

@@ -52,6 +52,11 @@
 //      afterwards (a join handle, a waker held by foreign code) becomes an
 //      orphan holding a reference on Shared, so a late wake never touches
 //      freed memory.
+//      5b. empty every timer wheel (timers_shutdown): a timer still
+//      registered now belongs to a C caller outside any task (a task's
+//      timers were cancelled when its future was dropped); it becomes
+//      CLOSED, its waker is dropped and it never fires. This comes after 5
+//      so that the futures dropped there can still unregister their timers.
 //   6. drop the runtime handle's reference on Shared; the last holder frees it
 //      (an orphan task, or a remote pusher still notifying: remote_push).
 #ifndef WEFT_KERNEL_SCHEDULER_H
@@ -62,12 +67,14 @@
 
 #include "../arch/padding.h"
 #include "../port/port.h"
+#include "clock.h"
 #include "idle.h"
 #include "inject_queue.h"
 #include "local_queue.h"
 #include "owned_tasks.h"
 #include "parker.h"
 #include "task.h"
+#include "timer.h"
 
 namespace weft::kernel {
 
@@ -114,6 +121,13 @@ struct alignas(WEFT_CACHE_LINE) Worker {
     uint32_t index = 0;
     uint32_t ticks_to_fairness = INJECT_INTERVAL;  // polls until the next inject-first look
     bool searching = false;
+    // While firing timers (timer.cpp), woken tasks of this runtime are
+    // collected here instead of scheduled one by one; flush_fired then
+    // queues them (see there).
+    bool waking_timers = false;
+    uint32_t fired_n = 0;
+    TaskHeader* fired_head = nullptr;
+    TaskHeader* fired_tail = nullptr;
     uint64_t rng = 0;
     port::Thread thread;
     // The fork stack (see above): a ring, pushed and popped at fork_top,
@@ -124,6 +138,9 @@ struct alignas(WEFT_CACHE_LINE) Worker {
     WorkerOwned owned;  // list: owner only; done stack: any thread pushes
     // -- written by other threads --
     alignas(WEFT_CACHE_LINE) Parker parker;
+    // Set by the owner while it sleeps in park(); read racily by other
+    // workers choosing how long they may park (timer.cpp).
+    std::atomic<bool> parked_hint{false};
     alignas(WEFT_CACHE_LINE) WorkerMetrics metrics;
 };
 
@@ -140,6 +157,12 @@ struct Shared {
     // 1 for the runtime handle + 1 per orphan task (see step 5 above) + 1 per
     // remote pusher in flight (remote_push). Own line: remote pushes write it.
     alignas(WEFT_CACHE_LINE) std::atomic<uint64_t> holders{1};
+    // Timers (timer.h): one wheel per worker, the clock, and tick 0.
+    TimerShard* timer_shards = nullptr;
+    uint32_t ntimer_shards = 0;
+    uint64_t timer_epoch_ns = 0;
+    std::atomic<uint32_t> timer_rr{0};  // round-robin wheel for foreign threads
+    alignas(WEFT_CACHE_LINE) Clock clock;  // own line: every reading may CAS it
     // Raised at shutdown step 1 (release store, by runtime_free); local spawns
     // check it (acquire load) and refuse. A spawn that read it just before the
     // store is still drained or walked: both happen after the workers are
@@ -148,7 +171,10 @@ struct Shared {
 };
 
 // ---- runtime lifecycle (scheduler.cpp) ----
-int runtime_new(uint32_t workers, const char* name, Shared** out);
+// clock == nullptr: CLOCK_MONOTONIC (clock.h).
+int runtime_new(uint32_t workers, const char* name, ClockFn clock, void* clock_ctx, Shared** out);
+// The clock was moved (an injected one): wake every worker to look at its timers.
+void runtime_clock_changed(Shared* sh);
 int runtime_free(Shared* sh);
 
 // ---- tasks ----
@@ -161,6 +187,8 @@ int task_spawn(Shared* sh, TaskHeader* t, bool with_join, bool fork = false);
 void task_release_unspawned(TaskHeader* t);
 
 // ---- wakes and scheduling ----
+// Queues the tasks collected while firing timers (Worker::fired_*).
+void flush_fired(Worker* w);
 void schedule(TaskHeader* t, bool is_yield);
 void wake_by_val(TaskHeader* t);
 void wake_by_ref(TaskHeader* t);

@@ -4,8 +4,9 @@
  * Why: weft.h is the only header a C or FFI user gets, and it must compile as
  * C11 without a warning (static inline helpers, struct layouts, macros) and
  * work end to end from C: create a runtime, spawn tasks with output, join
- * them, abort one that never finishes, and free everything. It also checks
- * that drop functions ran exactly once, with plain counters.
+ * them, abort one that never finishes, sleep on a weft_timer, and free
+ * everything. It also checks that drop functions ran exactly once, with plain
+ * counters.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -49,6 +50,38 @@ static int forever_poll(void* data, weft_context* cx, void* output) {
     (void)cx;
     (void)output;
     return WEFT_PENDING;
+}
+
+/* A C sleep: the timer lives in the task's data, is armed on the first poll
+ * and cancelled by the drop function (which runs in every outcome). */
+struct nap {
+    weft_timer timer;
+    int armed;
+    int drops;
+    uint64_t deadline;
+};
+
+static int nap_poll(void* data, weft_context* cx, void* output) {
+    struct nap* n = (struct nap*)data;
+    int r;
+    uint64_t woke;
+    if (!n->armed) {
+        if (weft_timer_init(&n->timer, NULL) != 0) return WEFT_EINVAL;
+        if (weft_timer_sleep_for(&n->timer, 2000000) != 0) return WEFT_EINVAL; /* 2 ms */
+        n->deadline = weft_timer_deadline(&n->timer);
+        n->armed = 1;
+    }
+    r = weft_timer_poll(&n->timer, cx);
+    if (r != WEFT_READY) return r; /* WEFT_PENDING, or an error that fails the task */
+    woke = weft_now();
+    memcpy(output, &woke, sizeof woke);
+    return WEFT_READY;
+}
+
+static void nap_drop(void* data) {
+    struct nap* n = (struct nap*)data;
+    if (n->armed) weft_timer_cancel(&n->timer);
+    n->drops++;
 }
 
 int main(void) {
@@ -108,6 +141,30 @@ int main(void) {
     CHECK(weft_join_status(never_join) == WEFT_ECANCELED);
     CHECK(never.drops == 1);
     weft_join_free(never_join);
+
+    /* Timers from C: a sleeping task wakes after its deadline, never before. */
+    {
+        struct nap n;
+        weft_join* j = NULL;
+        uint64_t woke = 0;
+        memset(&n, 0, sizeof n);
+        memset(&d, 0, sizeof d);
+        d.size = sizeof d;
+        d.poll = nap_poll;
+        d.drop = nap_drop;
+        d.data = &n;
+        d.output_size = sizeof(uint64_t);
+        CHECK(weft_spawn(rt, &d, &j) == 0);
+        CHECK(weft_join_wait(j, -1) == 0);
+        CHECK(weft_join_status(j) == 0);
+        CHECK(weft_join_take(j, &woke, sizeof woke) == 0);
+        CHECK(n.armed == 1);
+        CHECK(woke >= n.deadline);
+        CHECK(n.drops == 1);
+        weft_join_free(j);
+        CHECK(weft_now() >= woke);
+        CHECK(weft_runtime_now(rt) >= woke);
+    }
 
     CHECK(weft_runtime_free(rt) == 0);
     if (failures) {

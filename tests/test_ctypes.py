@@ -78,6 +78,8 @@ def main():
             ("workers", ctypes.c_uint32),
             ("flags", ctypes.c_uint32),
             ("name", ctypes.c_char_p),
+            ("clock", ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p)),
+            ("clock_ctx", ctypes.c_void_p),
         ]
 
     rt_p = ctypes.c_void_p
@@ -118,6 +120,13 @@ def main():
     bad = RuntimeConfig()
     bad.size = 3
     check(lib.weft_runtime_new(ctypes.byref(bad), ctypes.byref(rt)) == WEFT_EVERSION, "bad config size")
+    # A caller built against weft 0.1.0's header (no clock fields) still works.
+    old = RuntimeConfig()
+    lib.weft_runtime_config_init(ctypes.byref(old))
+    old.size = RuntimeConfig.clock.offset
+    old.workers = 1
+    check(lib.weft_runtime_new(ctypes.byref(old), ctypes.byref(rt)) == 0, "0.1.0-sized config accepted")
+    check(lib.weft_runtime_free(rt) == 0, "free the 0.1.0-config runtime")
     check(lib.weft_runtime_new(ctypes.byref(cfg), ctypes.byref(rt)) == 0, "weft_runtime_new")
     check(lib.weft_runtime_workers(rt) == 2, "two workers")
 

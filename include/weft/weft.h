@@ -104,6 +104,11 @@ typedef struct weft_runtime_config {
     uint32_t workers;       /* worker threads; 0 = one per CPU */
     uint32_t flags;         /* reserved, 0 */
     const char* name;       /* thread name prefix, or NULL for "weft" */
+    /* Optional clock (tests freeze, step and rewind time with it): returns
+     * monotonic nanoseconds; weft guards it against going backwards
+     * (weft_time.h). NULL: CLOCK_MONOTONIC. Called from any thread. */
+    uint64_t (*clock)(void* ctx);
+    void* clock_ctx;
 } weft_runtime_config;
 
 /* Fills *cfg with the defaults (size set, one worker per CPU). */
@@ -245,5 +250,10 @@ WEFT_API void weft_free(void* p, size_t size);
 #ifdef __cplusplus
 }
 #endif
+
+/* The rest of the ABI, in one file per subsystem (each is self-contained but
+ * meant to be reached through this header). */
+#include "weft_time.h" /* clock, timers, sleep */
+#include "weft_sync.h" /* semaphore, locks, notify, channels, barrier */
 
 #endif /* WEFT_WEFT_H */

@@ -289,6 +289,8 @@ public:
     ~JoinHandle() { weft_join_free(j_); }
 
     bool valid() const noexcept { return j_ != nullptr; }
+    // The C handle (still owned by this object).
+    weft_join* native_handle() const noexcept { return j_; }
     bool is_finished() const noexcept { return j_ && weft_join_status(j_) != WEFT_EAGAIN; }
     uint64_t id() const noexcept { return weft_join_task_id(j_); }
     // Requests cancellation; co_await / join() then throws weft::Cancelled.
@@ -538,6 +540,11 @@ public:
         int r = weft_runtime_new(&cfg, &rt_);
         if (r != 0) throw Error(r, "weft::Runtime");
     }
+    // With a full configuration (e.g. an injected clock for tests).
+    explicit Runtime(const weft_runtime_config& cfg) {
+        int r = weft_runtime_new(&cfg, &rt_);
+        if (r != 0) throw Error(r, "weft::Runtime");
+    }
     ~Runtime() { weft_runtime_free(rt_); }
     Runtime(const Runtime&) = delete;
     Runtime& operator=(const Runtime&) = delete;
@@ -561,5 +568,9 @@ private:
 };
 
 }  // namespace weft
+
+// The rest of the C++ API, one header per subsystem.
+#include "time.hpp"  // sleep, sleep_until, timeout, interval
+#include "sync.hpp"  // Semaphore, Mutex, RwLock, Notify, channels, Barrier
 
 #endif

@@ -1,0 +1,81 @@
+/* weft_time.h — time and timers in the C ABI. Include <weft/weft.h>, which
+ * includes this.
+ *
+ * Time is nanoseconds of CLOCK_MONOTONIC (or of the clock a runtime was
+ * given in weft_runtime_config), read through a guard that never returns a
+ * time smaller than one it already returned: some virtual machines' clocks
+ * step backwards, and a timer must neither fire early nor compute a negative
+ * wait because of it. Timers have 1 ms resolution and deadlines are rounded
+ * up, so a timer never fires before its deadline; it fires at most about a
+ * millisecond after it (plus scheduling delay).
+ *
+ * A timer is memory the caller owns (weft_timer: in a task's state, on a
+ * stack, in a struct); registering it allocates nothing. Use from C:
+ *
+ *     weft_timer t;                          // in the task's data
+ *     weft_timer_init(&t, NULL);             // NULL: this worker's runtime
+ *     weft_timer_sleep_for(&t, 5000000);     // 5 ms from now
+ *     ...
+ *     int poll(void* data, weft_context* cx, void* out) {
+ *         if (weft_timer_poll(&t, cx) == WEFT_PENDING) return WEFT_PENDING;
+ *         ...                                // the deadline has passed
+ *     }
+ *     void drop(void* data) { weft_timer_cancel(&t); }   // before freeing t
+ *
+ * Rules: a timer is used by one thread at a time (like any future). It must
+ * be cancelled before its memory is freed or reused (weft_timer_cancel is
+ * cheap and safe in every state). After its runtime is freed, only
+ * weft_timer_cancel may be called on it.
+ */
+#ifndef WEFT_WEFT_TIME_H
+#define WEFT_WEFT_TIME_H
+
+#include "weft.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- clocks ------------------------------------------------------------- */
+/* The current worker's runtime clock, or the process's guarded
+ * CLOCK_MONOTONIC on any other thread, in nanoseconds. */
+WEFT_API uint64_t weft_now(void);
+/* rt's clock (its injected clock if it has one). 0 if rt is invalid. */
+WEFT_API uint64_t weft_runtime_now(weft_runtime* rt);
+/* Tells rt that its injected clock (weft_runtime_config.clock) has moved:
+ * every worker looks at its timers now instead of at the end of the sleep
+ * it computed from the old time. Tests that step a clock call this. */
+WEFT_API int weft_runtime_clock_changed(weft_runtime* rt);
+
+/* ---- timers ------------------------------------------------------------- */
+typedef struct weft_timer {
+    uint64_t _private[12]; /* 96 bytes; layout is weft's */
+} weft_timer;
+
+/* Prepares t for rt (NULL: the calling worker's runtime; WEFT_EINVAL on any
+ * other thread). The timer has no deadline until weft_timer_reset. */
+WEFT_API int weft_timer_init(weft_timer* t, weft_runtime* rt);
+/* Sets the deadline to deadline_ns (absolute, in weft_runtime_now(rt)'s
+ * clock), unregistering the timer if it was waiting. Deadlines in the past
+ * are due at once. UINT64_MAX: never. */
+WEFT_API int weft_timer_reset(weft_timer* t, uint64_t deadline_ns);
+/* The convenience sleep: deadline = now + duration_ns. Negative durations are
+ * refused (WEFT_EINVAL); a duration that would overflow saturates to "never". */
+WEFT_API int weft_timer_sleep_for(weft_timer* t, int64_t duration_ns);
+/* WEFT_READY once the deadline has passed. WEFT_PENDING otherwise, after
+ * arranging for cx's waker to be woken when it passes (a later poll with
+ * another waker replaces it). WEFT_ECLOSED when the runtime shut down first;
+ * WEFT_EINVAL for an uninitialised timer or one without a deadline. */
+WEFT_API int weft_timer_poll(weft_timer* t, weft_context* cx);
+/* Unregisters the timer (its waker is dropped, nothing fires). Safe in every
+ * state, also after the runtime was freed. The deadline is kept: a later
+ * poll registers again. */
+WEFT_API void weft_timer_cancel(weft_timer* t);
+/* The deadline set by reset / sleep_for (0 if none). */
+WEFT_API uint64_t weft_timer_deadline(const weft_timer* t);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,69 @@
+// kernel/clock.h — the runtime's notion of "now", in nanoseconds.
+//
+// The source is CLOCK_MONOTONIC read through the vDSO (port::monotonic_ns, no
+// system call), or a function the embedder injects (weft_runtime_config's
+// clock / clock_ctx: tests freeze it, step it, make it jump).
+//
+// Why the guard: CLOCK_MONOTONIC is specified never to go backwards, but on
+// some virtual machines it does — a vCPU migrated between hosts whose TSCs are
+// not synchronised, or a buggy clocksource, reports a time a few microseconds
+// (sometimes much more) before one another thread already saw. Timer code
+// that subtracts two readings would then get a huge unsigned difference, a
+// deadline computed from the earlier reading would fire early, and the timer
+// wheel's `elapsed` could step back over slots it already emptied. So every
+// reading goes through Clock::now(), which never returns a value smaller than
+// one it already returned, on any thread: time may stand still while the
+// source catches up, it never runs backwards. An injected clock goes through
+// the same guard (the tests make it jump backwards on purpose).
+//
+// Cost: one relaxed load, and a CAS only when the reading is newer than the
+// last one returned. Clocks are read at scheduler maintenance, before
+// parking and when a timer is registered — never per poll.
+#ifndef WEFT_KERNEL_CLOCK_H
+#define WEFT_KERNEL_CLOCK_H
+
+#include <atomic>
+#include <stdint.h>
+
+#include "../port/port.h"
+
+namespace weft::kernel {
+
+using ClockFn = uint64_t (*)(void* ctx);
+
+class Clock {
+public:
+    // fn == nullptr: CLOCK_MONOTONIC.
+    void init(ClockFn fn, void* ctx) {
+        fn_ = fn;
+        ctx_ = ctx;
+        last_.store(0, std::memory_order_relaxed);
+        last_.store(now(), std::memory_order_relaxed);
+    }
+
+    bool injected() const { return fn_ != nullptr; }
+
+    // The source's reading, raised to the largest value already returned.
+    uint64_t now() {
+        uint64_t raw = fn_ ? fn_(ctx_) : port::monotonic_ns();
+        // relaxed: last_ carries no other data; only its own modification
+        // order matters, and an RMW always reads the latest value in it.
+        uint64_t prev = last_.load(std::memory_order_relaxed);
+        while (raw > prev) {
+            if (last_.compare_exchange_weak(prev, raw, std::memory_order_relaxed)) return raw;
+        }
+        return prev;  // the source went backwards (or stood still): hold time
+    }
+
+private:
+    ClockFn fn_ = nullptr;
+    void* ctx_ = nullptr;
+    std::atomic<uint64_t> last_{0};
+};
+
+// The process-wide guarded CLOCK_MONOTONIC (weft_now() off any runtime).
+Clock& process_clock();
+
+}  // namespace weft::kernel
+
+#endif

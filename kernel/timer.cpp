@@ -1,0 +1,306 @@
+// kernel/timer.cpp — see timer.h for the design and the entry states.
+#include "timer.h"
+
+#include <new>
+
+#include "scheduler.h"
+
+namespace weft::kernel {
+
+namespace {
+
+// Build with -DWEFT_TIMER_ONE_WHEEL=1 to get one wheel for the whole runtime
+// instead of one per worker: the alternative measured in timer.h (every
+// worker then answers for that wheel).
+#ifndef WEFT_TIMER_ONE_WHEEL
+#define WEFT_TIMER_ONE_WHEEL 0
+#endif
+
+uint32_t shard_of(Shared* sh, uint32_t worker) { return worker % sh->ntimer_shards; }
+
+// Wakers collected under a wheel's lock and woken after it is released.
+struct FireBatch {
+    static constexpr uint32_t CAP = 32;
+    weft_waker wakers[CAP];
+    uint32_t n = 0;
+    void wake_all() {
+        for (uint32_t i = 0; i < n; i++) weft_waker_wake(wakers[i]);
+        n = 0;
+    }
+};
+
+uint64_t deadline_to_tick(Shared* sh, uint64_t deadline_ns) {
+    if (deadline_ns <= sh->timer_epoch_ns) return 0;
+    uint64_t d = deadline_ns - sh->timer_epoch_ns;
+    return d / TICK_NS + (d % TICK_NS != 0);  // round up: never early
+}
+uint64_t now_to_tick(Shared* sh, uint64_t now_ns) {
+    return now_ns <= sh->timer_epoch_ns ? 0 : (now_ns - sh->timer_epoch_ns) / TICK_NS;
+}
+
+void publish_next(TimerShard& s) { s.next_tick.store(s.wheel.next_expiration(), std::memory_order_relaxed); }
+
+// Advances s to now_tick and wakes what expired. The caller holds s.mu; it is
+// released here (and re-taken between batches of wakes).
+uint32_t fire_locked(Worker* w, TimerShard& s, uint64_t now_tick) {
+    TimerWheel::List expired;
+    s.wheel.advance(now_tick, expired);
+    publish_next(s);
+    uint32_t fired = 0;
+    FireBatch batch;
+    for (;;) {
+        WheelEntry* we = expired.pop_front();
+        if (we) {
+            TimerEntry* e = static_cast<TimerEntry*>(we);
+            batch.wakers[batch.n++] = e->waker;
+            // release: the owner that reads FIRED may free the entry; nothing
+            // here touches it afterwards.
+            e->state.store(TimerEntry::FIRED, std::memory_order_release);
+            fired++;
+            if (batch.n < FireBatch::CAP) continue;
+        }
+        // Wake outside the lock: a waker may run foreign code, or re-enter
+        // timers (a task woken here cannot run on this thread until we return,
+        // but a foreign waker could register a timer in this very wheel).
+        // Entries still on `expired` stay REGISTERED meanwhile, and their
+        // owners can cancel them: they take the lock and unlink from this
+        // list like from a slot.
+        s.mu.unlock();
+        w->waking_timers = true;
+        batch.wake_all();
+        w->waking_timers = false;
+        flush_fired(w);
+        if (!we) return fired;
+        s.mu.lock();
+    }
+}
+
+}  // namespace
+
+int timers_init(Shared* sh) {
+    uint32_t n = WEFT_TIMER_ONE_WHEEL ? 1 : sh->nworkers;
+    void* mem = port::alloc_aligned(sizeof(TimerShard) * n, alignof(TimerShard));
+    if (!mem) return WEFT_ENOMEM;
+    sh->timer_shards = static_cast<TimerShard*>(mem);
+    // SAFETY: mem holds n TimerShard-sized, TimerShard-aligned slots.
+    for (uint32_t i = 0; i < n; i++) new (&sh->timer_shards[i]) TimerShard();
+    sh->ntimer_shards = n;
+    sh->timer_epoch_ns = sh->clock.now();
+    return 0;
+}
+
+void timers_destroy(Shared* sh) {
+    for (uint32_t i = 0; i < sh->ntimer_shards; i++) sh->timer_shards[i].~TimerShard();
+    port::free(sh->timer_shards);
+    sh->timer_shards = nullptr;
+    sh->ntimer_shards = 0;
+}
+
+void timers_shutdown(Shared* sh) {
+    // Every task has been cancelled (steps 3-5), so the entries still here
+    // belong to C callers outside tasks: they become CLOSED (a later poll
+    // reports WEFT_ECLOSED) and nothing fires any more. Their wakers are
+    // dropped outside the lock.
+    for (uint32_t i = 0; i < sh->ntimer_shards; i++) {
+        TimerShard& s = sh->timer_shards[i];
+        TimerWheel::List all;
+        s.mu.lock();
+        s.closed = true;
+        s.wheel.advance(TimerWheel::NONE - 1, all);  // takes every entry out
+        s.next_tick.store(TimerWheel::NONE, std::memory_order_relaxed);
+        FireBatch drops;
+        while (WheelEntry* we = all.pop_front()) {
+            TimerEntry* e = static_cast<TimerEntry*>(we);
+            drops.wakers[drops.n++] = e->waker;
+            e->state.store(TimerEntry::CLOSED, std::memory_order_release);
+            if (drops.n == FireBatch::CAP) {
+                for (uint32_t k = 0; k < drops.n; k++) weft_waker_drop(drops.wakers[k]);
+                drops.n = 0;
+            }
+        }
+        s.mu.unlock();
+        for (uint32_t k = 0; k < drops.n; k++) weft_waker_drop(drops.wakers[k]);
+    }
+}
+
+uint64_t runtime_now(Shared* sh) { return sh->clock.now(); }
+
+Clock& process_clock() {
+    // Constant-initialised (no static guard: the kernel is built without
+    // thread-safe statics); fn == nullptr is CLOCK_MONOTONIC.
+    static constinit Clock clock;
+    return clock;
+}
+
+uint32_t timers_fire(Worker* w, bool idle) {
+    Shared* sh = w->shared;
+    uint32_t own_idx = shard_of(sh, w->index);
+    TimerShard& own = sh->timer_shards[own_idx];
+    uint64_t own_next = own.next_tick.load(std::memory_order_relaxed);
+    uint32_t n = sh->ntimer_shards;
+    if (!idle && own_next == TimerWheel::NONE) return 0;  // the common case: nothing to look at
+    uint64_t now_tick = TimerWheel::NONE;
+    uint32_t fired = 0;
+    if (own_next != TimerWheel::NONE) {
+        now_tick = now_to_tick(sh, sh->clock.now());
+        if (own_next <= now_tick) {
+            own.mu.lock();
+            fired += fire_locked(w, own, now_tick);
+        }
+    }
+    if (!idle) return fired;
+    for (uint32_t i = 0; i < n; i++) {
+        if (i == own_idx) continue;
+        TimerShard& s = sh->timer_shards[i];
+        uint64_t next = s.next_tick.load(std::memory_order_relaxed);
+        if (next == TimerWheel::NONE) continue;
+        if (now_tick == TimerWheel::NONE) now_tick = now_to_tick(sh, sh->clock.now());
+        if (next > now_tick) continue;
+        // Its owner is busy (or about to do it): help, but never wait.
+        if (!s.mu.try_lock()) continue;
+        fired += fire_locked(w, s, now_tick);
+    }
+    return fired;
+}
+
+int64_t timers_park_timeout(Worker* w) {
+    Shared* sh = w->shared;
+    uint32_t own_idx = shard_of(sh, w->index);
+    uint64_t best = sh->timer_shards[own_idx].next_tick.load(std::memory_order_relaxed);
+    for (uint32_t i = 0; i < sh->ntimer_shards; i++) {
+        if (i == own_idx) continue;
+        // A parked worker sleeps until its own deadline; only the wheels of
+        // busy workers need a stand-in (a racy hint: a stale read costs an
+        // extra wake-up, or the busy worker fires its own timers late).
+        if (sh->workers[i].parked_hint.load(std::memory_order_relaxed)) continue;
+        uint64_t next = sh->timer_shards[i].next_tick.load(std::memory_order_relaxed);
+        if (next < best) best = next;
+    }
+    if (best == TimerWheel::NONE) return -1;
+    uint64_t now = sh->clock.now();
+    // Saturating: a far deadline (up to ~584 years of ticks) must not wrap.
+    uint64_t max_tick = (~uint64_t(0) - sh->timer_epoch_ns) / TICK_NS;
+    uint64_t deadline = best >= max_tick ? ~uint64_t(0) : sh->timer_epoch_ns + best * TICK_NS;
+    if (deadline <= now) return 0;
+    uint64_t left = deadline - now;
+    return left > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)left;
+}
+
+void timer_reset(TimerEntry* e, uint64_t deadline_ns) {
+    timer_cancel(e);
+    e->deadline_ns = deadline_ns;
+    if (e->state.load(std::memory_order_relaxed) != TimerEntry::CLOSED)
+        e->state.store(TimerEntry::IDLE, std::memory_order_relaxed);
+}
+
+int timer_poll(TimerEntry* e, const weft_waker* waker) {
+    // acquire: pairs with the release store of FIRED / CLOSED.
+    uint32_t st = e->state.load(std::memory_order_acquire);
+    if (st == TimerEntry::FIRED) return WEFT_READY;
+    if (st == TimerEntry::CLOSED) return WEFT_ECLOSED;
+    Shared* sh = e->rt;
+    if (st == TimerEntry::REGISTERED) {
+        // Still waiting; make sure the latest waker is the one woken.
+        TimerShard& s = sh->timer_shards[e->shard];
+        weft_waker old{};
+        bool replaced = false;
+        s.mu.lock();
+        st = e->state.load(std::memory_order_relaxed);
+        if (st == TimerEntry::REGISTERED && !weft_waker_will_wake(&e->waker, waker)) {
+            old = e->waker;
+            e->waker = weft_waker_clone(waker);
+            replaced = true;
+        }
+        s.mu.unlock();
+        if (replaced) weft_waker_drop(old);
+        if (st == TimerEntry::FIRED) return WEFT_READY;
+        if (st == TimerEntry::CLOSED) return WEFT_ECLOSED;
+        return WEFT_PENDING;
+    }
+    // IDLE (UNSET is refused by the ABI layer): already due?
+    uint64_t now = sh->clock.now();
+    if (now >= e->deadline_ns) {
+        e->state.store(TimerEntry::FIRED, std::memory_order_relaxed);
+        return WEFT_READY;
+    }
+    uint64_t when = deadline_to_tick(sh, e->deadline_ns);
+    uint64_t now_tick = now_to_tick(sh, now);
+    Worker* w = t_worker;
+    bool on_worker = w && w->shared == sh;
+    uint32_t idx = on_worker ? shard_of(sh, w->index)
+                             : sh->timer_rr.fetch_add(1, std::memory_order_relaxed) % sh->ntimer_shards;
+    TimerShard& s = sh->timer_shards[idx];
+    weft_waker mine = weft_waker_clone(waker);
+    s.mu.lock();
+    if (s.closed) {
+        s.mu.unlock();
+        weft_waker_drop(mine);
+        e->state.store(TimerEntry::CLOSED, std::memory_order_relaxed);
+        return WEFT_ECLOSED;
+    }
+    s.wheel.catch_up_if_empty(now_tick);
+    if (when <= s.wheel.elapsed()) {
+        // The wheel has already passed this tick (another thread advanced it
+        // with a newer clock reading): not early, since now >= that reading.
+        // Only possible when `when` == now's tick and the wheel saw the same.
+        s.mu.unlock();
+        weft_waker_drop(mine);
+        e->state.store(TimerEntry::FIRED, std::memory_order_relaxed);
+        return WEFT_READY;
+    }
+    e->when = when;
+    e->waker = mine;
+    e->shard = idx;
+    e->state.store(TimerEntry::REGISTERED, std::memory_order_relaxed);
+    uint64_t before = s.next_tick.load(std::memory_order_relaxed);
+    s.wheel.insert(e);
+    publish_next(s);
+    bool earlier = s.next_tick.load(std::memory_order_relaxed) < before;
+    s.mu.unlock();
+    // A parked worker sleeps until the deadline it saw when it parked: if
+    // this one is earlier and that worker is not us, wake it to re-arm. An
+    // unpark of a worker that is not parked is remembered by its parker and
+    // costs it one extra trip round its park loop.
+    if (earlier && !(on_worker && sh->ntimer_shards == sh->nworkers)) {
+        if (sh->ntimer_shards == sh->nworkers) {
+            sh->workers[idx].parker.unpark();
+        } else {
+            // One wheel for everyone: any parked worker may be the one to fire it.
+            for (uint32_t i = 0; i < sh->nworkers; i++)
+                if (!(on_worker && i == w->index)) sh->workers[i].parker.unpark();
+        }
+    }
+    return WEFT_PENDING;
+}
+
+void timer_cancel(TimerEntry* e) {
+    uint32_t st = e->state.load(std::memory_order_acquire);
+    if (st == TimerEntry::FIRED) {
+        e->state.store(TimerEntry::IDLE, std::memory_order_relaxed);
+        return;
+    }
+    if (st != TimerEntry::REGISTERED) return;
+    TimerShard& s = e->rt->timer_shards[e->shard];
+    s.mu.lock();
+    st = e->state.load(std::memory_order_relaxed);
+    weft_waker old{};
+    bool drop = false;
+    if (st == TimerEntry::REGISTERED) {
+        if (e->level == TimerWheel::EXPIRED) {
+            // On a firing thread's batch list, not in the wheel.
+            TimerWheel::List::remove(e);
+        } else {
+            s.wheel.remove(e);
+            publish_next(s);
+        }
+        old = e->waker;
+        drop = true;
+        e->state.store(TimerEntry::IDLE, std::memory_order_relaxed);
+    } else if (st == TimerEntry::FIRED) {
+        e->state.store(TimerEntry::IDLE, std::memory_order_relaxed);
+    }
+    s.mu.unlock();
+    if (drop) weft_waker_drop(old);
+}
+
+}  // namespace weft::kernel
