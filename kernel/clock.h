@@ -17,8 +17,9 @@
 // the same guard (the tests make it jump backwards on purpose).
 //
 // Cost: one relaxed load, and a CAS only when the reading is newer than the
-// last one returned. Clocks are read at scheduler maintenance, before
-// parking and when a timer is registered — never per poll.
+// last one returned (almost always: nanoseconds). Clocks are read at
+// scheduler maintenance, before parking and when user code asks — never per
+// poll; a timer registration reads raw() and writes nothing (see there).
 #ifndef WEFT_KERNEL_CLOCK_H
 #define WEFT_KERNEL_CLOCK_H
 
@@ -44,8 +45,18 @@ public:
     bool injected() const { return fn_ != nullptr; }
 
     // The source's reading, raised to the largest value already returned.
-    uint64_t now() {
-        uint64_t raw = fn_ ? fn_(ctx_) : port::monotonic_ns();
+    uint64_t now() { return observe(raw()); }
+
+    // The source's reading without the guard, for callers that only compare
+    // it with a deadline and give it back to nobody (a timer registration
+    // that finds the deadline still ahead): no write to the shared guard
+    // word, so workers reading the clock at once do not bounce its line.
+    // Whoever acts on a reading that passed a deadline must observe() it
+    // first, so that no thread later sees an earlier time.
+    uint64_t raw() const { return fn_ ? fn_(ctx_) : port::monotonic_ns(); }
+
+    // Publishes a raw reading to the guard; returns what now() would have.
+    uint64_t observe(uint64_t raw) {
         // relaxed: last_ carries no other data; only its own modification
         // order matters, and an RMW always reads the latest value in it.
         uint64_t prev = last_.load(std::memory_order_relaxed);

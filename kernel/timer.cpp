@@ -217,9 +217,11 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
         if (st == TimerEntry::CLOSED) return WEFT_ECLOSED;
         return WEFT_PENDING;
     }
-    // IDLE (UNSET is refused by the ABI layer): already due?
-    uint64_t now = sh->clock.now();
+    // IDLE (UNSET is refused by the ABI layer): already due? A raw reading
+    // suffices to say no (clock.h); a yes is published before we act on it.
+    uint64_t now = sh->clock.raw();
     if (now >= e->deadline_ns) {
+        sh->clock.observe(now);
         e->state.store(TimerEntry::FIRED, std::memory_order_relaxed);
         return WEFT_READY;
     }
@@ -243,6 +245,9 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
         // The wheel has already passed this tick (another thread advanced it
         // with a newer clock reading): not early, since now >= that reading.
         // Only possible when `when` == now's tick and the wheel saw the same.
+        // Publish that time (some thread read at least this much) before the
+        // caller acts on it.
+        sh->clock.observe(sh->timer_epoch_ns + s.wheel.elapsed() * TICK_NS);
         s.mu.unlock();
         weft_waker_drop(mine);
         e->state.store(TimerEntry::FIRED, std::memory_order_relaxed);

@@ -300,11 +300,12 @@ TEST(TimerAbi, ForeignRegistrationWakesAParkedWorker) {
     CountingWaker fw;
     weft_context fcx = fw.cx();
     ASSERT_EQ(weft_timer_poll(&far, &fcx), WEFT_PENDING);
-    let_workers_run();
-    weft_worker_metrics m;
-    m.size = sizeof m;
-    ASSERT_EQ(weft_runtime_worker_metrics(rt.get(), 0, &m), 0);
-    EXPECT_GE(m.parks, 1u);
+    // Wait until the worker sleeps (with the far deadline as its timeout).
+    spin_until([&] {
+        weft_worker_metrics m;
+        m.size = sizeof m;
+        return weft_runtime_worker_metrics(rt.get(), 0, &m) == 0 && m.parks >= 1;
+    });
 
     for (int round = 0; round < 5; round++) {
         weft_timer t;
@@ -428,7 +429,12 @@ TEST(TimerCpp, SleepWithASteppedClock) {
     ManualClock clk;
     weft::Runtime rt(manual_config(&clk, 2));
     const uint64_t t0 = weft_runtime_now(rt.get());
-    auto h = rt.spawn(sleep_then_now(25ms));
+    // An absolute deadline: the task may start late (a loaded machine), after
+    // the clock has been stepped; a relative one would then move.
+    auto h = rt.spawn([](uint64_t deadline) -> weft::Task<uint64_t> {
+        co_await weft::sleep_until(weft::clock::time_point(std::chrono::nanoseconds(deadline)));
+        co_return weft_now();
+    }(t0 + 25 * MS));
     let_workers_run();
     EXPECT_FALSE(h.is_finished());
     advance(rt, clk, 24 * MS);
@@ -494,10 +500,18 @@ TEST(TimerCpp, TimeoutCompletesOrTimesOut) {
     }(&step));
     spin_until([&] { return step.load() == 1; });
     let_workers_run();
-    EXPECT_EQ(step.load(), 1);
-    advance(rt, clk, 10 * MS);
-    spin_until([&] { return step.load() == 2; });
-    advance(rt, clk, 5 * MS);
+    EXPECT_EQ(step.load(), 1);  // the 10 ms timeout has not fired on a frozen clock
+    // The task reads the clock for its next deadline after it sets `step`,
+    // so step the clock 1 ms at a time until it has moved on, instead of
+    // jumping (a jump could land before the deadline is taken).
+    auto step_until = [&](auto done) {
+        while (!done()) {
+            advance(rt, clk, 1 * MS);
+            std::this_thread::sleep_for(200us);
+        }
+    };
+    step_until([&] { return step.load() == 2; });
+    step_until([&] { return h.is_finished(); });
     EXPECT_EQ(h.join(), 42);
 }
 
