@@ -31,6 +31,52 @@
 
 #include <weft/weft.hpp>
 
+#include "../kernel/wake_list.h"  // wake_list_32 (weft-bench links the static library)
+
+// Allocation counting for wake_list_32: the executable's malloc family
+// interposes glibc's for the whole process and forwards to it, counting only
+// while g_count_allocs is set.
+namespace {
+extern std::atomic<bool> g_count_allocs;
+extern std::atomic<uint64_t> g_allocs;
+inline void count_alloc() {
+    if (g_count_allocs.load(std::memory_order_relaxed)) g_allocs.fetch_add(1, std::memory_order_relaxed);
+}
+}  // namespace
+extern "C" {
+void* __libc_malloc(size_t);
+void* __libc_calloc(size_t, size_t);
+void* __libc_realloc(void*, size_t);
+void* __libc_memalign(size_t, size_t);
+void* malloc(size_t n) {
+    count_alloc();
+    return __libc_malloc(n);
+}
+void* calloc(size_t a, size_t b) {
+    count_alloc();
+    return __libc_calloc(a, b);
+}
+void* realloc(void* p, size_t n) {
+    count_alloc();
+    return __libc_realloc(p, n);
+}
+void* memalign(size_t al, size_t n) {
+    count_alloc();
+    return __libc_memalign(al, n);
+}
+void* aligned_alloc(size_t al, size_t n) {
+    count_alloc();
+    return __libc_memalign(al, n);
+}
+int posix_memalign(void** out, size_t al, size_t n) {
+    count_alloc();
+    void* p = __libc_memalign(al, n);
+    if (!p) return 12;  // ENOMEM
+    *out = p;
+    return 0;
+}
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -170,6 +216,54 @@ void bench_yield_many(unsigned workers) {
     });
 }
 
+// ---- 4. ping_pong ------------------------------------------------------------------
+// 1,000 pairs; each bounces a u64 100 times through two bounded weft::mpsc
+// channels of capacity 1 (a->b, b->a). The root spawns pong then ping for
+// each pair and awaits the 2,000 handles in spawn order.
+constexpr int PING_PONG_PAIRS = 1000;
+constexpr uint64_t PING_PONG_ROUND_TRIPS = 100;
+
+weft::Task<void> pong(weft::mpsc::Receiver<uint64_t> rx_arg, weft::mpsc::Sender<uint64_t> tx_arg) {
+    auto rx = std::move(rx_arg);
+    auto tx = std::move(tx_arg);
+    for (uint64_t i = 0; i < PING_PONG_ROUND_TRIPS; i++) {
+        auto v = co_await rx.recv();
+        check(v.has_value(), "ping_pong: pong recv");
+        check((co_await tx.send(*v)).ok(), "ping_pong: pong send");
+    }
+}
+
+weft::Task<void> ping(weft::mpsc::Sender<uint64_t> tx_arg, weft::mpsc::Receiver<uint64_t> rx_arg) {
+    auto tx = std::move(tx_arg);
+    auto rx = std::move(rx_arg);
+    for (uint64_t i = 0; i < PING_PONG_ROUND_TRIPS; i++) {
+        check((co_await tx.send(i)).ok(), "ping_pong: ping send");
+        auto v = co_await rx.recv();
+        check(v.has_value() && *v == i, "ping_pong: echo");
+    }
+}
+
+weft::Task<void> ping_pong_root() {
+    std::vector<weft::JoinHandle<void>> handles;
+    handles.reserve(2 * PING_PONG_PAIRS);
+    for (int p = 0; p < PING_PONG_PAIRS; p++) {
+        auto [a_to_b_tx, a_to_b_rx] = weft::mpsc::channel<uint64_t>(1);
+        auto [b_to_a_tx, b_to_a_rx] = weft::mpsc::channel<uint64_t>(1);
+        handles.push_back(weft::spawn(pong(std::move(a_to_b_rx), std::move(b_to_a_tx))));
+        handles.push_back(weft::spawn(ping(std::move(a_to_b_tx), std::move(b_to_a_rx))));
+    }
+    for (auto& h : handles) co_await h;
+}
+
+void bench_ping_pong(unsigned workers) {
+    weft::Runtime rt(workers);
+    run_bench("ping_pong", workers, (uint64_t)PING_PONG_PAIRS * PING_PONG_ROUND_TRIPS * 2, [&](bool) {
+        auto start = Clock::now();
+        rt.spawn(ping_pong_root()).join();
+        return since(start);
+    });
+}
+
 // ---- 5. chained_spawn --------------------------------------------------------------
 // The oneshot of the Tokio version: the last task sets the flag and wakes the
 // main thread, which sleeps on it (C++20 atomic wait = futex).
@@ -234,6 +328,39 @@ void bench_skynet_with(const char* name, unsigned workers) {
 }
 void bench_skynet(unsigned workers) { bench_skynet_with<skynet>("skynet", workers); }
 void bench_skynet_jh(unsigned workers) { bench_skynet_with<skynet_jh>("skynet_join_handles", workers); }
+
+// ---- 7. cross_thread_wake ---------------------------------------------------------
+// A task awaits a weft::Notify that the main thread (not a worker) signals,
+// then answers on a weft::mpsc channel of capacity 1, which the main thread
+// reads with recv_blocking: the weft counterpart of Tokio's
+// std::sync::mpsc::sync_channel(1) — what a user bridging a plain thread and
+// a task would naturally reach for. Fresh Notify and channel per iteration,
+// created before the clock starts.
+constexpr int CROSS_THREAD_ROUND_TRIPS = 10000;
+
+weft::Task<void> cross_thread_task(weft::Notify* ping, weft::mpsc::Sender<uint8_t> pong_arg) {
+    auto pong = std::move(pong_arg);
+    for (int i = 0; i < CROSS_THREAD_ROUND_TRIPS; i++) {
+        co_await ping->notified();
+        check((co_await pong.send(uint8_t(1))).ok(), "cross_thread_wake: pong send");
+    }
+}
+
+void bench_cross_thread_wake(unsigned workers) {
+    weft::Runtime rt(workers);
+    run_bench("cross_thread_wake", workers, CROSS_THREAD_ROUND_TRIPS, [&](bool) {
+        weft::Notify ping;
+        auto [pong_tx, pong_rx] = weft::mpsc::channel<uint8_t>(1);
+        auto start = Clock::now();
+        auto h = rt.spawn(cross_thread_task(&ping, std::move(pong_tx)));
+        for (int i = 0; i < CROSS_THREAD_ROUND_TRIPS; i++) {
+            ping.notify_one();
+            check(pong_rx.recv_blocking().has_value(), "cross_thread_wake: pong recv");
+        }
+        h.join();
+        return since(start);
+    });
+}
 
 // ---- 8. timers ---------------------------------------------------------------
 // 100,000 tasks each sleep a pseudo-random duration in [0, 10) ms (xorshift64,
@@ -300,6 +427,94 @@ void bench_timers(unsigned workers) {
     std::fflush(stdout);
 }
 
+// ---- micro benchmarks (issue 4: sync primitives) -----------------------------------
+// Not BENCHMARKS.md workloads: one `MICRO <name> ...` line each, the median
+// over 7 runs of a tight loop. Uncontended: one thread, nothing waits.
+//   sem_acquire_release   weft_semaphore_try_acquire(1) + weft_semaphore_release(1)
+//   mutex_lock_unlock     inside a task: `auto g = co_await m.lock();` then the
+//                         guard's unlock (the C++ awaitable's fast path)
+//   wake_list_32          a kernel WakeList filled with 32 wakers and woken;
+//                         allocations (malloc/calloc/realloc/memalign, counted
+//                         by the interposers below) during the timed loop
+constexpr uint64_t MICRO_OPS = 5000000;
+constexpr int MICRO_RUNS = 7;
+
+template <class F>
+double micro_median_ns(uint64_t ops, F&& body) {
+    std::vector<double> r;
+    for (int k = 0; k < MICRO_RUNS; k++) {
+        auto t = Clock::now();
+        body(ops);
+        r.push_back((double)since(t) / (double)ops);
+    }
+    std::sort(r.begin(), r.end());
+    return r[r.size() / 2];
+}
+
+void bench_sem_acquire_release(unsigned) {
+    weft_semaphore* s = nullptr;
+    check(weft_semaphore_new(1, &s) == 0, "semaphore");
+    double ns = micro_median_ns(MICRO_OPS, [&](uint64_t n) {
+        for (uint64_t i = 0; i < n; i++) {
+            if (weft_semaphore_try_acquire(s, 1) != 0) std::abort();
+            weft_semaphore_release(s, 1);
+        }
+    });
+    weft_semaphore_free(s);
+    std::printf("MICRO sem_acquire_release ns_per_op=%.2f (target <= 15)\n", ns);
+    std::fflush(stdout);
+}
+
+weft::Task<double> mutex_loop(weft::Mutex<uint64_t>* m) {
+    std::vector<double> r;
+    for (int k = 0; k < MICRO_RUNS; k++) {
+        auto t = Clock::now();
+        for (uint64_t i = 0; i < MICRO_OPS; i++) {
+            auto g = co_await m->lock();
+            ++*g;
+        }
+        r.push_back((double)since(t) / (double)MICRO_OPS);
+    }
+    std::sort(r.begin(), r.end());
+    co_return r[r.size() / 2];
+}
+
+void bench_mutex_lock_unlock(unsigned) {
+    weft::Runtime rt(1);
+    weft::Mutex<uint64_t> m(0);
+    double ns = rt.block_on(mutex_loop(&m));
+    check(*m.try_lock().value() == MICRO_OPS * MICRO_RUNS, "mutex count");
+    std::printf("MICRO mutex_lock_unlock ns_per_op=%.2f (target <= 15)\n", ns);
+    std::fflush(stdout);
+}
+
+std::atomic<bool> g_count_allocs{false};
+std::atomic<uint64_t> g_allocs{0};
+void wl_wake(const void* p) { static_cast<std::atomic<uint64_t>*>(const_cast<void*>(p))->fetch_add(1, std::memory_order_relaxed); }
+void wl_nop(const void*) {}
+weft_waker wl_clone(const void* p);
+const weft_waker_vtable wl_vtable = {wl_clone, wl_wake, wl_wake, wl_nop};
+weft_waker wl_clone(const void* p) { return weft_waker{p, &wl_vtable}; }
+
+void bench_wake_list_32(unsigned) {
+    std::atomic<uint64_t> woken{0};
+    constexpr uint64_t ROUNDS = 200000;
+    g_allocs.store(0);
+    double ns = micro_median_ns(ROUNDS, [&](uint64_t n) {
+        g_count_allocs.store(true);  // counts inside the timed loop only
+        for (uint64_t i = 0; i < n; i++) {
+            weft::kernel::WakeList l;
+            for (uint32_t k = 0; k < weft::kernel::WakeList::CAPACITY; k++) l.push(weft_waker{&woken, &wl_vtable});
+            l.wake_all();
+        }
+        g_count_allocs.store(false);
+    });
+    check(woken.load() == ROUNDS * MICRO_RUNS * weft::kernel::WakeList::CAPACITY, "wake_list woke all");
+    std::printf("MICRO wake_list_32 ns_per_batch=%.2f ns_per_waker=%.2f allocations=%" PRIu64 "\n", ns, ns / 32,
+                g_allocs.load());
+    std::fflush(stdout);
+}
+
 struct Bench {
     const char* name;
     void (*fn)(unsigned);
@@ -309,10 +524,15 @@ const Bench BENCHES[] = {
     {"spawn_many_local_fork_join", bench_spawn_many_local_fj},
     {"spawn_many_remote", bench_spawn_many_remote},
     {"yield_many", bench_yield_many},
+    {"ping_pong", bench_ping_pong},
     {"chained_spawn", bench_chained_spawn},
     {"skynet", bench_skynet},
     {"skynet_join_handles", bench_skynet_jh},
+    {"cross_thread_wake", bench_cross_thread_wake},
     {"timers", bench_timers},
+    {"sem_acquire_release", bench_sem_acquire_release},
+    {"mutex_lock_unlock", bench_mutex_lock_unlock},
+    {"wake_list_32", bench_wake_list_32},
 };
 
 }  // namespace

@@ -1,0 +1,184 @@
+// kernel/sync/channel.h — the multi-producer single-consumer channel (bounded
+// and unbounded) and the oneshot channel. Elements are fixed-size byte blobs
+// (elem_size, given at creation) copied in and out with memcpy; an optional
+// elem_drop callback releases elements still queued when the channel goes
+// away (the C++ wrappers box non-trivially-copyable values and delete them
+// there).
+//
+// ---- Chan (mpsc) ----
+// Bounded (capacity >= 1): capacity comes from a Semaphore of `capacity`
+// permits. A sender takes a permit (fair, FIFO, cancel-safe: semaphore.h),
+// then claims a ring slot with tail.fetch_add and publishes it with the
+// slot's sequence number; the receiver reads the slot at `head` once its
+// sequence says it is written, and returns the permit. No lock on either
+// side: a send to a waiting receiver costs a permit CAS, a fetch_add, a
+// release store and the receiver-waker RMW (atomic_waker.h).
+// Why a claimed slot is always free: a slot is reused `ring` (>= capacity)
+// claims later; at most `capacity` claims hold a permit at once and the
+// receiver returns the permit only after it has read the slot, in order. So
+// when claim i happens, claim i - ring has been read. Each slot's sequence
+// word makes that an explicit happens-before edge (Vyukov's bounded queue):
+// seq == i: free for claim i; seq == i + 1: claim i is written; the
+// receiver sets seq = i + ring after reading claim i.
+// Unbounded (capacity 0): a growable ring under a port::Mutex (sends never
+// wait; contention is the senders' own). Same receiver-waker protocol.
+//
+// Closing: the receiver's close() (or drop) closes the semaphore (waiting
+// and later sends fail with WEFT_ECLOSED and keep their value) and sets
+// RX_CLOSED; the receiver may still drain what was queued. When the last
+// sender handle goes, TX_CLOSED is set and the receiver woken: recv then
+// returns WEFT_ECLOSED once the queue is empty.
+// Lifetime: every handle (each sender, the receiver) holds one reference; the
+// last one frees the channel and drops the elements still queued (a send that
+// raced with the receiver's drop leaves its element there: dropped, not
+// leaked, as in Tokio).
+//
+// Threads: senders anywhere; the receiver belongs to one thread or task at a
+// time (it registers the one receiver waker).
+//
+// ---- Oneshot ----
+// One value, one sender, one receiver. state bits: SENT, TAKEN (the value
+// left the slot: received, or handed back to a sender that found the
+// receiver gone), TX_DROPPED, RX_DROPPED. The sender copies the value in and
+// sets SENT with one fetch_or; if that fetch_or shows RX_DROPPED, the value
+// is handed back (WEFT_ECLOSED, the caller's copy stays the owner).
+#ifndef WEFT_KERNEL_SYNC_CHANNEL_H
+#define WEFT_KERNEL_SYNC_CHANNEL_H
+
+#include <atomic>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../../arch/padding.h"
+#include "../../include/weft/weft.h"
+#include "../../port/port.h"
+#include "../semaphore.h"
+#include "atomic_waker.h"
+
+namespace weft::kernel::sync {
+
+using ElemDrop = void (*)(void* elem, void* ctx);
+
+struct SendWaiter {
+    SemWaiter sem;
+    const void* value = nullptr;
+};
+
+class Chan {
+public:
+    static constexpr uint64_t MAGIC_TX = 0x7765667454584348ull;  // checked by the ABI layer
+    static constexpr uint32_t TX_CLOSED = 1, RX_CLOSED = 2;
+    static constexpr uint64_t MAX_CAPACITY = uint64_t(1) << 30;
+    static constexpr size_t MAX_ELEM = 1u << 20;
+
+    // nullptr when out of memory. capacity 0 = unbounded.
+    static Chan* create(size_t elem_size, uint64_t capacity, ElemDrop drop, void* ctx) noexcept;
+
+    // ---- handles ----
+    void add_sender() noexcept;
+    void drop_sender() noexcept;
+    void drop_receiver() noexcept;
+
+    // ---- send ----
+    // 0, WEFT_EAGAIN (bounded and full), WEFT_ECLOSED, WEFT_ENOMEM (unbounded
+    // growth failed). On failure the value stays the caller's.
+    int try_send(const void* value) noexcept;
+    // WEFT_READY, WEFT_PENDING, or an error (value not taken).
+    int poll_send(SendWaiter* w, const weft_waker* waker) noexcept;
+    void cancel_send(SendWaiter* w) noexcept { if (bounded()) sem_.cancel(&w->sem); }
+    int send_blocking(const void* value) noexcept;
+
+    // ---- receive (the receiver only) ----
+    // 0 (out filled), WEFT_EAGAIN (empty), WEFT_ECLOSED (empty and no sender
+    // left, or closed by the receiver and drained).
+    int try_recv(void* out) noexcept;
+    // WEFT_READY (out filled), WEFT_PENDING, WEFT_ECLOSED.
+    int poll_recv(void* out, const weft_waker* waker) noexcept;
+    int recv_blocking(void* out) noexcept;
+    void close() noexcept;
+
+    bool bounded() const noexcept { return capacity_ != 0; }
+    size_t elem_size() const noexcept { return elem_size_; }
+    bool is_closed() const noexcept { return flags_.load(std::memory_order_acquire) & RX_CLOSED; }
+
+    uint64_t magic = MAGIC_TX;
+
+private:
+    Chan(size_t elem_size, uint64_t capacity, ElemDrop drop, void* ctx) noexcept;
+    void release_ref() noexcept;
+    void destroy() noexcept;
+    void push_ring(const void* value) noexcept;
+    int push_unbounded(const void* value) noexcept;
+    bool pop(void* out) noexcept;  // receiver only: true when out was filled
+    unsigned char* slot(uint64_t idx) noexcept { return slots_ + (idx & mask_) * stride_; }
+    static std::atomic<uint64_t>* seq_of(unsigned char* s) noexcept {
+        // SAFETY: every bounded slot starts with a std::atomic<uint64_t>
+        // placement-constructed by create(); stride_ keeps it 8-aligned.
+        return reinterpret_cast<std::atomic<uint64_t>*>(s);
+    }
+
+    // -- immutable --
+    size_t elem_size_;
+    uint64_t capacity_;  // 0 = unbounded
+    ElemDrop drop_;
+    void* drop_ctx_;
+    size_t alloc_size_ = 0;
+    // bounded ring: (ring) slots of stride_ bytes = [seq | element]
+    unsigned char* slots_ = nullptr;
+    uint64_t mask_ = 0;
+    size_t stride_ = 0;
+    // -- counters, touched by every handle --
+    std::atomic<uint64_t> refs_{2};     // each handle: 1 (one sender + the receiver at creation)
+    std::atomic<uint64_t> senders_{1};  // live sender handles
+    std::atomic<uint32_t> flags_{0};    // TX_CLOSED | RX_CLOSED
+    // -- senders --
+    alignas(WEFT_CACHE_LINE) std::atomic<uint64_t> tail_{0};  // bounded: next claim (senders, fetch_add)
+    Semaphore sem_{0};                                         // bounded: free capacity
+    // unbounded queue (lock_): a growable ring of elem_size_-byte elements
+    port::Mutex lock_;
+    unsigned char* q_buf_ = nullptr;
+    uint64_t q_cap_ = 0, q_head_ = 0, q_len_ = 0;
+    // -- receiver --
+    alignas(WEFT_CACHE_LINE) uint64_t head_ = 0;  // bounded: next slot to read (receiver only)
+    AtomicWaker rx_waker_;
+};
+
+class Oneshot {
+public:
+    static constexpr uint64_t MAGIC_ = 0x776566744f4e4553ull;
+    static constexpr uint32_t SENT = 1, TAKEN = 2, TX_DROPPED = 4, RX_DROPPED = 8;
+
+    static Oneshot* create(size_t elem_size, ElemDrop drop, void* ctx) noexcept;
+
+    // 0, WEFT_ECLOSED (receiver gone: the value stays the caller's),
+    // WEFT_EALREADY (already sent).
+    int send(const void* value) noexcept;
+    void drop_sender() noexcept;
+    // 0, WEFT_EAGAIN, WEFT_ECLOSED (sender dropped without sending),
+    // WEFT_EALREADY (taken already).
+    int try_recv(void* out) noexcept;
+    int poll_recv(void* out, const weft_waker* waker) noexcept;
+    int recv_blocking(void* out) noexcept;
+    void drop_receiver() noexcept;
+    size_t elem_size() const noexcept { return elem_size_; }
+
+    uint64_t magic = MAGIC_;
+
+private:
+    Oneshot(size_t elem_size, ElemDrop drop, void* ctx) noexcept
+        : elem_size_(elem_size), drop_(drop), drop_ctx_(ctx) {}
+    void release_ref() noexcept;
+    unsigned char* value() noexcept { return reinterpret_cast<unsigned char*>(this + 1); }
+
+    size_t elem_size_;
+    ElemDrop drop_;
+    void* drop_ctx_;
+    std::atomic<uint32_t> state_{0};
+    std::atomic<uint32_t> refs_{2};
+    AtomicWaker rx_waker_;
+    bool sender_used_ = false;  // sender only
+};
+
+}  // namespace weft::kernel::sync
+
+#endif

@@ -1,0 +1,102 @@
+// kernel/sync/thread_signal.h — the waker a plain (non-runtime) thread uses to
+// block in a sync primitive: a futex word on the blocked thread's stack.
+//
+// The problem it solves: a blocking call (weft_mutex_lock_blocking,
+// weft_mpsc_recv_blocking, ...) queues a waiter whose waker points into the
+// caller's stack frame. The waker is called by another thread *after* that
+// thread has released the primitive's lock, so "my waiter is done" (seen
+// under the lock, or through the waiter's done flag) does not mean "nobody
+// will touch my stack any more". The caller may only return once the waker
+// itself has been consumed.
+//
+// The protocol: a ThreadSignal's waker is never cloned by the kernel (it is
+// placed directly into one waiter slot), and every waker stored in a slot is
+// consumed exactly once, by wake or by drop (WakeList's guarantee; drop when
+// a slot is emptied without waking). Both wake and drop do the same thing:
+// swap the word to SIGNALLED and, only if the sleeper was in the futex, wake
+// it. The swap is the waker's last access to the memory — futex_wake only
+// uses the address as a key, and a stray futex wake of whatever lives at that
+// address later is a spurious wake-up, which every futex waiter tolerates.
+// So wait() returning (word == SIGNALLED) means the stack frame is free.
+//
+//   word: WAITING (0) --sleeper--> SLEEPING (1)   (about to futex_wait)
+//         any --wake/drop--> SIGNALLED (2)        (once; final)
+//
+// Orderings: the swap is release (what the waker did before — filling the
+// waiter, publishing a message — is visible to the woken thread); wait()'s
+// loads and CAS are acquire and pair with it.
+//
+// Thread safety: one owner thread (the blocked one) calls reset/wait; the
+// waker may be called from any thread, once.
+#ifndef WEFT_KERNEL_SYNC_THREAD_SIGNAL_H
+#define WEFT_KERNEL_SYNC_THREAD_SIGNAL_H
+
+#include <atomic>
+#include <stdint.h>
+
+#include "../../arch/arch.h"
+#include "../../include/weft/weft.h"
+#include "../../port/port.h"
+
+namespace weft::kernel::sync {
+
+class ThreadSignal {
+public:
+    static constexpr uint32_t WAITING = 0, SLEEPING = 1, SIGNALLED = 2;
+    // No spinning before the futex sleep: measured on the 2-vCPU development
+    // machine (bench cross_thread_wake), any spin — pause loops of 1-100 us,
+    // sched_yield loops — made the round trip slower (7-100 us against 6),
+    // because the blocked thread then competes for a core with the worker
+    // that is about to wake it. Revisit on machines with spare cores.
+
+    ThreadSignal() noexcept = default;
+    ThreadSignal(const ThreadSignal&) = delete;
+    ThreadSignal& operator=(const ThreadSignal&) = delete;
+
+    // A waker that signals this object. Hand it to exactly one waiter slot.
+    weft_waker waker() noexcept { return weft_waker{this, &VTABLE}; }
+
+    // Re-arms for another registration. Only after wait() returned (the
+    // previous waker is consumed) or before the first registration.
+    void reset() noexcept { word_.store(WAITING, std::memory_order_relaxed); }
+
+    bool signalled() const noexcept { return word_.load(std::memory_order_acquire) == SIGNALLED; }
+
+    // Blocks until the waker has been consumed (woken or dropped).
+    void wait() noexcept {
+        for (;;) {
+            uint32_t v = word_.load(std::memory_order_acquire);
+            if (v == SIGNALLED) return;
+            // acquire on success/failure: a SIGNALLED seen here must publish
+            // the waker's writes like the load above.
+            if (v == WAITING && !word_.compare_exchange_strong(v, SLEEPING, std::memory_order_acquire,
+                                                               std::memory_order_acquire))
+                continue;  // it became SIGNALLED meanwhile
+            port::futex_wait(&word_, SLEEPING, -1);
+        }
+    }
+
+private:
+    static void signal(const void* p) noexcept {
+        auto* self = static_cast<ThreadSignal*>(const_cast<void*>(p));
+        std::atomic<uint32_t>* word = &self->word_;
+        // release: publishes everything the waker did before. After this swap
+        // *self may be gone (the owner's wait() can return); only the address
+        // is used below, as a futex key.
+        if (word->exchange(SIGNALLED, std::memory_order_release) == SLEEPING) port::futex_wake(word, 1);
+    }
+    static weft_waker clone(const void* p) noexcept {
+        // Never called by weft: a ThreadSignal waker lives in one slot only.
+        // A foreign clone would break the "consumed exactly once" rule.
+        port::fatal("weft: internal error: a blocking-thread waker was cloned");
+        (void)p;
+    }
+    static void drop(const void* p) noexcept { signal(p); }
+    static constexpr weft_waker_vtable VTABLE = {clone, signal, signal, drop};
+
+    std::atomic<uint32_t> word_{WAITING};
+};
+
+}  // namespace weft::kernel::sync
+
+#endif
