@@ -109,17 +109,23 @@ void timers_shutdown(Shared* sh) {
         s.wheel.advance(TimerWheel::NONE - 1, all);  // takes every entry out
         s.next_tick.store(TimerWheel::NONE, std::memory_order_relaxed);
         FireBatch drops;
-        while (WheelEntry* we = all.pop_front()) {
-            TimerEntry* e = static_cast<TimerEntry*>(we);
-            drops.wakers[drops.n++] = e->waker;
-            e->state.store(TimerEntry::CLOSED, std::memory_order_release);
-            if (drops.n == FireBatch::CAP) {
-                for (uint32_t k = 0; k < drops.n; k++) weft_waker_drop(drops.wakers[k]);
-                drops.n = 0;
+        for (;;) {
+            WheelEntry* we = all.pop_front();
+            if (we) {
+                TimerEntry* e = static_cast<TimerEntry*>(we);
+                drops.wakers[drops.n++] = e->waker;
+                e->state.store(TimerEntry::CLOSED, std::memory_order_release);
+                if (drops.n < FireBatch::CAP) continue;
             }
+            // Drop outside the lock: a foreign waker's drop may cancel
+            // another timer of this wheel (entries still on `all` are
+            // REGISTERED at level EXPIRED; timer_cancel unlinks them).
+            s.mu.unlock();
+            for (uint32_t k = 0; k < drops.n; k++) weft_waker_drop(drops.wakers[k]);
+            drops.n = 0;
+            if (!we) break;
+            s.mu.lock();
         }
-        s.mu.unlock();
-        for (uint32_t k = 0; k < drops.n; k++) weft_waker_drop(drops.wakers[k]);
     }
 }
 
@@ -200,19 +206,22 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
     if (st == TimerEntry::CLOSED) return WEFT_ECLOSED;
     Shared* sh = e->rt;
     if (st == TimerEntry::REGISTERED) {
-        // Still waiting; make sure the latest waker is the one woken.
+        // Still waiting; make sure the latest waker is the one woken. Only
+        // this thread (the owner) writes e->waker; a firing thread only reads
+        // it, so reading it here without the lock is no race. Foreign clone
+        // and drop functions run outside the lock (they may re-enter timers).
+        if (weft_waker_will_wake(&e->waker, waker)) return WEFT_PENDING;
         TimerShard& s = sh->timer_shards[e->shard];
-        weft_waker old{};
-        bool replaced = false;
+        weft_waker fresh = weft_waker_clone(waker);
+        weft_waker spare = fresh;
         s.mu.lock();
         st = e->state.load(std::memory_order_relaxed);
-        if (st == TimerEntry::REGISTERED && !weft_waker_will_wake(&e->waker, waker)) {
-            old = e->waker;
-            e->waker = weft_waker_clone(waker);
-            replaced = true;
+        if (st == TimerEntry::REGISTERED) {
+            spare = e->waker;
+            e->waker = fresh;
         }
         s.mu.unlock();
-        if (replaced) weft_waker_drop(old);
+        weft_waker_drop(spare);  // the replaced waker, or ours if it fired meanwhile
         if (st == TimerEntry::FIRED) return WEFT_READY;
         if (st == TimerEntry::CLOSED) return WEFT_ECLOSED;
         return WEFT_PENDING;
@@ -232,7 +241,7 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
     uint32_t idx = on_worker ? shard_of(sh, w->index)
                              : sh->timer_rr.fetch_add(1, std::memory_order_relaxed) % sh->ntimer_shards;
     TimerShard& s = sh->timer_shards[idx];
-    weft_waker mine = weft_waker_clone(waker);
+    weft_waker mine = weft_waker_clone(waker);  // outside the lock (foreign code)
     s.mu.lock();
     if (s.closed) {
         s.mu.unlock();
@@ -258,9 +267,9 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
     e->shard = idx;
     e->state.store(TimerEntry::REGISTERED, std::memory_order_relaxed);
     uint64_t before = s.next_tick.load(std::memory_order_relaxed);
-    s.wheel.insert(e);
-    publish_next(s);
-    bool earlier = s.next_tick.load(std::memory_order_relaxed) < before;
+    uint64_t expires = s.wheel.insert(e);
+    bool earlier = expires < before;
+    if (earlier) s.next_tick.store(expires, std::memory_order_relaxed);
     s.mu.unlock();
     // A parked worker sleeps until the deadline it saw when it parked: if
     // this one is earlier and that worker is not us, wake it to re-arm. An
@@ -295,8 +304,9 @@ void timer_cancel(TimerEntry* e) {
             // On a firing thread's batch list, not in the wheel.
             TimerWheel::List::remove(e);
         } else {
+            // next_tick is left as it is: at worst too early, which costs a
+            // look at this wheel that finds nothing (timer.h: a hint).
             s.wheel.remove(e);
-            publish_next(s);
         }
         old = e->waker;
         drop = true;

@@ -22,8 +22,12 @@
 // whenever it wakes from parking; a parked worker sleeps at most until its
 // wheel's next deadline. A worker that goes idle also fires the expired
 // timers of wheels whose workers are busy (try-lock, never waits), and parks
-// no longer than their next deadline, so one long poll on a worker does not
-// hold up that worker's timers while another worker is idle.
+// no longer than their next deadline *as it was when it parked*: a timer
+// that a busy worker registers in its own wheel afterwards, earlier than
+// that, does not wake the parked worker (that would cost a futex wake on
+// every such registration); it is fired by its owner, at its next
+// maintenance. A worker stuck in one long poll is the pulse subsystem's to
+// hand over (DESIGN.md, "Isolate"), timers included.
 //
 // Entry states (TimerEntry::state; transitions under the wheel's lock except
 // where noted):

@@ -63,10 +63,15 @@ public:
     }
 
     // Inserts e, whose e->when must be > elapsed() (a deadline already
-    // reached is the caller's to expire at once).
-    void insert(WheelEntry* e) {
+    // reached is the caller's to expire at once). Returns the tick at which
+    // e's slot expires: next_expiration() is now the smaller of this and its
+    // value before the insert (so callers can keep a published copy current
+    // without recomputing it).
+    uint64_t insert(WheelEntry* e) {
         count_++;
         place(e);
+        if (e->level == OVERFLOW) return e->when & ~(SPAN - 1);
+        return slot_deadline(e->level, e->slot);
     }
 
     // Removes e, which must be in this wheel (not expired).
@@ -74,6 +79,7 @@ public:
         count_--;
         if (e->level == OVERFLOW) {
             overflow_.remove(e);
+            if (overflow_.empty()) overflow_min_ = NONE;
             return;
         }
         List& s = slots_[e->level][e->slot];
@@ -148,23 +154,29 @@ private:
         occupied_[level] |= uint64_t(1) << slot;
     }
 
+    // The tick at which slot `slot` of `level` expires. An occupied slot is
+    // always ahead of elapsed (an entry sits in the slot of its own digit,
+    // which is above elapsed's digit at its level); a smaller slot number
+    // than elapsed's means the next rotation.
+    uint64_t slot_deadline(uint32_t level, uint32_t slot) const {
+        uint32_t shift = level * SLOT_BITS;
+        uint32_t now_slot = (uint32_t)(elapsed_ >> shift) & (SLOTS - 1);
+        uint64_t slot_range = uint64_t(1) << shift;
+        uint64_t level_range = slot_range << SLOT_BITS;
+        uint64_t deadline = (elapsed_ & ~(level_range - 1)) + slot * slot_range;
+        if (slot < now_slot) deadline += level_range;
+        return deadline;
+    }
+
     Expiration next() const {
         // Lower levels always expire first (see the header comment).
         for (uint32_t level = 0; level < LEVELS; level++) {
             uint64_t occ = occupied_[level];
             if (!occ) continue;
-            uint32_t shift = level * SLOT_BITS;
-            uint32_t now_slot = (uint32_t)(elapsed_ >> shift) & (SLOTS - 1);
+            uint32_t now_slot = (uint32_t)(elapsed_ >> (level * SLOT_BITS)) & (SLOTS - 1);
             uint64_t rotated = now_slot ? (occ >> now_slot) | (occ << (SLOTS - now_slot)) : occ;
             uint32_t slot = (now_slot + (uint32_t)__builtin_ctzll(rotated)) & (SLOTS - 1);
-            uint64_t slot_range = uint64_t(1) << shift;
-            uint64_t level_range = slot_range << SLOT_BITS;
-            uint64_t deadline = (elapsed_ & ~(level_range - 1)) + slot * slot_range;
-            // An occupied slot is always ahead of elapsed (an entry sits in
-            // the slot of its own digit, which is above elapsed's digit at
-            // its level); a smaller slot number means the next rotation.
-            if (slot < now_slot) deadline += level_range;
-            return {(int)level, slot, deadline};
+            return {(int)level, slot, slot_deadline(level, slot)};
         }
         if (!overflow_.empty()) {
             // The start of the earliest overflow entry's block of SPAN ticks:

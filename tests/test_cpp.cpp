@@ -520,3 +520,52 @@ TEST(Cpp, ManyRuntimesWithCoroutines) {
 }
 
 }  // namespace
+
+// A spawned task's frame (its parameters and everything they own) is
+// destroyed when the task completes, not when its JoinHandle goes away: a
+// channel sender moved into a task must close the channel when the task
+// ends, whoever holds the handle. The result stays takeable.
+namespace {
+struct Probe {
+    std::atomic<int>* destroyed;
+    bool live = true;
+    explicit Probe(std::atomic<int>* d) : destroyed(d) {}
+    Probe(Probe&& o) noexcept : destroyed(o.destroyed) { o.live = false; }
+    ~Probe() {
+        if (live) destroyed->fetch_add(1);
+    }
+};
+weft::Task<std::string> holds_probe(Probe p, int n) {
+    (void)p;
+    for (int i = 0; i < n; i++) co_await weft::yield_now();
+    co_return "result " + std::to_string(n);
+}
+weft::Task<int> holds_probe_throws(Probe p) {
+    (void)p;
+    co_await weft::yield_now();
+    throw std::runtime_error("boom");
+}
+}  // namespace
+
+TEST(Cpp, FrameIsDestroyedWhenTheTaskCompletes) {
+    weft::Runtime rt(2);
+    for (int n : {0, 1, 5}) {
+        std::atomic<int> destroyed{0};
+        auto h = rt.spawn(holds_probe(Probe(&destroyed), n));
+        weft_test::spin_until([&] { return h.is_finished(); });
+        EXPECT_EQ(destroyed.load(), 1) << "parameters outlived the completed task (n=" << n << ")";
+        EXPECT_EQ(h.join(), "result " + std::to_string(n));
+    }
+    std::atomic<int> destroyed{0};
+    auto h = rt.spawn(holds_probe_throws(Probe(&destroyed)));
+    weft_test::spin_until([&] { return h.is_finished(); });
+    EXPECT_EQ(destroyed.load(), 1);
+    EXPECT_THROW(h.join(), std::runtime_error);
+    // Unfinished tasks still release their frame once, when dropped.
+    std::atomic<int> d2{0};
+    {
+        weft::Runtime rt2(1);
+        rt2.spawn(holds_probe(Probe(&d2), 1000000)).detach();
+    }
+    EXPECT_EQ(d2.load(), 1);
+}

@@ -154,7 +154,9 @@ TEST(TimerAbi, FrozenSteppedAndBackwardsClock) {
     let_workers_run();
     EXPECT_EQ(cw.wakes.load(), 0);
     EXPECT_EQ(weft_timer_poll(&t, &cx), WEFT_PENDING);
-    // Backwards by an hour: weft's clock holds, nothing fires.
+    // Backwards by an hour: weft's clock holds at the last time it returned,
+    // and nothing fires.
+    EXPECT_EQ(weft_runtime_now(rt.get()), t0 + 10 * MS - 1);
     clk.ns.fetch_sub(3600 * 1000 * MS);
     weft_runtime_clock_changed(rt.get());
     EXPECT_EQ(weft_runtime_now(rt.get()), t0 + 10 * MS - 1);
@@ -357,6 +359,47 @@ TEST(TimerAbi, ShutdownDropsEveryPendingTimer) {
         weft_timer_cancel(&timers[i]);
         (void)cx;
     }
+}
+
+// A foreign waker whose drop cancels another timer of the same wheel, while
+// shutdown is dropping the wakers of more than one batch (32): the drops
+// must run outside the wheel's lock, or this deadlocks.
+namespace {
+struct CancellingWaker {
+    weft_timer* other = nullptr;
+    std::atomic<int> drops{0};
+    static weft_waker clone(const void* p) { return weft_waker{p, &vtable}; }
+    static void wake(const void*) {}
+    static void wake_by_ref(const void*) {}
+    static void drop(const void* p) {
+        auto* self = static_cast<CancellingWaker*>(const_cast<void*>(p));
+        if (self->other) weft_timer_cancel(self->other);
+        self->drops.fetch_add(1);
+    }
+    static constexpr weft_waker_vtable vtable{clone, wake, wake_by_ref, drop};
+};
+}  // namespace
+
+TEST(TimerAbi, ShutdownDropsWakersOutsideTheWheelLock) {
+    const int N = 80;
+    std::vector<weft_timer> timers(N);
+    std::vector<CancellingWaker> wakers(N);
+    weft_runtime* rt = nullptr;
+    ASSERT_EQ(weft_runtime_new(nullptr, &rt), 0);
+    for (int i = 0; i < N; i++) {
+        wakers[i].other = &timers[(i + 40) % N];  // a timer in a later batch
+        ASSERT_EQ(weft_timer_init(&timers[i], rt), 0);
+        ASSERT_EQ(weft_timer_sleep_for(&timers[i], 3600 * 1000 * MS), 0);
+        weft_context cx;
+        std::memset(&cx, 0, sizeof cx);
+        cx.waker = weft_waker{&wakers[i], &CancellingWaker::vtable};
+        ASSERT_EQ(weft_timer_poll(&timers[i], &cx), WEFT_PENDING);
+    }
+    ASSERT_EQ(weft_runtime_free(rt), 0);
+    int drops = 0;
+    for (auto& w : wakers) drops += w.drops.load();
+    EXPECT_EQ(drops, N) << "every registered waker is dropped exactly once";
+    for (auto& t : timers) weft_timer_cancel(&t);
 }
 
 TEST(TimerAbi, PollAfterShutdownOfALiveRuntimeReportsClosed) {

@@ -32,7 +32,12 @@ struct clock {
     using period = duration::period;
     using time_point = std::chrono::time_point<clock, duration>;
     static constexpr bool is_steady = true;
-    static time_point now() noexcept { return time_point(duration(static_cast<rep>(weft_now()))); }
+    // Clamped to INT64_MAX (an injected clock may run past 2^63 ns).
+    static time_point now() noexcept {
+        std::uint64_t ns = weft_now();
+        constexpr std::uint64_t MAX = static_cast<std::uint64_t>(std::numeric_limits<rep>::max());
+        return time_point(duration(static_cast<rep>(ns > MAX ? MAX : ns)));
+    }
 };
 
 namespace detail {

@@ -9,8 +9,9 @@
 //       co_return co_await h + 1;
 //   }());
 //
-// Memory: a Task's coroutine frame *is* the kernel task's state: one
-// allocation per task, from the calling worker's pool (weft_task_alloc).
+// Memory: a Task's coroutine frame lives in the kernel task's state (after a
+// small result box): one allocation per task, from the calling worker's pool
+// (weft_task_alloc). A spawned task's frame is destroyed when it completes.
 #ifndef WEFT_WEFT_HPP
 #define WEFT_WEFT_HPP
 
@@ -128,15 +129,46 @@ struct PromiseBase {
 template <class T>
 struct Promise;
 
-// The kernel vtable of a Task<T> spawned as a kernel task. The state pointer
-// is the coroutine frame's address (operator new returned it).
-// SAFETY: from_address(state) needs the frame to start where operator new's
+// A task's memory (one kernel allocation, its "state"):
+//   [ ResultBox<T>, padded to 16 bytes ][ coroutine frame ]
+// A spawned task's frame is destroyed as soon as the task completes, after
+// its result has been moved into the box: its parameters and whatever they
+// own (a channel sender, a lock guard, a file) are released when the task
+// finishes, as with a Rust future, not when the join handle goes away. The
+// box lives until the kernel frees the task (drop_output), so the join
+// handle can still take the result.
+template <class T>
+struct ResultBox {
+    std::optional<std::conditional_t<std::is_void_v<T>, bool, T>> value;
+    std::exception_ptr exception;
+    bool frame_alive = true;
+};
+template <class T>
+inline constexpr std::size_t box_bytes = (sizeof(ResultBox<T>) + 15) & ~std::size_t(15);
+// SAFETY: weft_task_alloc returns 16-byte aligned state; the box sits at its
+// start and the frame box_bytes later (so the frame stays 16-aligned).
+template <class T>
+ResultBox<T>* box_of_state(void* state) noexcept {
+    static_assert(alignof(ResultBox<T>) <= 16, "weft::Task<T> results aligned beyond 16 bytes are not supported");
+    return static_cast<ResultBox<T>*>(state);
+}
+template <class T>
+void* frame_of_state(void* state) noexcept {
+    return static_cast<char*>(state) + box_bytes<T>;
+}
+template <class T>
+void* state_of_frame(void* frame) noexcept {
+    return static_cast<char*>(frame) - box_bytes<T>;
+}
+
+// The kernel vtable of a Task<T> spawned as a kernel task.
+// SAFETY: from_address(frame) needs the frame to start where operator new's
 // block starts. GCC and Clang (and MSVC) lay frames out that way; the frame
 // pointer a handle wraps is the allocation itself.
 template <class T>
 struct TaskVTable {
     static int poll(void* state, weft_context* cx) noexcept {
-        auto h = std::coroutine_handle<Promise<T>>::from_address(state);
+        auto h = std::coroutine_handle<Promise<T>>::from_address(frame_of_state<T>(state));
         PromiseBase& p = h.promise();
         weft_context* prev = current_cx;
         current_cx = cx;
@@ -150,14 +182,30 @@ struct TaskVTable {
         p.leaf.resume();
         current_cx = prev;
         if (!p.done) return WEFT_PENDING;
-        return p.exception ? WEFT_ETASKFAILED : WEFT_READY;
+        // Finished: keep the result, release everything else now.
+        ResultBox<T>* box = box_of_state<T>(state);
+        h.promise().move_result_to(*box);
+        destroy_frame(h);
+        box->frame_alive = false;
+        return box->exception ? WEFT_ETASKFAILED : WEFT_READY;
     }
+    // drop_future (never completed: cancelled, refused) and drop_output
+    // (completed; the frame is already gone): the kernel frees the memory
+    // after this.
     static void drop(void* state) noexcept {
-        // Destroys the frame (and, through the Task objects it holds, any
-        // inline-awaited child frames). operator delete leaves this frame's
-        // memory to the kernel.
+        ResultBox<T>* box = box_of_state<T>(state);
+        if (box->frame_alive) {
+            destroy_frame(std::coroutine_handle<Promise<T>>::from_address(frame_of_state<T>(state)));
+            box->frame_alive = false;
+        }
+        box->~ResultBox<T>();
+    }
+    // Destroys the frame (and, through the Task objects it holds, any
+    // inline-awaited child frames). operator delete leaves this frame's
+    // memory to the kernel.
+    static void destroy_frame(std::coroutine_handle<Promise<T>> h) noexcept {
         bool prev = std::exchange(frame_owned_by_task, false);
-        std::coroutine_handle<Promise<T>>::from_address(state).destroy();
+        h.destroy();
         frame_owned_by_task = prev;
     }
     static constexpr weft_task_vtable vtable{poll, drop, drop};
@@ -166,12 +214,16 @@ struct TaskVTable {
 template <class T>
 struct PromiseAlloc : PromiseBase {
     static void* operator new(std::size_t n) {
-        void* p = weft_task_alloc(n, &TaskVTable<T>::vtable);
-        if (!p) throw std::bad_alloc();
-        return p;
+        void* state = weft_task_alloc(box_bytes<T> + n, &TaskVTable<T>::vtable);
+        if (!state) throw std::bad_alloc();
+        new (state) ResultBox<T>();
+        return frame_of_state<T>(state);
     }
-    static void operator delete(void* p, std::size_t) noexcept {
-        if (frame_owned_by_task) weft_task_free_state(p);
+    static void operator delete(void* frame, std::size_t) noexcept {
+        if (!frame_owned_by_task) return;  // a spawned task's memory: the kernel's
+        void* state = state_of_frame<T>(frame);
+        box_of_state<T>(state)->~ResultBox<T>();
+        weft_task_free_state(state);
     }
 };
 
@@ -187,6 +239,15 @@ struct Promise : PromiseAlloc<T> {
         if (this->exception) std::rethrow_exception(this->exception);
         return std::move(*value);
     }
+    void move_result_to(ResultBox<T>& box) noexcept {
+        box.exception = std::move(this->exception);
+        if (!value) return;  // threw, or a ForkJoin took it already
+        try {
+            box.value.emplace(std::move(*value));
+        } catch (...) {
+            box.exception = std::current_exception();  // T's move constructor threw
+        }
+    }
 };
 
 template <>
@@ -196,6 +257,7 @@ struct Promise<void> : PromiseAlloc<void> {
     void take() {
         if (this->exception) std::rethrow_exception(this->exception);
     }
+    void move_result_to(ResultBox<void>& box) noexcept { box.exception = std::move(this->exception); }
 };
 
 }  // namespace detail
@@ -330,8 +392,9 @@ private:
         } guard{j};
         int st = weft_join_status(j);
         if (st == WEFT_ECANCELED) throw Cancelled();
-        auto h = std::coroutine_handle<detail::Promise<T>>::from_address(weft_join_state(j));
-        return h.promise().take();
+        detail::ResultBox<T>* box = detail::box_of_state<T>(weft_join_state(j));
+        if (box->exception) std::rethrow_exception(box->exception);
+        if constexpr (!std::is_void_v<T>) return std::move(*box->value);
     }
     weft_join* j_ = nullptr;
 };
@@ -342,7 +405,7 @@ JoinHandle<T> spawn_on(weft_runtime* rt, Task<T>&& task) {
     auto h = task.release();
     if (!h) throw Error(WEFT_EINVAL, "weft::spawn of an empty Task");
     weft_join* j = nullptr;
-    int r = weft_task_spawn(rt, h.address(), &j);
+    int r = weft_task_spawn(rt, state_of_frame<T>(h.address()), &j);
     if (r != 0) throw Error(r, "weft::spawn");
     return JoinHandle<T>(j);
 }
@@ -430,7 +493,7 @@ public:
         p.fork_block = b_;
         p.fork_index = spawned_++;
         // On failure child_done has run (as cancelled).
-        int r = weft_task_spawn_ex(nullptr, h.address(), nullptr, WEFT_SPAWN_FORK);
+        int r = weft_task_spawn_ex(nullptr, detail::state_of_frame<T>(h.address()), nullptr, WEFT_SPAWN_FORK);
         if (r != 0) throw Error(r, "weft::ForkJoin::spawn");
     }
 
