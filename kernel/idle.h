@@ -25,6 +25,7 @@
 // it (acquire after release), so the worker's recheck sees the task. A local
 // pusher (scheduler.cpp notify_parked_local) uses "publish; SeqCst fence;
 // load state" instead, which pairs with the parker's fence.
+// Model-checked by kernel/park.pml (SPIN; tests/check_models.sh).
 #ifndef WEFT_KERNEL_IDLE_H
 #define WEFT_KERNEL_IDLE_H
 

@@ -30,6 +30,7 @@
 //
 // Covered by tests/test_local_queue.cpp (wrap-around seam, overflow, steal
 // races under many threads).
+// Model-checked by kernel/local_queue.pml (SPIN; tests/check_models.sh).
 #ifndef WEFT_KERNEL_LOCAL_QUEUE_H
 #define WEFT_KERNEL_LOCAL_QUEUE_H
 

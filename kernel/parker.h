@@ -10,6 +10,7 @@
 //
 // Orderings: unpark's swap is release (what the waker did before is
 // published); park's NOTIFIED->EMPTY CAS is acquire (the sleeper sees it).
+// Model-checked by kernel/park.pml (SPIN; tests/check_models.sh).
 #ifndef WEFT_KERNEL_PARKER_H
 #define WEFT_KERNEL_PARKER_H
 

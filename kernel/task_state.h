@@ -34,6 +34,7 @@
 //
 // This header has no dependencies beyond <atomic> so tests can drive it
 // exhaustively (tests/test_task_state.cpp).
+// Model-checked by kernel/task_state.pml (SPIN; tests/check_models.sh).
 #ifndef WEFT_KERNEL_TASK_STATE_H
 #define WEFT_KERNEL_TASK_STATE_H
 
