@@ -18,21 +18,23 @@ void Semaphore::release_locked(uint64_t n, WakeList& wakes) noexcept {
         SemWaiter* w = waiters_.front();
         if (!w) break;
         uint64_t give = n < w->remaining ? n : w->remaining;
-        w->remaining -= give;
-        n -= give;
-        if (w->remaining != 0) break;  // n is 0 now: the head took everything
-        if (!wakes.can_push()) {
-            // A full batch: wake it without the lock, then carry on. The head
-            // is still queued (we have not touched it beyond `remaining`), so
-            // a cancel meanwhile returns what it got.
-            w->remaining = give;  // undo; it is re-served after relocking
-            n += give;
+        if (give == w->remaining && !wakes.can_push()) {
+            // The head would complete but the batch is full: wake the batch
+            // without the lock, then carry on. Nothing was given to the head
+            // yet, so whatever happens meanwhile (a cancel, a close that takes
+            // the whole queue) sees a consistent queue and `assigned_`; the
+            // n permits stay ours.
             lock_.unlock();
             wakes.wake_all();
             lock_.lock();
             continue;
         }
+        w->remaining -= give;
+        n -= give;
+        assigned_ += give;
+        if (w->remaining != 0) break;  // n is 0 now: the head took everything
         waiters_.pop_front();
+        assigned_ -= w->needed;  // handed over: no longer queued
         wakes.push(w->waker);
         w->waker = weft_waker{nullptr, nullptr};
         // release: everything above (and the releaser's critical section) is
@@ -45,7 +47,9 @@ void Semaphore::release_locked(uint64_t n, WakeList& wakes) noexcept {
     uint64_t cur = state_.load(std::memory_order_relaxed);
     for (;;) {
         uint64_t permits = cur >> SHIFT;
-        uint64_t add = n > MAX_PERMITS - permits ? MAX_PERMITS - permits : n;  // saturate (documented in weft_sync.h)
+        // Saturate: only reachable when other releases overflowed the
+        // capacity while we had dropped the lock (see semaphore.h).
+        uint64_t add = n > max_ - permits ? max_ - permits : n;
         uint64_t next = ((cur & ~WAITERS) + (add << SHIFT));
         // release: the permits carry the releaser's writes to the next
         // fast-path acquirer.
@@ -53,12 +57,29 @@ void Semaphore::release_locked(uint64_t n, WakeList& wakes) noexcept {
     }
 }
 
-void Semaphore::release_slow(uint64_t n) noexcept {
+int Semaphore::release_slow(uint64_t n) noexcept {
     WakeList wakes;
     lock_.lock();
+    if (waiters_.empty()) {
+        // The queue emptied (WAITERS cleared) since the fast path looked:
+        // the counter may hold permits again, so the fast path, which checks
+        // them against the capacity, decides.
+        lock_.unlock();
+        return release(n);
+    }
+    // Waiters are queued, so the counter is 0 and stays 0 while we hold the
+    // lock (fast-path releases come here, fast-path acquires find nothing):
+    // what is out there unaccounted for is held by owners, and a release
+    // beyond what could be held is a caller bug (an unlock of a lock that
+    // is not held).
+    if (n > max_ - assigned_) {
+        lock_.unlock();
+        return WEFT_EINVAL;
+    }
     release_locked(n, wakes);
     lock_.unlock();
     wakes.wake_all();
+    return 0;
 }
 
 int Semaphore::enqueue(SemWaiter* w, uint64_t n, weft_waker waker) noexcept {
@@ -93,6 +114,7 @@ int Semaphore::enqueue(SemWaiter* w, uint64_t n, weft_waker waker) noexcept {
     }
     w->needed = n;
     w->remaining = n - take;
+    assigned_ += take;
     w->waker = waker;
     w->done.store(SemWaiter::NOT_DONE, std::memory_order_relaxed);  // published by the unlock
     waiters_.push_back(w);
@@ -149,13 +171,21 @@ void Semaphore::cancel_slow(SemWaiter* w) noexcept {
     weft_waker old{nullptr, nullptr};
     lock_.lock();
     if (IntrusiveList<SemWaiter>::is_linked(w)) {
-        // Still waiting: leave the queue and hand back what we were given.
-        // Even with nothing to give, release_locked clears WAITERS when we
-        // were the last waiter.
-        waiters_.remove(w);
+        IntrusiveList<SemWaiter>::remove(w);
         old = w->waker;
         w->waker = weft_waker{nullptr, nullptr};
-        release_locked(w->needed - w->remaining, wakes);
+        // relaxed: CLOSED is set under lock_, which we hold.
+        if (!(state_.load(std::memory_order_relaxed) & CLOSED)) {
+            // Still waiting in waiters_: hand back what we were given. Even
+            // with nothing to give, release_locked clears WAITERS when we
+            // were the last waiter.
+            uint64_t given = w->needed - w->remaining;
+            assigned_ -= given;
+            release_locked(given, wakes);
+        }
+        // else: in the private list of a close() in progress, which already
+        // returned our permits to the counter; serving the queue from here
+        // would grant waiters that close() is failing.
     } else if (w->done.load(std::memory_order_relaxed) == SemWaiter::ACQUIRED) {
         // Completed, but the owner never saw it: the permits go back.
         release_locked(w->needed, wakes);
@@ -185,26 +215,38 @@ int Semaphore::acquire_blocking(uint64_t n) noexcept {
 
 void Semaphore::close() noexcept {
     WakeList wakes;
+    IntrusiveList<SemWaiter> closing;  // on our stack; guarded by lock_ like waiters_
     lock_.lock();
-    // acq_rel: later acquires (acquire loads) see CLOSED; nothing to publish
-    // beyond that.
-    state_.fetch_or(CLOSED, std::memory_order_acq_rel);
-    uint64_t returned = 0;
-    while (SemWaiter* w = waiters_.front()) {
+    // In one critical section: detach the whole queue, and in one CAS set
+    // CLOSED, clear WAITERS and give back every permit assigned to the
+    // detached waiters. From here on no release can reach them (waiters_ is
+    // empty, WAITERS clear), however often we drop the lock below to wake a
+    // batch; a cancel of one of them sees CLOSED and only unlinks it.
+    closing.splice_back(waiters_);
+    uint64_t returned = assigned_;
+    assigned_ = 0;
+    uint64_t cur = state_.load(std::memory_order_relaxed);
+    for (;;) {
+        uint64_t permits = cur >> SHIFT;
+        uint64_t add = returned > max_ - permits ? max_ - permits : returned;  // cannot saturate: they came from the counter
+        uint64_t next = ((cur | CLOSED) & ~WAITERS) + (add << SHIFT);
+        // release: later acquirers (acquire loads and CASes) see CLOSED, and
+        // the permits given back as the releases that produced them left them.
+        if (state_.compare_exchange_weak(cur, next, std::memory_order_release, std::memory_order_relaxed)) break;
+    }
+    while (SemWaiter* w = closing.front()) {
         if (!wakes.can_push()) {
             lock_.unlock();
             wakes.wake_all();
             lock_.lock();
             continue;
         }
-        waiters_.pop_front();
-        returned += w->needed - w->remaining;
+        closing.pop_front();
         wakes.push(w->waker);
         w->waker = weft_waker{nullptr, nullptr};
         // release: our last access to w (see release_locked).
         w->done.store(SemWaiter::CLOSED, std::memory_order_release);
     }
-    release_locked(returned, wakes);  // queue empty: adds them and clears WAITERS
     lock_.unlock();
     wakes.wake_all();
 }

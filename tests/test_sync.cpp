@@ -525,4 +525,451 @@ TEST(SyncAbi, BadInputIsReportedNotCrashedOn) {
     weft_mpsc_rx_free(rx);
 }
 
+
+// ---- review findings: lifetimes, close, unlocks, handles, limits ------------------
+
+// A waker that counts its live clones and wakes (thread-safe: wakes may come
+// from a runtime worker or from inside another call).
+struct CountingWaker {
+    std::atomic<int> refs{0};
+    std::atomic<int> wakes{0};
+    static weft_waker clone(const void* p) {
+        static_cast<CountingWaker*>(const_cast<void*>(p))->refs.fetch_add(1);
+        return weft_waker{p, &vtable};
+    }
+    static void wake(const void* p) {
+        auto* c = static_cast<CountingWaker*>(const_cast<void*>(p));
+        c->wakes.fetch_add(1);
+        c->refs.fetch_sub(1);
+    }
+    static void wake_by_ref(const void* p) { static_cast<CountingWaker*>(const_cast<void*>(p))->wakes.fetch_add(1); }
+    static void drop(const void* p) { static_cast<CountingWaker*>(const_cast<void*>(p))->refs.fetch_sub(1); }
+    static constexpr weft_waker_vtable vtable = {clone, wake, wake_by_ref, drop};
+    weft_context cx() { return weft_context{weft_waker{this, &vtable}}; }
+};
+
+// Finding 1 (the four modes of the reproducer, and the other kinds): a wait
+// granted but not yet observed, or prepared and not yet polled, outlives the
+// free of its object. Before the fix each of these touched freed memory
+// (ASan: heap-use-after-free); now the wait keeps the object alive and sees
+// what the header promises.
+TEST(SyncAbi, FreeWithGrantedOrPreparedWaitsIsSafe) {
+    CountingWaker cw;
+    weft_context cx = cw.cx();
+    {  // notify: completed by notify_one, free, drop: the notification is passed on into the dead object
+        weft_notify* n = nullptr;
+        ASSERT_EQ(weft_notify_new(&n), 0);
+        weft_wait w;
+        ASSERT_EQ(weft_notify_notified(&w, n), 0);
+        EXPECT_EQ(weft_wait_poll(&w, &cx), WEFT_PENDING);
+        EXPECT_EQ(weft_notify_notify_one(n), 0);
+        weft_notify_free(n);
+        weft_wait_drop(&w);
+    }
+    {  // notify_idle: prepared, free ("released as by notify_waiters"), poll
+        weft_notify* n = nullptr;
+        ASSERT_EQ(weft_notify_new(&n), 0);
+        weft_wait w;
+        ASSERT_EQ(weft_notify_notified(&w, n), 0);
+        weft_notify_free(n);
+        EXPECT_EQ(weft_notify_notify_one(n), WEFT_EINVAL) << "the freed handle is refused";
+        EXPECT_EQ(weft_wait_poll(&w, &cx), WEFT_READY);
+        weft_wait_drop(&w);
+    }
+    {  // mutex: the unlock hands the lock to the queued wait; free; drop gives it back
+        weft_mutex* m = nullptr;
+        ASSERT_EQ(weft_mutex_new(&m), 0);
+        ASSERT_EQ(weft_mutex_try_lock(m), 0);
+        weft_wait w;
+        ASSERT_EQ(weft_mutex_lock(&w, m), 0);
+        EXPECT_EQ(weft_wait_poll(&w, &cx), WEFT_PENDING);
+        EXPECT_EQ(weft_mutex_unlock(m), 0);
+        weft_mutex_free(m);
+        weft_wait_drop(&w);
+    }
+    {  // mutex, granted and observed after the free: the grant stands
+        weft_mutex* m = nullptr;
+        ASSERT_EQ(weft_mutex_new(&m), 0);
+        ASSERT_EQ(weft_mutex_try_lock(m), 0);
+        weft_wait w;
+        ASSERT_EQ(weft_mutex_lock(&w, m), 0);
+        EXPECT_EQ(weft_wait_poll(&w, &cx), WEFT_PENDING);
+        EXPECT_EQ(weft_mutex_unlock(m), 0);
+        weft_mutex_free(m);
+        EXPECT_EQ(weft_wait_poll(&w, &cx), WEFT_READY);
+        weft_wait_drop(&w);
+    }
+    {  // sem_idle: prepared, free ("pending acquires fail with WEFT_ECLOSED"), poll
+        weft_semaphore* sm = nullptr;
+        ASSERT_EQ(weft_semaphore_new(0, &sm), 0);
+        weft_wait w;
+        ASSERT_EQ(weft_semaphore_acquire(&w, sm, 1), 0);
+        weft_semaphore_free(sm);
+        EXPECT_EQ(weft_wait_poll(&w, &cx), WEFT_ECLOSED);
+        weft_wait_drop(&w);
+    }
+    {  // semaphore: queued, free, poll
+        weft_semaphore* sm = nullptr;
+        ASSERT_EQ(weft_semaphore_new(0, &sm), 0);
+        weft_wait w;
+        ASSERT_EQ(weft_semaphore_acquire(&w, sm, 1), 0);
+        EXPECT_EQ(weft_wait_poll(&w, &cx), WEFT_PENDING);
+        weft_semaphore_free(sm);
+        EXPECT_EQ(weft_wait_poll(&w, &cx), WEFT_ECLOSED);
+        weft_wait_drop(&w);
+    }
+    {  // rwlock: a writer prepared, free, drop without polling
+        weft_rwlock* l = nullptr;
+        ASSERT_EQ(weft_rwlock_new(&l), 0);
+        weft_wait w;
+        ASSERT_EQ(weft_rwlock_write(&w, l), 0);
+        weft_rwlock_free(l);
+        weft_wait_drop(&w);
+    }
+    {  // barrier: one queued, one prepared; free fails both
+        weft_barrier* b = nullptr;
+        ASSERT_EQ(weft_barrier_new(3, &b), 0);
+        weft_wait w1, w2;
+        ASSERT_EQ(weft_barrier_wait(&w1, b), 0);
+        ASSERT_EQ(weft_barrier_wait(&w2, b), 0);
+        EXPECT_EQ(weft_wait_poll(&w1, &cx), WEFT_PENDING);
+        int wakes = cw.wakes.load();
+        weft_barrier_free(b);
+        EXPECT_EQ(cw.wakes.load(), wakes + 1) << "the queued party is woken";
+        EXPECT_EQ(weft_wait_poll(&w1, &cx), WEFT_ECLOSED);
+        EXPECT_EQ(weft_wait_poll(&w2, &cx), WEFT_ECLOSED);
+        weft_wait_drop(&w1);
+        weft_wait_drop(&w2);
+    }
+    {  // mpsc: a send and a receive prepared, then both handles freed
+        weft_channel_config cfg;
+        weft_channel_config_init(&cfg, 8, 1);
+        weft_mpsc_tx* tx = nullptr;
+        weft_mpsc_rx* rx = nullptr;
+        ASSERT_EQ(weft_mpsc_new(&cfg, &tx, &rx), 0);
+        uint64_t v = 1, out = 0;
+        weft_wait ws, wr;
+        ASSERT_EQ(weft_mpsc_send(&ws, tx, &v), 0);
+        ASSERT_EQ(weft_mpsc_recv(&wr, rx, &out), 0);
+        weft_mpsc_tx_free(tx);
+        weft_mpsc_rx_free(rx);
+        EXPECT_EQ(weft_wait_poll(&ws, &cx), WEFT_ECLOSED) << "the receiver is gone";
+        EXPECT_EQ(weft_wait_poll(&wr, &cx), WEFT_ECLOSED);
+        weft_wait_drop(&ws);
+        weft_wait_drop(&wr);
+    }
+    {  // mpsc: a send queued on a full channel, then both handles freed, then dropped
+        weft_channel_config cfg;
+        weft_channel_config_init(&cfg, 8, 1);
+        weft_mpsc_tx* tx = nullptr;
+        weft_mpsc_rx* rx = nullptr;
+        ASSERT_EQ(weft_mpsc_new(&cfg, &tx, &rx), 0);
+        uint64_t v = 1;
+        ASSERT_EQ(weft_mpsc_try_send(tx, &v), 0);
+        weft_wait ws;
+        ASSERT_EQ(weft_mpsc_send(&ws, tx, &v), 0);
+        EXPECT_EQ(weft_wait_poll(&ws, &cx), WEFT_PENDING);
+        weft_mpsc_tx_free(tx);
+        weft_mpsc_rx_free(rx);
+        weft_wait_drop(&ws);
+    }
+    {  // oneshot: a receive prepared, both handles freed
+        weft_channel_config cfg;
+        weft_channel_config_init(&cfg, 8, 0);
+        weft_oneshot_tx* tx = nullptr;
+        weft_oneshot_rx* rx = nullptr;
+        ASSERT_EQ(weft_oneshot_new(&cfg, &tx, &rx), 0);
+        uint64_t out = 0;
+        weft_wait wr;
+        ASSERT_EQ(weft_oneshot_recv(&wr, rx, &out), 0);
+        weft_oneshot_rx_free(rx);
+        weft_oneshot_tx_free(tx);
+        EXPECT_EQ(weft_wait_poll(&wr, &cx), WEFT_ECLOSED);
+        weft_wait_drop(&wr);
+    }
+    EXPECT_EQ(cw.refs.load(), 0) << "every waker clone was consumed";
+}
+
+// Finding 1, through the C++ wrappers: a Notified outliving its Notify, and a
+// task aborted after notify_one() completed its wait, then ~Notify before
+// the task is dropped.
+TEST(Sync, NotifiedOutlivesItsNotify) {
+    {
+        auto n = std::make_unique<weft::Notify>();
+        auto aw = n->notified();  // prepared now
+        n.reset();
+        // aw is dropped here: it must not touch the freed Notify
+    }
+    weft::Runtime rt(1);
+    auto n = std::make_unique<weft::Notify>();
+    std::atomic<bool> queued{false};
+    auto h = rt.spawn([](weft::Notify* n, std::atomic<bool>* q) -> weft::Task<void> {
+        auto aw = n->notified();
+        q->store(true);
+        co_await std::move(aw);
+        ADD_FAILURE() << "must be aborted before it observes the notification";
+    }(n.get(), &queued));
+    spin_until([&] { return queued.load(); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // let it suspend
+    // Occupy the only worker so that the notified task cannot run before the
+    // abort and the free.
+    std::atomic<bool> busy{false}, release_worker{false};
+    auto blocker = rt.spawn([](std::atomic<bool>* b, std::atomic<bool>* r) -> weft::Task<void> {
+        b->store(true);
+        while (!r->load()) std::this_thread::yield();
+        co_return;
+    }(&busy, &release_worker));
+    spin_until([&] { return busy.load(); });
+    n->notify_one();  // completes the queued wait (BY_ONE), not yet observed
+    h.abort();
+    n.reset();        // ~Notify while the completed wait is still to be dropped
+    release_worker.store(true);
+    blocker.join();
+    EXPECT_THROW(h.join(), weft::Cancelled);
+}
+
+// Finding 2 (reproducer r3): close() wakes 40 waiters in two batches; a
+// release (and a cancel) run from the first wake, in the window where the
+// lock is dropped. No waiter queued before close() may be granted.
+namespace close_race {
+weft_semaphore* S;
+weft_wait W[40];
+bool fired;
+weft_waker clone(const void* p);
+void wake(const void*) {
+    if (fired) return;
+    fired = true;
+    EXPECT_EQ(weft_semaphore_release(S, 1), 0);  // releases still count after close
+    weft_wait_drop(&W[39]);                       // a cancel of a waiter close() has not woken yet
+}
+void drop(const void*) {}
+const weft_waker_vtable vt = {clone, wake, wake, drop};
+weft_waker clone(const void* p) { return weft_waker{p, &vt}; }
+}  // namespace close_race
+
+TEST(SyncAbi, CloseNeverGrantsAnAcquireQueuedBeforeIt) {
+    using namespace close_race;
+    ASSERT_EQ(weft_semaphore_new(0, &S), 0);
+    weft_context cx{weft_waker{nullptr, &vt}};
+    for (auto& w : W) {
+        ASSERT_EQ(weft_semaphore_acquire(&w, S, 1), 0);
+        ASSERT_EQ(weft_wait_poll(&w, &cx), WEFT_PENDING);
+    }
+    fired = false;
+    ASSERT_EQ(weft_semaphore_close(S), 0);
+    EXPECT_TRUE(fired);
+    for (int i = 0; i < 39; i++) EXPECT_EQ(weft_wait_poll(&W[i], &cx), WEFT_ECLOSED) << "waiter " << i;
+    for (auto& w : W) weft_wait_drop(&w);
+    EXPECT_EQ(weft_semaphore_available(S), 1u) << "the release after close counted";
+    EXPECT_EQ(weft_semaphore_try_acquire(S, 1), WEFT_ECLOSED);
+    weft_semaphore_free(S);
+}
+
+// Finding 3 (reproducer r2): an unlock of a lock that is not held is refused
+// instead of turning the lock into a 2-permit semaphore.
+TEST(SyncAbi, UnlockOfALockNotHeldIsRefused) {
+    weft_mutex* m = nullptr;
+    ASSERT_EQ(weft_mutex_new(&m), 0);
+    EXPECT_EQ(weft_mutex_unlock(m), WEFT_EINVAL);
+    EXPECT_EQ(weft_mutex_try_lock(m), 0);
+    EXPECT_EQ(weft_mutex_try_lock(m), WEFT_EAGAIN) << "still a mutex";
+    EXPECT_EQ(weft_mutex_unlock(m), 0);
+    EXPECT_EQ(weft_mutex_unlock(m), WEFT_EINVAL);
+    weft_mutex_free(m);
+
+    weft_rwlock* l = nullptr;
+    ASSERT_EQ(weft_rwlock_new(&l), 0);
+    EXPECT_EQ(weft_rwlock_read_unlock(l), WEFT_EINVAL);
+    EXPECT_EQ(weft_rwlock_write_unlock(l), WEFT_EINVAL);
+    EXPECT_EQ(weft_rwlock_try_read(l), 0);
+    EXPECT_EQ(weft_rwlock_try_write(l), WEFT_EAGAIN) << "reader and writer never together";
+    EXPECT_EQ(weft_rwlock_write_unlock(l), WEFT_EINVAL) << "only a reader holds it";
+    // The slow path (a writer queued, holding the reader's share minus one):
+    // a write_unlock is still refused, the reader's unlock hands it over.
+    CountingWaker cw;
+    weft_context cx = cw.cx();
+    weft_wait w;
+    ASSERT_EQ(weft_rwlock_write(&w, l), 0);
+    EXPECT_EQ(weft_wait_poll(&w, &cx), WEFT_PENDING);
+    EXPECT_EQ(weft_rwlock_write_unlock(l), WEFT_EINVAL);
+    EXPECT_EQ(weft_rwlock_read_unlock(l), 0);
+    EXPECT_EQ(weft_wait_poll(&w, &cx), WEFT_READY);
+    weft_wait_drop(&w);
+    EXPECT_EQ(weft_rwlock_try_read(l), WEFT_EAGAIN) << "the writer holds it";
+    EXPECT_EQ(weft_rwlock_write_unlock(l), 0);
+    EXPECT_EQ(weft_rwlock_try_read(l), 0);
+    EXPECT_EQ(weft_rwlock_read_unlock(l), 0);
+    weft_rwlock_free(l);
+    EXPECT_EQ(cw.refs.load(), 0);
+}
+
+// Finding 6: the errors the header documents.
+TEST(SyncAbi, SemaphoreErrorsMatchTheHeader) {
+    weft_semaphore* sm = nullptr;
+    ASSERT_EQ(weft_semaphore_new(5, &sm), 0);
+    EXPECT_EQ(weft_semaphore_try_acquire(sm, WEFT_SEMAPHORE_MAX_PERMITS + 1), WEFT_EINVAL);
+    CountingWaker cw;
+    weft_context cx = cw.cx();
+    weft_wait w;
+    ASSERT_EQ(weft_semaphore_acquire(&w, sm, 10), 0);
+    EXPECT_EQ(weft_wait_poll(&w, &cx), WEFT_PENDING);  // took the 5, waits for 5 more
+    // The slow path (a waiter queued): 5 assigned + this would pass the
+    // maximum. It used to saturate silently and return 0.
+    EXPECT_EQ(weft_semaphore_release(sm, WEFT_SEMAPHORE_MAX_PERMITS - 4), WEFT_EINVAL);
+    EXPECT_EQ(weft_semaphore_release(sm, 5), 0);
+    EXPECT_EQ(weft_wait_poll(&w, &cx), WEFT_READY);
+    weft_wait_drop(&w);
+    weft_semaphore_free(sm);
+}
+
+// Finding 5: the handles of a channel are told apart by kind, and a freed one
+// is refused while the channel lives on.
+TEST(SyncAbi, ChannelHandlesOfTheWrongKindOrFreedAreRefused) {
+    weft_channel_config cfg;
+    weft_channel_config_init(&cfg, 8, 4);
+    weft_mpsc_tx* tx = nullptr;
+    weft_mpsc_rx* rx = nullptr;
+    ASSERT_EQ(weft_mpsc_new(&cfg, &tx, &rx), 0);
+    uint64_t v = 7, out = 0;
+    auto* rx_as_tx = reinterpret_cast<weft_mpsc_tx*>(rx);
+    auto* tx_as_rx = reinterpret_cast<weft_mpsc_rx*>(tx);
+    EXPECT_EQ(weft_mpsc_try_send(rx_as_tx, &v), WEFT_EINVAL);
+    EXPECT_EQ(weft_mpsc_try_recv(tx_as_rx, &out), WEFT_EINVAL);
+    weft_mpsc_rx_free(tx_as_rx);  // refused: a sender is not a receiver
+    weft_mpsc_tx_free(rx_as_tx);  // refused
+    weft_mpsc_tx* tx2 = nullptr;
+    ASSERT_EQ(weft_mpsc_tx_clone(tx, &tx2), 0);
+    EXPECT_NE(tx2, tx) << "each sender is a handle of its own";
+    weft_mpsc_tx_free(tx2);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+    // Reads the freed handle's memory, which the sanitizers rightly report;
+    // in other builds the zeroed (or reused) magic refuses it.
+    weft_mpsc_tx_free(tx2);
+    EXPECT_EQ(weft_mpsc_try_send(tx2, &v), WEFT_EINVAL);
+#endif
+    EXPECT_EQ(weft_mpsc_try_send(tx, &v), 0) << "the channel still has its first sender";
+    weft_mpsc_rx_free(rx);
+    EXPECT_EQ(weft_mpsc_try_recv(rx, &out), WEFT_EINVAL) << "freed receiver (the channel lives on)";
+    weft_mpsc_rx_free(rx);  // a second free is refused
+    EXPECT_EQ(weft_mpsc_try_send(tx, &v), WEFT_ECLOSED);
+    weft_mpsc_tx_free(tx);
+
+    weft_oneshot_tx* otx = nullptr;
+    weft_oneshot_rx* orx = nullptr;
+    ASSERT_EQ(weft_oneshot_new(&cfg, &otx, &orx), 0);
+    EXPECT_EQ(weft_oneshot_send(reinterpret_cast<weft_oneshot_tx*>(orx), &v), WEFT_EINVAL);
+    EXPECT_EQ(weft_oneshot_try_recv(reinterpret_cast<weft_oneshot_rx*>(otx), &out), WEFT_EINVAL);
+    weft_oneshot_tx_free(otx);
+    weft_oneshot_tx_free(otx);  // refused: already freed (the receiver keeps the object)
+    EXPECT_EQ(weft_oneshot_send(otx, &v), WEFT_EINVAL);
+    EXPECT_EQ(weft_oneshot_try_recv(orx, &out), WEFT_ECLOSED);
+    weft_oneshot_rx_free(orx);
+    // a mix-up with another kind of object
+    weft_semaphore* sm = nullptr;
+    ASSERT_EQ(weft_semaphore_new(1, &sm), 0);
+    EXPECT_EQ(weft_mpsc_try_send(reinterpret_cast<weft_mpsc_tx*>(sm), &v), WEFT_EINVAL);
+    weft_semaphore_free(sm);
+}
+
+// Finding 7: a bounded ring too large to allocate is refused up front.
+TEST(SyncAbi, HugeBoundedChannelIsRefused) {
+    weft_channel_config cfg;
+    weft_mpsc_tx* tx = nullptr;
+    weft_mpsc_rx* rx = nullptr;
+    weft_channel_config_init(&cfg, 0, uint64_t(1) << 30);  // 2^30 slots x 8 bytes = 8 GiB
+    EXPECT_EQ(weft_mpsc_new(&cfg, &tx, &rx), WEFT_EINVAL);
+    weft_channel_config_init(&cfg, 1u << 20, 1024);  // 1 GiB + 8 KiB
+    EXPECT_EQ(weft_mpsc_new(&cfg, &tx, &rx), WEFT_EINVAL);
+    weft_channel_config_init(&cfg, 1u << 20, 0);  // unbounded: grows as used
+    ASSERT_EQ(weft_mpsc_new(&cfg, &tx, &rx), 0);
+    weft_mpsc_tx_free(tx);
+    weft_mpsc_rx_free(rx);
+    weft_channel_config_init(&cfg, 8, 1024);
+    ASSERT_EQ(weft_mpsc_new(&cfg, &tx, &rx), 0);
+    weft_mpsc_tx_free(tx);
+    weft_mpsc_rx_free(rx);
+}
+
+// Finding 8: a dropped receive takes its waker back from the channel.
+TEST(SyncAbi, DroppedReceiveForgetsItsWaker) {
+    CountingWaker cw;
+    weft_context cx = cw.cx();
+    weft_channel_config cfg;
+    weft_channel_config_init(&cfg, 8, 2);
+    weft_mpsc_tx* tx = nullptr;
+    weft_mpsc_rx* rx = nullptr;
+    ASSERT_EQ(weft_mpsc_new(&cfg, &tx, &rx), 0);
+    uint64_t out = 0;
+    weft_wait w;
+    ASSERT_EQ(weft_mpsc_recv(&w, rx, &out), 0);
+    EXPECT_EQ(weft_wait_poll(&w, &cx), WEFT_PENDING);
+    EXPECT_EQ(cw.refs.load(), 1) << "the channel holds a clone";
+    weft_wait_drop(&w);
+    EXPECT_EQ(cw.refs.load(), 0) << "taken back by the drop, the channel still alive";
+    weft_oneshot_tx* otx = nullptr;
+    weft_oneshot_rx* orx = nullptr;
+    ASSERT_EQ(weft_oneshot_new(&cfg, &otx, &orx), 0);
+    ASSERT_EQ(weft_oneshot_recv(&w, orx, &out), 0);
+    EXPECT_EQ(weft_wait_poll(&w, &cx), WEFT_PENDING);
+    EXPECT_EQ(cw.refs.load(), 1);
+    weft_wait_drop(&w);
+    EXPECT_EQ(cw.refs.load(), 0);
+    EXPECT_EQ(cw.wakes.load(), 0);
+    // Another waiter's waker in the slot is left alone (the wait registered
+    // with one task, then the receiver moved on to another).
+    CountingWaker other;
+    weft_context ocx = other.cx();
+    weft_wait w2;
+    ASSERT_EQ(weft_mpsc_recv(&w, rx, &out), 0);
+    ASSERT_EQ(weft_mpsc_recv(&w2, rx, &out), 0);
+    EXPECT_EQ(weft_wait_poll(&w, &cx), WEFT_PENDING);
+    EXPECT_EQ(weft_wait_poll(&w2, &ocx), WEFT_PENDING);  // replaces the slot's waker
+    weft_wait_drop(&w);
+    EXPECT_EQ(other.refs.load(), 1) << "not w's waker: kept";
+    uint64_t v = 3;
+    EXPECT_EQ(weft_mpsc_try_send(tx, &v), 0);
+    EXPECT_EQ(other.wakes.load(), 1);
+    EXPECT_EQ(weft_wait_poll(&w2, &ocx), WEFT_READY);
+    weft_wait_drop(&w2);
+    weft_oneshot_tx_free(otx);
+    weft_oneshot_rx_free(orx);
+    weft_mpsc_tx_free(tx);
+    weft_mpsc_rx_free(rx);
+    EXPECT_EQ(cw.refs.load(), 0);
+    EXPECT_EQ(other.refs.load(), 0);
+}
+
+// Finding 4 (reproducer r6): weft::timeout takes a sync awaiter by value;
+// both outcomes.
+TEST(Sync, TimeoutWrapsAChannelReceive) {
+    using namespace std::chrono_literals;
+    weft::Runtime rt(2);
+    auto [tx, rx] = weft::mpsc::channel<int>(4);
+    auto h = rt.spawn([](weft::mpsc::Receiver<int>* rx) -> weft::Task<int> {
+        auto r = co_await weft::timeout(10ms, rx->recv());
+        co_return r.timed_out ? -1 : (r.value && *r.value ? **r.value : -2);
+    }(&rx));
+    EXPECT_EQ(h.join(), -1) << "nothing sent: times out";
+    auto h2 = rt.spawn([](weft::mpsc::Receiver<int>* rx) -> weft::Task<int> {
+        auto r = co_await weft::timeout(10s, rx->recv());
+        co_return r.timed_out ? -1 : (r.value && *r.value ? **r.value : -2);
+    }(&rx));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    EXPECT_TRUE(tx.send_blocking(42).ok());
+    EXPECT_EQ(h2.join(), 42) << "completes before the deadline";
+    // Other sync awaiters too (each is moved into the timeout's task).
+    weft::Notify n;
+    auto h3 = rt.spawn([](weft::Notify* n) -> weft::Task<bool> {
+        auto r = co_await weft::timeout(10ms, n->notified());
+        co_return r.timed_out;
+    }(&n));
+    EXPECT_TRUE(h3.join());
+    weft::Semaphore sem(1);
+    auto h4 = rt.spawn([](weft::Semaphore* s) -> weft::Task<uint64_t> {
+        auto r = co_await weft::timeout(1s, s->acquire(1));
+        co_return r.timed_out ? 0 : r.value->count();
+    }(&sem));
+    EXPECT_EQ(h4.join(), 1u);
+}
+
 }  // namespace

@@ -252,6 +252,68 @@ TEST(Semaphore, ReleaseOverflowIsRefused) {
     EXPECT_EQ(s.available(), Semaphore::MAX_PERMITS);
 }
 
+// A capacity (a mutex's 1): a release past it is refused, on the fast path
+// (nobody queued) and on the slow path (permits assigned to a queued waiter
+// count as given out).
+TEST(Semaphore, ReleaseBeyondTheCapacityIsRefused) {
+    Counter c;
+    weft_waker w = borrowed(&c);
+    Semaphore s(1, 1);
+    EXPECT_EQ(s.release(1), WEFT_EINVAL) << "not held";
+    EXPECT_EQ(s.try_acquire(1), 0);
+    EXPECT_EQ(s.release(2), WEFT_EINVAL);
+    Semaphore rw(4, 4);  // an rwlock of 4 reader slots
+    EXPECT_EQ(rw.try_acquire(1), 0);
+    SemWaiter writer;
+    EXPECT_EQ(rw.poll_acquire(&writer, 4, &w), WEFT_PENDING);  // takes 3, waits for 1
+    EXPECT_EQ(rw.release(4), WEFT_EINVAL) << "a write unlock while only a reader holds it";
+    EXPECT_EQ(rw.release(2), WEFT_EINVAL);
+    EXPECT_EQ(rw.release(1), 0);
+    EXPECT_EQ(rw.poll_acquire(&writer, 4, &w), WEFT_READY);
+    EXPECT_EQ(rw.release(1), 0) << "indistinguishable from the writer's own permits";
+    EXPECT_EQ(rw.available(), 1u);
+    EXPECT_EQ(c.refs, 0);
+}
+
+// close() detaches the whole queue before it wakes anyone: a release and a
+// cancel that run while it wakes a batch (here: from the first wake) neither
+// grant a waiter queued before the close nor lose a permit.
+struct CloseGap {
+    Semaphore* s;
+    SemWaiter* victim;
+    bool fired = false;
+    static weft_waker clone(const void* p) { return weft_waker{p, &vt}; }
+    static void wake(const void* p) {
+        auto* g = static_cast<CloseGap*>(const_cast<void*>(p));
+        if (g->fired) return;
+        g->fired = true;
+        EXPECT_EQ(g->s->release(2), 0);
+        g->s->cancel(g->victim);
+    }
+    static void drop(const void*) {}
+    static const weft_waker_vtable vt;
+};
+const weft_waker_vtable CloseGap::vt = {CloseGap::clone, CloseGap::wake, CloseGap::wake, CloseGap::drop};
+
+TEST(Semaphore, CloseDetachesTheQueueBeforeWaking) {
+    Semaphore s(1);
+    constexpr int N = 2 * WakeList::CAPACITY + 3;
+    std::vector<std::unique_ptr<SemWaiter>> ws;
+    CloseGap g{&s, nullptr};
+    weft_waker w{&g, &CloseGap::vt};
+    for (int i = 0; i < N; i++) {
+        ws.push_back(std::make_unique<SemWaiter>());
+        // The first asks for 2: takes the 1 and queues; the others queue.
+        EXPECT_EQ(s.poll_acquire(ws.back().get(), i == 0 ? 2 : 1, &w), WEFT_PENDING);
+    }
+    g.victim = ws.back().get();
+    s.close();
+    EXPECT_TRUE(g.fired);
+    for (int i = 0; i < N - 1; i++) EXPECT_EQ(s.poll_acquire(ws[i].get(), i == 0 ? 2 : 1, &w), WEFT_ECLOSED) << i;
+    EXPECT_EQ(s.available(), 3u) << "the first waiter's permit came back, and the release counted";
+    EXPECT_FALSE(s.has_waiters());
+}
+
 // ---- semaphore: property test against a sequential model -----------------------------
 
 struct SemModel {

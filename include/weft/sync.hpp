@@ -27,6 +27,7 @@
 #define WEFT_SYNC_HPP
 
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <type_traits>
@@ -55,10 +56,25 @@ inline void check(int r, const char* what) {
 //   R    await_resume()
 // The awaiter lives in the coroutine frame while suspended (never moved);
 // destroying it while it waits cancels the wait.
+// Movable until it is first awaited (so that weft::timeout and other
+// adapters can take it by value): the weft_wait may be prepared by then
+// (Notify::notified prepares at creation), but not yet polled, and the C ABI
+// allows moving such a wait bytewise. A derived awaiter whose prepare()
+// hands the kernel a pointer into itself (a send's or receive's slot) must
+// prepare only in await_suspend, where it is also polled. Moving an awaiter
+// that was polled calls std::terminate (as weft::Sleep does): its waiter may
+// be linked into the primitive's queue at its address.
 template <class D>
 class WaitAwaiter {
 public:
     WaitAwaiter() = default;
+    WaitAwaiter(WaitAwaiter&& o) noexcept : prepared_(o.prepared_) {
+        if (o.polled_) std::terminate();
+        if (prepared_) {
+            std::memcpy(static_cast<void*>(&w_), &o.w_, sizeof w_);
+            o.prepared_ = false;  // the wait is ours now: o must not drop it
+        }
+    }
     WaitAwaiter(const WaitAwaiter&) = delete;
     WaitAwaiter& operator=(const WaitAwaiter&) = delete;
     ~WaitAwaiter() {
@@ -76,6 +92,7 @@ public:
             self()->prepare(&w_);
             prepared_ = true;
         }
+        polled_ = true;
         int r = weft_wait_poll(&w_, cx);
         if (r == WEFT_PENDING) {
             PromiseBase::wait_for(h, &ready, this);
@@ -118,6 +135,7 @@ private:
 
     weft_wait w_;
     bool prepared_ = false;
+    bool polled_ = false;  // from the first poll on, the awaiter may not move
 };
 
 // How a T travels through a byte channel (see the top of this file).
@@ -472,6 +490,11 @@ public:
     public:
         template <class U>
         Send(weft_mpsc_tx* tx, U&& v) : tx_(tx), slot_(C::pack(std::forward<U>(v))) {}
+        // Before it is awaited only (see WaitAwaiter): the value moves along.
+        Send(Send&& o) noexcept
+            : detail::WaitAwaiter<Send>(std::move(o)), tx_(o.tx_), slot_(o.slot_), code_(o.code_), sent_(o.sent_) {
+            if constexpr (!C::inline_) o.slot_ = nullptr;  // the box is ours: o must not delete it
+        }
         ~Send() {
             // Not sent (never awaited, cancelled, or refused and not taken):
             // the value dies here. The base destructor (which would cancel)
@@ -754,12 +777,21 @@ public:
         explicit Wait(Barrier* b) noexcept : b_(b) {}
         bool try_now() noexcept { return false; }
         void prepare(weft_wait* w) { detail::check(weft_barrier_wait(w, b_->b_), "weft::Barrier::wait"); }
-        void complete(int) noexcept { leader_ = weft_barrier_wait_is_leader(this->wait()) == 1; }
-        WaitResult await_resume() const noexcept { return WaitResult{leader_}; }
+        void complete(int r) noexcept {
+            code_ = r == WEFT_READY ? 0 : r;
+            leader_ = weft_barrier_wait_is_leader(this->wait()) == 1;
+        }
+        // Throws weft::Error(WEFT_ECLOSED) if the Barrier was destroyed while
+        // this party waited (its round can no longer complete).
+        WaitResult await_resume() const {
+            detail::check(code_, "weft::Barrier::wait");
+            return WaitResult{leader_};
+        }
 
     private:
         Barrier* b_;
         bool leader_ = false;
+        int code_ = 0;
     };
 
     explicit Barrier(uint64_t n) { detail::check(weft_barrier_new(n, &b_), "weft::Barrier"); }

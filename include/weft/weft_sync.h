@@ -17,8 +17,17 @@
  * is dropped with weft_wait_drop(), which cancels it: a queued acquire leaves
  * the queue and returns any permits already given to it, a queued
  * notification it received is passed on, an unsent value stays the
- * caller's. weft_wait_drop is safe at any time after preparing (also after
- * completion: then it does nothing); call it whenever you abandon a wait.
+ * caller's, a receive takes its task's waker back from the channel.
+ * weft_wait_drop is safe at any time after preparing (also after completion:
+ * then it does nothing, and also after the object was freed); call it
+ * whenever you abandon a wait. Before its first weft_wait_poll, a prepared
+ * weft_wait may be moved (copied bytewise; the old copy is then forgotten,
+ * not dropped): nothing refers to its address yet.
+ *
+ * Freeing an object while waits on it are prepared or queued is allowed: a
+ * prepared wait keeps the object's memory alive until it finishes or is
+ * dropped, and sees what the free function says (fails with WEFT_ECLOSED,
+ * or is released).
  *
  * Fairness: waiters are served first come, first served. A large acquire
  * (or a writer of an RwLock) is never starved by a stream of small ones.
@@ -28,8 +37,9 @@
  * leaves the value the caller's: nothing is lost silently. elem_drop, if
  * given, is called on elements still queued when the channel is freed.
  *
- * Handles are checked: NULL, or an object of the wrong kind or already
- * freed (most of the time), gives WEFT_EINVAL rather than a crash.
+ * Handles are checked: NULL, or an object of the wrong kind (a channel's
+ * receiver passed as its sender...) or already freed (most of the time),
+ * gives WEFT_EINVAL rather than a crash.
  * Threads: any function from any thread, except that a channel's receiver
  * belongs to one thread or task at a time.
  */
@@ -59,14 +69,17 @@ typedef struct weft_semaphore weft_semaphore;
 #define WEFT_SEMAPHORE_MAX_PERMITS ((uint64_t)0x1fffffffffffffffull)
 
 WEFT_API int weft_semaphore_new(uint64_t permits, weft_semaphore** out);
-/* Closes (pending acquires fail with WEFT_ECLOSED) and frees. NULL: no-op. */
+/* Closes (pending and prepared acquires fail with WEFT_ECLOSED) and frees.
+ * NULL: no-op. */
 WEFT_API void weft_semaphore_free(weft_semaphore* s);
-/* 0, WEFT_EAGAIN (not enough permits, or others queued first), WEFT_ECLOSED. */
+/* 0, WEFT_EAGAIN (not enough permits, or others queued first), WEFT_ECLOSED,
+ * WEFT_EINVAL (n > WEFT_SEMAPHORE_MAX_PERMITS: could never succeed). */
 WEFT_API int weft_semaphore_try_acquire(weft_semaphore* s, uint64_t n);
 WEFT_API int weft_semaphore_acquire(weft_wait* w, weft_semaphore* s, uint64_t n);
 WEFT_API int weft_semaphore_acquire_blocking(weft_semaphore* s, uint64_t n);
-/* Adds n permits (waking queued acquires in order). WEFT_EINVAL if the
- * count would pass WEFT_SEMAPHORE_MAX_PERMITS. */
+/* Adds n permits (waking queued acquires in order). WEFT_EINVAL (and
+ * nothing added) if the free permits plus those already assigned to queued
+ * acquires would pass WEFT_SEMAPHORE_MAX_PERMITS. */
 WEFT_API int weft_semaphore_release(weft_semaphore* s, uint64_t n);
 WEFT_API int weft_semaphore_close(weft_semaphore* s);
 WEFT_API int weft_semaphore_is_closed(const weft_semaphore* s);
@@ -82,11 +95,14 @@ WEFT_API void weft_mutex_free(weft_mutex* m);
 WEFT_API int weft_mutex_try_lock(weft_mutex* m);
 WEFT_API int weft_mutex_lock(weft_wait* w, weft_mutex* m);
 WEFT_API int weft_mutex_lock_blocking(weft_mutex* m);
+/* 0, or WEFT_EINVAL if the mutex is not locked (the unlock is refused: it
+ * would let two holders in). */
 WEFT_API int weft_mutex_unlock(weft_mutex* m);
 
 /* ---- rwlock (fair: a queued writer holds back later readers) ------------------- */
 typedef struct weft_rwlock weft_rwlock;
 WEFT_API int weft_rwlock_new(weft_rwlock** out);
+/* Frees; tasks still waiting fail with WEFT_ECLOSED. */
 WEFT_API void weft_rwlock_free(weft_rwlock* l);
 WEFT_API int weft_rwlock_try_read(weft_rwlock* l);
 WEFT_API int weft_rwlock_try_write(weft_rwlock* l);
@@ -94,6 +110,9 @@ WEFT_API int weft_rwlock_read(weft_wait* w, weft_rwlock* l);
 WEFT_API int weft_rwlock_write(weft_wait* w, weft_rwlock* l);
 WEFT_API int weft_rwlock_read_blocking(weft_rwlock* l);
 WEFT_API int weft_rwlock_write_blocking(weft_rwlock* l);
+/* 0, or WEFT_EINVAL where the lock can tell it was not held that way (a
+ * read_unlock with no reader and no writer, a write_unlock while only
+ * readers or nobody hold it); the unlock is then refused. */
 WEFT_API int weft_rwlock_read_unlock(weft_rwlock* l);
 WEFT_API int weft_rwlock_write_unlock(weft_rwlock* l);
 
@@ -104,7 +123,7 @@ WEFT_API int weft_rwlock_write_unlock(weft_rwlock* l);
  * call; it stores no permit. */
 typedef struct weft_notify weft_notify;
 WEFT_API int weft_notify_new(weft_notify** out);
-/* Frees; waiters still queued are released as by notify_waiters. */
+/* Frees; waits still queued or prepared are released as by notify_waiters. */
 WEFT_API void weft_notify_free(weft_notify* n);
 WEFT_API int weft_notify_notify_one(weft_notify* n);
 WEFT_API int weft_notify_notify_waiters(weft_notify* n);
@@ -115,7 +134,10 @@ WEFT_API int weft_notify_wait_blocking(weft_notify* n);
 typedef struct weft_channel_config {
     size_t size;          /* sizeof(weft_channel_config) */
     size_t elem_size;     /* bytes per element, 0 .. 1 MiB */
-    uint64_t capacity;    /* mpsc: 0 = unbounded, else 1 .. 2^30; oneshot: ignored */
+    uint64_t capacity;    /* mpsc: 0 = unbounded, else 1 .. 2^30, and the ring
+                           * (capacity rounded up to a power of two, times
+                           * elem_size + 8 rounded up to 8) at most 1 GiB;
+                           * oneshot: ignored */
     /* Optional: releases an element still queued when the channel is freed. */
     void (*elem_drop)(void* elem, void* ctx);
     void* drop_ctx;
@@ -128,7 +150,9 @@ WEFT_API void weft_channel_config_init(weft_channel_config* cfg, size_t elem_siz
  * send never waits. */
 typedef struct weft_mpsc_tx weft_mpsc_tx;
 typedef struct weft_mpsc_rx weft_mpsc_rx;
+/* WEFT_EINVAL for a config out of range (see above), WEFT_ENOMEM. */
 WEFT_API int weft_mpsc_new(const weft_channel_config* cfg, weft_mpsc_tx** tx, weft_mpsc_rx** rx);
+/* A new sender handle (a handle of its own, freed on its own). */
 WEFT_API int weft_mpsc_tx_clone(weft_mpsc_tx* tx, weft_mpsc_tx** out);
 /* Frees a sender; when the last goes, the receiver sees WEFT_ECLOSED once
  * the queue is drained. */
@@ -170,15 +194,18 @@ WEFT_API void weft_oneshot_rx_free(weft_oneshot_rx* rx);
 /* ---- barrier ------------------------------------------------------------------ */
 /* n parties (0 counts as 1) wait until all have arrived; the last to arrive
  * is the leader. Reusable. A wait dropped before its round completes
- * withdraws its arrival. Must not be freed while anyone waits on it. */
+ * withdraws its arrival. */
 typedef struct weft_barrier weft_barrier;
 WEFT_API int weft_barrier_new(uint64_t n, weft_barrier** out);
+/* Frees; parties waiting (and waits prepared, when polled) fail with
+ * WEFT_ECLOSED: their round can no longer complete. */
 WEFT_API void weft_barrier_free(weft_barrier* b);
 WEFT_API int weft_barrier_wait(weft_wait* w, weft_barrier* b);
 /* After weft_wait_poll returned WEFT_READY for a barrier wait: 1 if this
  * party was the leader, else 0. */
 WEFT_API int weft_barrier_wait_is_leader(const weft_wait* w);
-/* 1 for the leader, 0 for the others, or WEFT_EDEADLK / WEFT_EINVAL. */
+/* 1 for the leader, 0 for the others, or WEFT_EDEADLK / WEFT_EINVAL /
+ * WEFT_ECLOSED (freed meanwhile). */
 WEFT_API int weft_barrier_wait_blocking(weft_barrier* b);
 
 #ifdef __cplusplus

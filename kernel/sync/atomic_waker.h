@@ -68,6 +68,36 @@ public:
         if (w.vtable) w.vtable->wake(w.data);
     }
 
+    // The registrant withdraws: empties the slot if it holds a waker that
+    // wakes the same task as *id (borrowed; only compared). Used when a
+    // receive is abandoned, so that the channel does not keep the task's
+    // waker (and so the task's memory) until the next send or the free.
+    // Runs the registrant's side of the protocol, so the registrant's rule
+    // applies: one thread at a time, and never concurrently with a register.
+    void clear_if_will_wake(const weft_waker* id) noexcept {
+        uint32_t cur = WAITING;
+        // acquire: the slot's contents as the last waker/registrant left them.
+        if (!state_.compare_exchange_strong(cur, REGISTERING, std::memory_order_acquire, std::memory_order_acquire))
+            return;  // WAKING: a wake is taking the slot right now and consumes it
+        weft_waker old{nullptr, nullptr};
+        if (slot_.vtable && weft_waker_will_wake(&slot_, id)) {
+            old = slot_;
+            slot_ = weft_waker{nullptr, nullptr};
+        }
+        cur = REGISTERING;
+        // acq_rel: as in register_impl (release publishes the slot).
+        if (!state_.compare_exchange_strong(cur, WAITING, std::memory_order_acq_rel, std::memory_order_acquire)) {
+            // A wake arrived meanwhile and left the slot to us: wake what is
+            // left there (another waker than ours, or nothing).
+            weft_waker w = slot_;
+            slot_ = weft_waker{nullptr, nullptr};
+            // acq_rel: hand the slot back empty; see the waker's writes.
+            state_.exchange(WAITING, std::memory_order_acq_rel);
+            if (w.vtable) w.vtable->wake(w.data);
+        }
+        if (old.vtable) old.vtable->drop(old.data);
+    }
+
 private:
     void register_impl(const weft_waker* by_ref, weft_waker owned) noexcept {
         uint32_t cur = WAITING;

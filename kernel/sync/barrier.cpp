@@ -14,10 +14,16 @@ void drop_waker(weft_waker w) {
 int Barrier::arrive(BarrierWaiter* w, weft_waker waker) noexcept {
     WakeList wakes;
     lock_.lock();
+    if (closed_) {
+        lock_.unlock();
+        drop_waker(waker);
+        w->stage = BarrierWaiter::FINISHED;
+        return WEFT_ECLOSED;
+    }
     if (++arrived_ < n_) {
         w->waker = waker;
         w->round = round_;
-        w->done.store(0, std::memory_order_relaxed);
+        w->done.store(BarrierWaiter::NOT_DONE, std::memory_order_relaxed);  // published by the unlock
         waiters_.push_back(w);
         w->stage = BarrierWaiter::QUEUED;
         lock_.unlock();
@@ -40,7 +46,7 @@ int Barrier::arrive(BarrierWaiter* w, weft_waker waker) noexcept {
         wakes.push(o->waker);
         o->waker = weft_waker{nullptr, nullptr};
         // release: our last access to o; its owner's acquire load pairs.
-        o->done.store(1, std::memory_order_release);
+        o->done.store(BarrierWaiter::RELEASED, std::memory_order_release);
     }
     lock_.unlock();
     wakes.wake_all();
@@ -58,20 +64,24 @@ int Barrier::poll(BarrierWaiter* w, const weft_waker* waker) noexcept {
         return arrive(w, mine);
     }
     // acquire: pairs with the releaser's store; w is ours again.
-    if (w->done.load(std::memory_order_acquire)) {
+    uint32_t d = w->done.load(std::memory_order_acquire);
+    if (d != BarrierWaiter::NOT_DONE) {
         w->stage = BarrierWaiter::FINISHED;
-        return WEFT_READY;
+        return d == BarrierWaiter::RELEASED ? WEFT_READY : WEFT_ECLOSED;
     }
     if (!waker) return WEFT_PENDING;
     weft_waker fresh{nullptr, nullptr}, old{nullptr, nullptr};
     lock_.lock();
-    bool done = w->done.load(std::memory_order_relaxed);
+    // relaxed: `done` is written under the lock we hold.
+    d = w->done.load(std::memory_order_relaxed);
+    bool done = d != BarrierWaiter::NOT_DONE;
     bool same = !done && w->waker.vtable && weft_waker_will_wake(&w->waker, waker);
     lock_.unlock();
     if (!done && !same) {
         fresh = waker->vtable->clone(waker->data);
         lock_.lock();
-        done = w->done.load(std::memory_order_relaxed);
+        d = w->done.load(std::memory_order_relaxed);  // relaxed: as above
+        done = d != BarrierWaiter::NOT_DONE;
         if (!done) {
             old = w->waker;
             w->waker = fresh;
@@ -83,9 +93,37 @@ int Barrier::poll(BarrierWaiter* w, const weft_waker* waker) noexcept {
     drop_waker(fresh);
     if (done) {
         w->stage = BarrierWaiter::FINISHED;
-        return WEFT_READY;
+        return d == BarrierWaiter::RELEASED ? WEFT_READY : WEFT_ECLOSED;
     }
     return WEFT_PENDING;
+}
+
+void Barrier::close() noexcept {
+    WakeList wakes;
+    IntrusiveList<BarrierWaiter> closing;  // our stack; guarded by lock_ like waiters_
+    lock_.lock();
+    closed_ = true;
+    // The gathering round ends here: a new round number, so a waiter of
+    // `closing` cancelled while we wake a batch does not withdraw an arrival
+    // from a count that no longer exists (see cancel()).
+    arrived_ = 0;
+    round_++;
+    closing.splice_back(waiters_);
+    while (BarrierWaiter* o = closing.front()) {
+        if (!wakes.can_push()) {
+            lock_.unlock();
+            wakes.wake_all();
+            lock_.lock();
+            continue;
+        }
+        closing.pop_front();
+        wakes.push(o->waker);
+        o->waker = weft_waker{nullptr, nullptr};
+        // release: our last access to o; its owner's acquire load pairs.
+        o->done.store(BarrierWaiter::CLOSED, std::memory_order_release);
+    }
+    lock_.unlock();
+    wakes.wake_all();
 }
 
 void Barrier::cancel(BarrierWaiter* w) noexcept {
@@ -111,8 +149,10 @@ int Barrier::wait_blocking() noexcept {
     ThreadSignal signal;
     BarrierWaiter w;
     int r = arrive(&w, signal.waker());
-    signal.wait();  // queued: consumed by the releaser; leader: arrive dropped it
-    (void)r;
+    signal.wait();  // queued: consumed by the releaser; otherwise arrive dropped it
+    if (r == WEFT_ECLOSED) return r;
+    // acquire: pairs with the releaser's (or close()'s) store.
+    if (r == WEFT_PENDING && w.done.load(std::memory_order_acquire) == BarrierWaiter::CLOSED) return WEFT_ECLOSED;
     return w.leader ? 1 : 0;
 }
 

@@ -25,7 +25,16 @@ uint64_t round_up_pow2(uint64_t v) {
 Chan::Chan(size_t elem_size, uint64_t capacity, ElemDrop drop, void* ctx) noexcept
     : elem_size_(elem_size), capacity_(capacity), drop_(drop), drop_ctx_(ctx), sem_(capacity) {}
 
+bool Chan::size_ok(size_t elem_size, uint64_t capacity) noexcept {
+    if (elem_size > MAX_ELEM || capacity > MAX_CAPACITY) return false;
+    if (capacity == 0) return true;  // unbounded: grows as it is used
+    // Both factors are bounded above (2^30 slots, 2^20 + 8 bytes): no overflow.
+    uint64_t stride = (sizeof(uint64_t) + elem_size + 7) & ~uint64_t(7);
+    return round_up_pow2(capacity) * stride <= MAX_RING_BYTES;
+}
+
 Chan* Chan::create(size_t elem_size, uint64_t capacity, ElemDrop drop, void* ctx) noexcept {
+    if (!size_ok(elem_size, capacity)) return nullptr;
     size_t head = (sizeof(Chan) + 15) & ~size_t(15);
     size_t stride = (sizeof(uint64_t) + elem_size + 7) & ~size_t(7);
     uint64_t ring = capacity ? round_up_pow2(capacity) : 0;
@@ -64,7 +73,9 @@ void Chan::destroy() noexcept {
         port::free(q_buf_);
     }
     drop_waker(rx_waker_.take());
-    magic = 0;
+    // volatile: a plain store right before free() is a dead store the
+    // compiler may remove, and a stale handle would then pass its check.
+    *static_cast<volatile uint64_t*>(&rx_tag.magic) = 0;
     this->~Chan();
     port::free(this);
 }
@@ -291,7 +302,9 @@ void Oneshot::release_ref() noexcept {
     uint32_t s = state_.load(std::memory_order_relaxed);
     if ((s & SENT) && !(s & TAKEN) && drop_) drop_(value(), drop_ctx_);
     drop_waker(rx_waker_.take());
-    magic = 0;
+    // volatile: see Chan::destroy.
+    *static_cast<volatile uint64_t*>(&tx_tag.magic) = 0;
+    *static_cast<volatile uint64_t*>(&rx_tag.magic) = 0;
     this->~Oneshot();
     port::free(this);
 }

@@ -28,8 +28,10 @@
 // RX_CLOSED; the receiver may still drain what was queued. When the last
 // sender handle goes, TX_CLOSED is set and the receiver woken: recv then
 // returns WEFT_ECLOSED once the queue is empty.
-// Lifetime: every handle (each sender, the receiver) holds one reference; the
-// last one frees the channel and drops the elements still queued (a send that
+// Lifetime: every handle (each sender, the receiver) holds one reference, and
+// so does every prepared wait of the C ABI (retain/release_ref), so that a
+// wait outliving the handles it was made from still points at a live
+// channel (it then sees the channel closed); the last one frees the channel and drops the elements still queued (a send that
 // raced with the receiver's drop leaves its element there: dropped, not
 // leaked, as in Tokio).
 //
@@ -59,6 +61,18 @@ namespace weft::kernel::sync {
 
 using ElemDrop = void (*)(void* elem, void* ctx);
 
+// What a C ABI handle of a channel points at: a tag naming the kind of
+// handle (a sender or a receiver of an mpsc or a oneshot channel) and the
+// channel. The receivers' (and the oneshot sender's) tags live in the
+// channel object; every mpsc sender has a tag of its own (allocated by the
+// ABI layer), so that a receiver passed as a sender, or a sender freed
+// twice, is told apart from a live handle of the right kind (WEFT_EINVAL)
+// instead of being trusted. The magic is zeroed when the handle is freed.
+struct HandleTag {
+    uint64_t magic;
+    void* owner;  // the Chan or Oneshot
+};
+
 struct SendWaiter {
     SemWaiter sem;
     const void* value = nullptr;
@@ -66,18 +80,34 @@ struct SendWaiter {
 
 class Chan {
 public:
-    static constexpr uint64_t MAGIC_TX = 0x7765667454584348ull;  // checked by the ABI layer
+    // Handle tags (checked by the ABI layer).
+    static constexpr uint64_t MAGIC_TX = 0x7765667454584348ull;
+    static constexpr uint64_t MAGIC_RX = 0x7765667452584348ull;
     static constexpr uint32_t TX_CLOSED = 1, RX_CLOSED = 2;
     static constexpr uint64_t MAX_CAPACITY = uint64_t(1) << 30;
     static constexpr size_t MAX_ELEM = 1u << 20;
+    // A bounded ring is allocated whole at creation: refuse more than this
+    // many bytes of it, so that a hostile capacity x elem_size gets an error
+    // rather than an out-of-memory kill.
+    static constexpr uint64_t MAX_RING_BYTES = uint64_t(1) << 30;
 
-    // nullptr when out of memory. capacity 0 = unbounded.
+    // Whether create() accepts this element size and capacity.
+    static bool size_ok(size_t elem_size, uint64_t capacity) noexcept;
+    // nullptr when out of memory. capacity 0 = unbounded. size_ok() holds.
     static Chan* create(size_t elem_size, uint64_t capacity, ElemDrop drop, void* ctx) noexcept;
 
     // ---- handles ----
     void add_sender() noexcept;
     void drop_sender() noexcept;
     void drop_receiver() noexcept;
+    // A reference that is not a handle (a prepared wait). The caller holds
+    // a reference already (a handle) while it retains.
+    void retain() noexcept {
+        // relaxed: the caller's reference keeps the count above 0; nothing
+        // is published by taking one.
+        refs_.fetch_add(1, std::memory_order_relaxed);
+    }
+    void release_ref() noexcept;
 
     // ---- send ----
     // 0, WEFT_EAGAIN (bounded and full), WEFT_ECLOSED, WEFT_ENOMEM (unbounded
@@ -96,16 +126,18 @@ public:
     int poll_recv(void* out, const weft_waker* waker) noexcept;
     int recv_blocking(void* out) noexcept;
     void close() noexcept;
+    // An abandoned receive: the receiver's waker slot forgets *id's task
+    // (see AtomicWaker::clear_if_will_wake). The receiver only.
+    void forget_rx_waker(const weft_waker* id) noexcept { rx_waker_.clear_if_will_wake(id); }
 
     bool bounded() const noexcept { return capacity_ != 0; }
     size_t elem_size() const noexcept { return elem_size_; }
     bool is_closed() const noexcept { return flags_.load(std::memory_order_acquire) & RX_CLOSED; }
 
-    uint64_t magic = MAGIC_TX;
+    HandleTag rx_tag{MAGIC_RX, this};  // the receiver handle points here
 
 private:
     Chan(size_t elem_size, uint64_t capacity, ElemDrop drop, void* ctx) noexcept;
-    void release_ref() noexcept;
     void destroy() noexcept;
     void push_ring(const void* value) noexcept;
     int push_unbounded(const void* value) noexcept;
@@ -145,7 +177,9 @@ private:
 
 class Oneshot {
 public:
-    static constexpr uint64_t MAGIC_ = 0x776566744f4e4553ull;
+    // Handle tags (checked by the ABI layer).
+    static constexpr uint64_t MAGIC_TX = 0x776566744f4e5458ull;
+    static constexpr uint64_t MAGIC_RX = 0x776566744f4e5258ull;
     static constexpr uint32_t SENT = 1, TAKEN = 2, TX_DROPPED = 4, RX_DROPPED = 8;
 
     static Oneshot* create(size_t elem_size, ElemDrop drop, void* ctx) noexcept;
@@ -161,13 +195,20 @@ public:
     int recv_blocking(void* out) noexcept;
     void drop_receiver() noexcept;
     size_t elem_size() const noexcept { return elem_size_; }
+    // As Chan's.
+    void retain() noexcept {
+        // relaxed: the caller's reference keeps the count above 0.
+        refs_.fetch_add(1, std::memory_order_relaxed);
+    }
+    void release_ref() noexcept;
+    void forget_rx_waker(const weft_waker* id) noexcept { rx_waker_.clear_if_will_wake(id); }
 
-    uint64_t magic = MAGIC_;
+    HandleTag tx_tag{MAGIC_TX, this};  // the sender handle points here
+    HandleTag rx_tag{MAGIC_RX, this};  // the receiver handle points here
 
 private:
     Oneshot(size_t elem_size, ElemDrop drop, void* ctx) noexcept
         : elem_size_(elem_size), drop_(drop), drop_ctx_(ctx) {}
-    void release_ref() noexcept;
     unsigned char* value() noexcept { return reinterpret_cast<unsigned char*>(this + 1); }
 
     size_t elem_size_;

@@ -84,8 +84,11 @@ public:
     // WEFT_READY or WEFT_PENDING (waker borrowed, cloned when queued).
     int poll(NotifyWaiter* w, const weft_waker* waker) noexcept;
     void cancel(NotifyWaiter* w) noexcept {
-        // A waiter released by notify_waiters needs nothing more (and the
-        // Notify may be gone: freeing releases every waiter that way).
+        // A waiter released by notify_waiters needs nothing more. (Whoever
+        // owns the Notify keeps it alive until every waiter prepared on it
+        // is finished or cancelled: a waiter completed by notify_one must
+        // lock it here to pass the notification on. The C ABI counts
+        // references for that.)
         // acquire: pairs with the notifier's release store of `done`.
         if (w->stage == NotifyWaiter::QUEUED && w->done.load(std::memory_order_acquire) != NotifyWaiter::BY_ALL)
             cancel_slow(w);
