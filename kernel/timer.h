@@ -10,12 +10,16 @@
 // from a thread outside the runtime goes to a wheel chosen round-robin, and
 // if that makes the wheel's next deadline earlier, its worker is unparked so
 // that it re-arms its park timeout. The alternative, one wheel for the whole
-// runtime behind one lock, was measured under the `timers` workload (100,000
-// sleeps in [0, 10) ms) on 2 workers, interleaved rounds on this 2-vCPU VM:
-//     per-worker wheels   see bench/RESULTS.md ("Timers: per-worker wheels
-//     one shared wheel    versus one shared wheel") for the figures.
-// (the figures and the decision are recorded there and summarised in the
-// commit that introduced this file).
+// runtime behind one lock (build with -DWEFT_TIMER_ONE_WHEEL=1, timer.cpp),
+// was measured under the `timers` workload (100,000 sleeps in [0, 10) ms,
+// weft-bench timers) on 2 workers, 4 interleaved rounds each, 2-vCPU VM,
+// 2026-11-21:
+//                        median iteration     lateness p50      p99
+//     per-worker wheels  66.7 - 77.1 ms       0.91 - 0.94 ms    1.61 - 1.70 ms
+//     one shared wheel   75.4 - 84.4 ms       0.95 - 0.96 ms    1.84 - 2.08 ms
+// Per-worker wheels win in every round (about 10% on the iteration, 10-20%
+// on p99): registrations never contend, and a worker fires its own wheel
+// without taking a lock other workers want. Decision: per-worker wheels.
 //
 // Who fires: each worker advances its own wheel at scheduler maintenance
 // (every INJECT_INTERVAL polls), whenever it runs out of local work, and
