@@ -19,12 +19,22 @@ void thread_init() {
     if (t_cache) return;
     Cache* c = static_cast<Cache*>(port::alloc(sizeof(Cache)));
     if (!c) return;  // no cache: plain malloc, still correct
-    for (uint32_t i = 0; i < CLASSES; i++) {
-        size_t block = (size_t)(i + 1) * GRANULE;
-        c->head[i] = nullptr;
-        c->room[i] = (uint32_t)((block <= 256 ? MAX_CACHED_BYTES_PER_CLASS : MAX_CACHED_BYTES_LARGE) / block);
-    }
+    for (uint32_t i = 0; i < CLASSES; i++) c->head[i] = nullptr;
+    c->cached_bytes = 0;
     t_cache = c;
+}
+
+void trim(uint64_t keep) {
+    Cache* c = t_cache;
+    if (!c) return;
+    for (uint32_t i = CLASSES; i-- > 0 && c->cached_bytes > keep;) {
+        while (FreeBlock* b = c->head[i]) {
+            if (c->cached_bytes <= keep) break;
+            c->head[i] = b->next;
+            c->cached_bytes -= class_bytes(i);
+            port::free(b);
+        }
+    }
 }
 
 void thread_exit() {

@@ -2,10 +2,19 @@
 //
 // A spawn must cost at most one allocation, and usually none: each worker
 // thread keeps a free list per size class (multiples of 64 bytes up to
-// MAX_POOLED, at most MAX_CACHED_BYTES_PER_CLASS each). Blocks are ordinary malloc blocks, so a block allocated on one
+// MAX_POOLED). Blocks are ordinary malloc blocks, so a block allocated on one
 // thread may be freed on any other (it joins that thread's cache, or goes
 // back to free() when the cache is full). Threads without a cache (anything
 // that is not a worker) use malloc/free directly.
+//
+// How much a cache keeps: up to MAX_CACHED_BYTES of free blocks in all, so
+// that a burst (100,000 tasks spawned, finished, spawned again) recycles its
+// memory instead of handing it back to malloc, which returns it to the kernel
+// (heap trimming) and then takes page faults to get it back: measured, about
+// a fifth of the `timers` workload's time went to malloc, free and faulting
+// pages in again. A cache that stays above IDLE_KEEP_BYTES while its worker
+// is idle for IDLE_TRIM_NS is trimmed back to that (scheduler.cpp park), so
+// an idle runtime does not sit on a burst's memory.
 //
 // Thread safety: each cache is touched only by its own thread (thread_local).
 #ifndef WEFT_KERNEL_POOL_H
@@ -18,12 +27,9 @@ namespace weft::kernel::pool {
 
 inline constexpr size_t GRANULE = 64;
 inline constexpr size_t MAX_POOLED = 4096;
-// A thread keeps at most this many bytes of free blocks per size class:
-// enough for a task that spawns 10,000 children before awaiting them to
-// recycle every frame without malloc. Classes above 256 bytes keep fewer
-// (MAX_CACHED_BYTES_LARGE), which bounds what one thread holds to ~32 MiB.
-inline constexpr size_t MAX_CACHED_BYTES_PER_CLASS = 4u << 20;
-inline constexpr size_t MAX_CACHED_BYTES_LARGE = 256u << 10;
+inline constexpr uint64_t MAX_CACHED_BYTES = uint64_t(64) << 20;  // per thread, all classes
+inline constexpr uint64_t IDLE_KEEP_BYTES = uint64_t(4) << 20;
+inline constexpr uint64_t IDLE_TRIM_NS = 1000000000;  // 1 s idle
 inline constexpr uint32_t CLASSES = MAX_POOLED / GRANULE;
 
 struct FreeBlock {
@@ -32,7 +38,7 @@ struct FreeBlock {
 
 struct Cache {
     FreeBlock* head[CLASSES];
-    uint32_t room[CLASSES];  // blocks this class may still cache
+    uint64_t cached_bytes;  // on all the free lists
 };
 
 // This thread's cache, or nullptr (not a worker). initial-exec: no
@@ -40,6 +46,7 @@ struct Cache {
 extern constinit __attribute__((tls_model("initial-exec"))) thread_local Cache* t_cache;
 
 inline uint32_t class_of(size_t size) { return (uint32_t)((size + GRANULE - 1) / GRANULE) - 1; }
+inline uint64_t class_bytes(uint32_t k) { return (uint64_t)(k + 1) * GRANULE; }
 
 void* alloc_slow(size_t size);
 void free_slow(void* p, size_t size);
@@ -51,7 +58,7 @@ inline void* alloc(size_t size) {
         uint32_t k = class_of(size);
         if (FreeBlock* b = c->head[k]) {
             c->head[k] = b->next;
-            c->room[k]++;
+            c->cached_bytes -= class_bytes(k);
             return b;
         }
     }
@@ -63,13 +70,13 @@ inline void free(void* p, size_t size) {
     Cache* c = t_cache;
     if (c && p && size - 1 < MAX_POOLED) {
         uint32_t k = class_of(size);
-        if (c->room[k] != 0) {
+        if (c->cached_bytes + class_bytes(k) <= MAX_CACHED_BYTES) {
             // SAFETY: p is a dead block of at least GRANULE bytes; its first
             // word becomes the free-list link.
             FreeBlock* b = static_cast<FreeBlock*>(p);
             b->next = c->head[k];
             c->head[k] = b;
-            c->room[k]--;
+            c->cached_bytes += class_bytes(k);
             return;
         }
     }
@@ -79,6 +86,12 @@ inline void free(void* p, size_t size) {
 // Gives the calling thread a cache (workers call this at start) / releases it.
 void thread_init();
 void thread_exit();
+
+// Bytes the calling thread's cache holds (0 without a cache).
+inline uint64_t cached_bytes() { return t_cache ? t_cache->cached_bytes : 0; }
+// Frees cached blocks, largest classes first, until at most keep bytes are
+// cached.
+void trim(uint64_t keep);
 
 }  // namespace weft::kernel::pool
 

@@ -436,11 +436,24 @@ void park(Worker* w) {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (work_pending(sh)) notify_parked(sh);
     WorkerMetrics::bump(w->metrics.parks);
+    // A cache holding a burst's memory is trimmed after IDLE_TRIM_NS of
+    // uninterrupted sleep (pool.h). Real time, not the runtime's clock.
+    uint64_t trim_at = pool::cached_bytes() > pool::IDLE_KEEP_BYTES ? port::monotonic_ns() + pool::IDLE_TRIM_NS : 0;
     for (;;) {
         // Sleep until the next timer deadline this worker answers for
         // (timer.h), recomputed on every trip: a timer registered from
         // another thread unparks us to shorten it.
-        w->parker.park(timers_park_timeout(w));
+        int64_t timeout = timers_park_timeout(w);
+        if (trim_at) {
+            uint64_t now = port::monotonic_ns();
+            if (now >= trim_at) {
+                pool::trim(pool::IDLE_KEEP_BYTES);
+                trim_at = 0;
+            } else if (timeout < 0 || (int64_t)(trim_at - now) < timeout) {
+                timeout = (int64_t)(trim_at - now);
+            }
+        }
+        w->parker.park(timeout);
         if (sh->shutdown.load(std::memory_order_acquire)) {
             sh->idle.unpark_self(w->index);
             break;
