@@ -121,7 +121,18 @@ public:
     // ---- receive (the receiver only) ----
     // 0 (out filled), WEFT_EAGAIN (empty), WEFT_ECLOSED (empty and no sender
     // left, or closed by the receiver and drained).
-    int try_recv(void* out) noexcept;
+    int try_recv(void* out) noexcept {
+        // Inline fast refusal (the common "nothing yet" of an awaiting
+        // receiver, looked at up to three times per message): the next slot
+        // is not written and the channel is open. The same two loads, in
+        // the same order, as the out-of-line path below makes, so the
+        // answer is the one it would give.
+        // acquire (both): as in pop() and try_recv_slow().
+        if (bounded() && seq_of(slot(head_))->load(std::memory_order_acquire) != head_ + 1 &&
+            !(flags_.load(std::memory_order_acquire) & (TX_CLOSED | RX_CLOSED)))
+            return WEFT_EAGAIN;
+        return try_recv_slow(out);
+    }
     // WEFT_READY (out filled), WEFT_PENDING, WEFT_ECLOSED.
     int poll_recv(void* out, const weft_waker* waker) noexcept;
     int recv_blocking(void* out) noexcept;
@@ -142,6 +153,7 @@ private:
     void push_ring(const void* value) noexcept;
     int push_unbounded(const void* value) noexcept;
     bool pop(void* out) noexcept;  // receiver only: true when out was filled
+    int try_recv_slow(void* out) noexcept;
     unsigned char* slot(uint64_t idx) noexcept { return slots_ + (idx & mask_) * stride_; }
     static std::atomic<uint64_t>* seq_of(unsigned char* s) noexcept {
         // SAFETY: every bounded slot starts with a std::atomic<uint64_t>
