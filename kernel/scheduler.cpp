@@ -761,16 +761,22 @@ const weft_waker_vtable thread_waker_vtable = {thread_waker_clone, thread_waker_
 weft_waker thread_waker_clone(const void* p) { return weft_waker{p, &thread_waker_vtable}; }
 
 // Waits until the runtime has handed the join waker field back (it clears
-// JOIN_WAKER right after waking it), then empties the field.
-void retract_thread_waker(TaskHeader* t) {
+// JOIN_WAKER right after waking it), then empties the field if it holds our
+// thread waker. It may hold another: a waker an earlier weft_join_poll
+// registered, when join_poll found the task complete before installing
+// ours. That one stays for join_free to drop (found by fuzz_abi: overwriting
+// it leaked the earlier waker's reference; Runtime.JoinWaitAfterPollKeepsThe
+// PolledWakerForFree).
+void retract_thread_waker(TaskHeader* t, const Parker* mine) {
     if (!t->state.unset_join_waker()) {
-        // Completed: the completer may be inside wake_by_ref on our Parker.
+        // Completed: the completer may be inside wake_by_ref on the waker.
         uint32_t spins = 0;
         while (t->state.load().join_waker()) {
             if (++spins < 64) weft_arch_cpu_relax(); else port::thread_yield();
         }
     }
-    t->join_waker = weft_waker{nullptr, nullptr};
+    if (t->join_waker.vtable == &thread_waker_vtable && t->join_waker.data == mine)
+        t->join_waker = weft_waker{nullptr, nullptr};
 }
 }  // namespace
 
@@ -782,14 +788,14 @@ int join_wait(TaskHeader* t, int64_t timeout_ns) {
     uint64_t deadline = timeout_ns >= 0 ? port::monotonic_ns() + (uint64_t)timeout_ns : 0;
     for (;;) {
         if (join_poll(t, &w) == WEFT_READY) {
-            retract_thread_waker(t);
+            retract_thread_waker(t, &parker);
             return 0;
         }
         int64_t left = -1;
         if (timeout_ns >= 0) {
             uint64_t now = port::monotonic_ns();
             if (now >= deadline) {
-                retract_thread_waker(t);
+                retract_thread_waker(t, &parker);
                 return t->state.load().complete() ? 0 : WEFT_ETIMEDOUT;
             }
             left = (int64_t)(deadline - now);

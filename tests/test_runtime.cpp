@@ -1618,3 +1618,51 @@ TEST(Metrics, PollsAddUpAndBadInputIsRefused) {
     EXPECT_EQ(weft_runtime_free(rt), 0);
 }
 }  // namespace
+
+// weft_join_poll registers a waker W; then weft_join_wait runs while the task
+// completes. If join_wait's own poll finds the task complete before it has
+// installed its thread waker, the field still holds W (complete() woke it by
+// reference and left it for the handle): join_wait must not overwrite it,
+// and weft_join_free must drop it. Found by tests/fuzz/fuzz_abi (a leaked
+// waker reference); racy by nature, so many rounds.
+namespace {
+std::atomic<int64_t> g_jw_refs{0};
+weft_waker jw_clone(const void* p);
+void jw_wake(const void*) { g_jw_refs.fetch_sub(1); }
+void jw_wake_by_ref(const void*) {}
+void jw_drop(const void*) { g_jw_refs.fetch_sub(1); }
+const weft_waker_vtable jw_vtable = {jw_clone, jw_wake, jw_wake_by_ref, jw_drop};
+weft_waker jw_clone(const void* p) {
+    g_jw_refs.fetch_add(1);
+    return weft_waker{p, &jw_vtable};
+}
+int yield_once_poll(void* data, weft_context* cx, void*) {
+    int* polls = static_cast<int*>(data);
+    if ((*polls)++ == 0) {
+        weft_waker_wake_by_ref(&cx->waker);
+        return WEFT_PENDING;
+    }
+    return WEFT_READY;
+}
+}  // namespace
+
+TEST(Runtime, JoinWaitAfterPollKeepsThePolledWakerForFree) {
+    weft_runtime* rt = nullptr;
+    ASSERT_EQ(weft_runtime_new(nullptr, &rt), 0);
+    const uint64_t rounds = scaled(20000);
+    std::vector<int> polls(rounds, 0);
+    int token = 0;
+    for (uint64_t i = 0; i < rounds; i++) {
+        weft_task_desc d{sizeof d, yield_once_poll, nullptr, &polls[i], 0};
+        weft_join* j = nullptr;
+        ASSERT_EQ(weft_spawn(rt, &d, &j), 0);
+        weft_context cx;
+        std::memset(&cx, 0, sizeof cx);
+        cx.waker = weft_waker{&token, &jw_vtable};
+        weft_join_poll(j, &cx);  // registers a clone, unless already done
+        ASSERT_EQ(weft_join_wait(j, -1), 0);
+        weft_join_free(j);
+        ASSERT_EQ(g_jw_refs.load(), 0) << "a join waker reference leaked in round " << i;
+    }
+    ASSERT_EQ(weft_runtime_free(rt), 0);
+}
