@@ -234,19 +234,13 @@ void Semaphore::close() noexcept {
         // the permits given back as the releases that produced them left them.
         if (state_.compare_exchange_weak(cur, next, std::memory_order_release, std::memory_order_relaxed)) break;
     }
-    while (SemWaiter* w = closing.front()) {
-        if (!wakes.can_push()) {
-            lock_.unlock();
-            wakes.wake_all();
-            lock_.lock();
-            continue;
-        }
-        closing.pop_front();
-        wakes.push(w->waker);
+    wakes.complete_in_batches(closing, lock_, [](SemWaiter* w) {
+        weft_waker k = w->waker;
         w->waker = weft_waker{nullptr, nullptr};
         // release: our last access to w (see release_locked).
         w->done.store(SemWaiter::CLOSED, std::memory_order_release);
-    }
+        return k;
+    });
     lock_.unlock();
     wakes.wake_all();
 }

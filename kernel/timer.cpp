@@ -4,6 +4,7 @@
 #include <new>
 
 #include "scheduler.h"
+#include "wake_list.h"
 
 namespace weft::kernel {
 
@@ -18,16 +19,6 @@ namespace {
 
 uint32_t shard_of(Shared* sh, uint32_t worker) { return worker % sh->ntimer_shards; }
 
-// Wakers collected under a wheel's lock and woken after it is released.
-struct FireBatch {
-    static constexpr uint32_t CAP = 32;
-    weft_waker wakers[CAP];
-    uint32_t n = 0;
-    void wake_all() {
-        for (uint32_t i = 0; i < n; i++) weft_waker_wake(wakers[i]);
-        n = 0;
-    }
-};
 
 uint64_t deadline_to_tick(Shared* sh, uint64_t deadline_ns) {
     if (deadline_ns <= sh->timer_epoch_ns) return 0;
@@ -47,17 +38,17 @@ uint32_t fire_locked(Worker* w, TimerShard& s, uint64_t now_tick) {
     s.wheel.advance(now_tick, expired);
     publish_next(s);
     uint32_t fired = 0;
-    FireBatch batch;
+    WakeList batch;
     for (;;) {
         WheelEntry* we = expired.pop_front();
         if (we) {
             TimerEntry* e = static_cast<TimerEntry*>(we);
-            batch.wakers[batch.n++] = e->waker;
+            batch.push(e->waker);
             // release: the owner that reads FIRED may free the entry; nothing
             // here touches it afterwards.
             e->state.store(TimerEntry::FIRED, std::memory_order_release);
             fired++;
-            if (batch.n < FireBatch::CAP) continue;
+            if (batch.can_push()) continue;
         }
         // Wake outside the lock: a waker may run foreign code, or re-enter
         // timers (a task woken here cannot run on this thread until we return,
@@ -108,21 +99,22 @@ void timers_shutdown(Shared* sh) {
         s.closed = true;
         s.wheel.advance(TimerWheel::NONE - 1, all);  // takes every entry out
         s.next_tick.store(TimerWheel::NONE, std::memory_order_relaxed);
-        FireBatch drops;
+        WakeList drops;
         for (;;) {
             WheelEntry* we = all.pop_front();
             if (we) {
                 TimerEntry* e = static_cast<TimerEntry*>(we);
-                drops.wakers[drops.n++] = e->waker;
+                drops.push(e->waker);
+                // release: a later poll or cancel of the entry (acquire) sees
+                // CLOSED and never touches the wheel again.
                 e->state.store(TimerEntry::CLOSED, std::memory_order_release);
-                if (drops.n < FireBatch::CAP) continue;
+                if (drops.can_push()) continue;
             }
             // Drop outside the lock: a foreign waker's drop may cancel
             // another timer of this wheel (entries still on `all` are
             // REGISTERED at level EXPIRED; timer_cancel unlinks them).
             s.mu.unlock();
-            for (uint32_t k = 0; k < drops.n; k++) weft_waker_drop(drops.wakers[k]);
-            drops.n = 0;
+            drops.drop_all();
             if (!we) break;
             s.mu.lock();
         }

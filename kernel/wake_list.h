@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "../include/weft/weft.h"
+#include "intrusive_list.h"
 
 namespace weft::kernel {
 
@@ -61,6 +62,36 @@ public:
             w.vtable->wake(w.data);
         }
         head_ = n_ = 0;
+    }
+
+    // Drops (releases without waking) every collected waker; for waiters
+    // that will never be woken (timer wheels emptied at shutdown).
+    void drop_all() noexcept {
+        while (head_ != n_) {
+            weft_waker w = wakers_[head_++];
+            w.vtable->drop(w.data);
+        }
+        head_ = n_ = 0;
+    }
+
+    // Completes every waiter of `detached` (a list already taken out of the
+    // primitive's queue, on the caller's stack), collecting wakers here.
+    // lock (held on entry and on return) guards the list: waiters still on
+    // it may unlink themselves (cancel) while a full batch is woken with the
+    // lock released. take(w) returns w's waker and marks w done (its last
+    // access to w). The caller unlocks, then calls wake_all().
+    template <class W, class Tag, class Lock, class Take>
+    void complete_in_batches(IntrusiveList<W, Tag>& detached, Lock& lock, Take take) noexcept {
+        while (W* w = detached.front()) {
+            if (!can_push()) {
+                lock.unlock();
+                wake_all();
+                lock.lock();
+                continue;
+            }
+            detached.pop_front();
+            push(take(w));
+        }
     }
 
 private:

@@ -35,19 +35,13 @@ int Barrier::arrive(BarrierWaiter* w, weft_waker waker) noexcept {
     round_++;
     IntrusiveList<BarrierWaiter> round;  // our stack; guarded by lock_ like waiters_
     round.splice_back(waiters_);
-    while (BarrierWaiter* o = round.front()) {
-        if (!wakes.can_push()) {
-            lock_.unlock();
-            wakes.wake_all();
-            lock_.lock();
-            continue;
-        }
-        round.pop_front();
-        wakes.push(o->waker);
+    wakes.complete_in_batches(round, lock_, [](BarrierWaiter* o) {
+        weft_waker k = o->waker;
         o->waker = weft_waker{nullptr, nullptr};
         // release: our last access to o; its owner's acquire load pairs.
         o->done.store(BarrierWaiter::RELEASED, std::memory_order_release);
-    }
+        return k;
+    });
     lock_.unlock();
     wakes.wake_all();
     drop_waker(waker);

@@ -146,19 +146,13 @@ void Notify::notify_waiters() noexcept {
     // Waiters that queue from now on belong to the new generation and are not
     // in `batch`. A waiter in `batch` that is dropped meanwhile unlinks itself
     // under the lock (it does not need to know which list holds it).
-    while (NotifyWaiter* w = batch.front()) {
-        if (!wakes.can_push()) {
-            lock_.unlock();
-            wakes.wake_all();
-            lock_.lock();
-            continue;
-        }
-        batch.pop_front();
-        wakes.push(w->waker);
+    wakes.complete_in_batches(batch, lock_, [](NotifyWaiter* w) {
+        weft_waker k = w->waker;
         w->waker = weft_waker{nullptr, nullptr};
         // release: last access to w (see notify_one_locked).
         w->done.store(NotifyWaiter::BY_ALL, std::memory_order_release);
-    }
+        return k;
+    });
     lock_.unlock();
     wakes.wake_all();
 }
