@@ -132,9 +132,9 @@ int weft_runtime_new(const weft_runtime_config* cfg, weft_runtime** out) {
     weft_runtime_config c;
     weft_runtime_config_init(&c);
     if (cfg) {
-        // Callers built against weft 0.1.0's header pass the struct without
-        // the clock fields; they get CLOCK_MONOTONIC.
-        if (cfg->size == offsetof(weft_runtime_config, clock)) {
+        // Callers built against older headers pass the struct without the
+        // clock fields (CLOCK_MONOTONIC) or without `pulse` (the defaults).
+        if (cfg->size == offsetof(weft_runtime_config, clock) || cfg->size == offsetof(weft_runtime_config, pulse)) {
             memcpy(&c, cfg, cfg->size);
             c.size = sizeof(c);
         } else if (cfg->size == sizeof(weft_runtime_config)) {
@@ -145,7 +145,7 @@ int weft_runtime_new(const weft_runtime_config* cfg, weft_runtime** out) {
     }
     if (c.flags != 0) return WEFT_EINVAL;
     Shared* sh = nullptr;
-    int r = runtime_new(c.workers, c.name, c.clock, c.clock_ctx, &sh);
+    int r = runtime_new(c.workers, c.name, c.clock, c.clock_ctx, c.pulse, &sh);
     if (r != 0) return r;
     *out = reinterpret_cast<weft_runtime*>(sh);
     return 0;
@@ -161,24 +161,6 @@ int weft_runtime_free(weft_runtime* rt) {
 uint32_t weft_runtime_workers(const weft_runtime* rt) {
     Shared* sh = as_shared(const_cast<weft_runtime*>(rt));
     return sh ? sh->nworkers : 0;
-}
-
-int weft_runtime_worker_metrics(const weft_runtime* rt, uint32_t worker, weft_worker_metrics* out) {
-    Shared* sh = as_shared(const_cast<weft_runtime*>(rt));
-    if (!sh || !out) return WEFT_EINVAL;
-    if (out->size != sizeof(weft_worker_metrics)) return WEFT_EVERSION;
-    if (worker >= sh->nworkers) return WEFT_EINVAL;
-    const WorkerMetrics& m = sh->workers[worker].metrics;
-    auto rd = [](const std::atomic<uint64_t>& c) { return c.load(std::memory_order_relaxed); };
-    out->polls = rd(m.polls);
-    out->steals = rd(m.steals);
-    out->stolen_tasks = rd(m.stolen_tasks);
-    out->overflows = rd(m.overflows);
-    out->parks = rd(m.parks);
-    out->lifo_polls = rd(m.lifo_polls);
-    out->inject_pops = rd(m.inject_pops);
-    out->fork_exposed = rd(m.fork_exposed);
-    return 0;
 }
 
 weft_runtime* weft_runtime_current(void) { return reinterpret_cast<weft_runtime*>(current_runtime()); }
@@ -223,9 +205,9 @@ int weft_task_spawn_ex(weft_runtime* rt, void* state, weft_join** join, uint32_t
     if (join) *join = nullptr;
     if (!state) return WEFT_EINVAL;
     TaskHeader* t = TaskHeader::from_state(state);
-    if (!rt && t_worker && flags <= WEFT_SPAWN_FORK) {
+    if (!rt && t_runtime && flags <= WEFT_SPAWN_FORK) {
         // The common case: a task spawning onto its own runtime.
-        int r = task_spawn(t_worker->shared, t, join != nullptr, flags != 0);
+        int r = task_spawn(t_runtime, t, join != nullptr, flags != 0);
         if (r == 0 && join) *join = reinterpret_cast<weft_join*>(t);
         return r;
     }
@@ -380,6 +362,12 @@ int weft_timer_poll(weft_timer* t, weft_context* cx) {
     TimerEntry* e = as_timer(t);
     if (!e || !cx || !cx->waker.vtable) return WEFT_EINVAL;
     if (e->state.load(std::memory_order_relaxed) == TimerEntry::UNSET) return WEFT_EINVAL;
+    // The cooperative budget (weft_pulse.h): a task looping over timers that
+    // are always due still yields.
+    if (weft_budget_consume(1)) {
+        weft_waker_wake_by_ref(&cx->waker);
+        return WEFT_PENDING;
+    }
     return timer_poll(e, &cx->waker);
 }
 

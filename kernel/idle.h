@@ -117,6 +117,10 @@ public:
         return (s & SEARCH_MASK) == 0 && (s >> UNPARK_SHIFT) < workers_;
     }
 
+    // Whether every worker is parked (the monitor's idle test; seq_cst: its
+    // half of the monitor_idle protocol, pulse.cpp).
+    bool all_parked() const { return (state_.load(std::memory_order_seq_cst) >> UNPARK_SHIFT) == 0; }
+
     // A racy hint: is any worker idle (searching or parked)?
     bool has_idle() const {
         uint32_t s = state_.load(std::memory_order_relaxed);

@@ -21,10 +21,20 @@ class InjectQueue {
 public:
     // Returns false (and links nothing) when the queue is closed; the caller
     // still holds the tasks' refs.
+    // Used by remote_push only (a spawn or wake from outside the workers),
+    // so it also counts those (metrics).
     bool push(TaskHeader* t) {
         t->queue_next = nullptr;
-        return push_batch(t, t, 1);
+        port::LockGuard g(mu_);
+        if (closed_) return false;
+        if (tail_) tail_->queue_next = t; else head_ = t;
+        tail_ = t;
+        len_.store(len_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        // Under the lock: a plain increment, read racily by snapshots.
+        remote_pushes_.store(remote_pushes_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        return true;
     }
+    uint64_t remote_pushes() const { return remote_pushes_.load(std::memory_order_relaxed); }
 
     bool push_batch(TaskHeader* first, TaskHeader* last, uint32_t n) {
         port::LockGuard g(mu_);
@@ -97,6 +107,7 @@ private:
     TaskHeader* tail_ = nullptr;  // guarded by mu_
     bool closed_ = false;         // guarded by mu_
     std::atomic<uint32_t> len_{0};  // written under mu_, read anywhere
+    std::atomic<uint64_t> remote_pushes_{0};  // written under mu_, read anywhere
 };
 
 }  // namespace weft::kernel

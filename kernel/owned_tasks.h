@@ -43,6 +43,7 @@ namespace weft::kernel {
 
 inline constexpr uint16_t OWNED_UNBOUND = 0xFFFF;   // never suspended: in no list yet
 inline constexpr uint16_t OWNED_UNLINKED = 0xFFFE;  // unlinked after completion
+inline constexpr uint16_t OWNED_LOOSE = 0xFFFD;     // in Shared::loose (no worker's list; pulse)
 
 // One intrusive doubly linked list (owned_prev / owned_next).
 struct OwnedList {

@@ -9,6 +9,27 @@
 namespace weft::kernel {
 
 constinit __attribute__((tls_model("initial-exec"))) thread_local Worker* t_worker = nullptr;
+constinit __attribute__((tls_model("initial-exec"))) thread_local Shared* t_runtime = nullptr;
+constinit __attribute__((tls_model("initial-exec"))) thread_local ThreadRec* t_thread = nullptr;
+constinit __attribute__((tls_model("initial-exec"))) thread_local uint32_t t_epoch = 0;
+constinit __attribute__((tls_model("initial-exec"))) thread_local bool t_in_user_poll = false;
+constinit __attribute__((tls_model("initial-exec"))) thread_local uint32_t t_budget = 0;
+constinit __attribute__((tls_model("initial-exec"))) thread_local bool t_budget_metered = false;
+
+namespace {
+// The pulse tick at the end of this thread's last poll, or 0. A poll that
+// follows another back to back starts from it instead of reading the cycle
+// counter again: one read per poll instead of two (about 13 ns each on a
+// virtual machine). The scheduler's own work between the two polls (queue
+// pops: tens of ns) then counts toward the second poll. Reset to 0 wherever
+// a thread may spend long between polls: searching, parking, firing timers,
+// taking a worker, an isolation thread's wait.
+__attribute__((tls_model("initial-exec"))) thread_local uint64_t t_tick_cache = 0;
+// This thread's CPU time when the poll in progress began, read only for a
+// suspect task (a strike already, or above MONITOR); 0 otherwise. See
+// pulse_poll_end: it tells a descheduled thread from a hog.
+__attribute__((tls_model("initial-exec"))) thread_local uint64_t t_cpu_start = 0;
+}  // namespace
 
 namespace {
 
@@ -122,6 +143,12 @@ bool owned_remove(Shared* sh, TaskHeader* t) {
         t->owned_shard = OWNED_UNLINKED;
         return true;
     }
+    if (shard == OWNED_LOOSE) {
+        port::LockGuard g(sh->loose_mu);
+        sh->loose.unlink(t);
+        t->owned_shard = OWNED_UNLINKED;
+        return true;
+    }
     Worker* w = t_worker;
     if (w && w->shared == sh && w->index == shard) {
         w->owned.list.unlink(t);
@@ -204,52 +231,147 @@ void cancel_task(TaskHeader* t, uint32_t runner_refs) {
 
 void schedule_local(Worker* w, TaskHeader* t, bool is_yield);
 
-void run_task(Worker* w, TaskHeader* t) {
-    if (t->resume_running) {
-        // Re-queued while still RUNNING (it woke itself): we own the future
-        // already. Honour a cancellation that arrived meanwhile.
-        t->resume_running = 0;
-        if (t->state.load().cancelled()) {
-            cancel_task(t, 1);
-            return;
+// ---- pulse hooks (pulse.h) --------------------------------------------------------
+
+#if WEFT_PULSE
+inline uint64_t pulse_ticks(Shared* sh) {
+    return sh->pulse.ticks_are_ns ? sh->clock.raw() : weft_arch_cycles();
+}
+inline uint64_t pulse_ticks_to_ns(const Shared* sh, uint64_t ticks) {
+    if (sh->pulse.ticks_are_ns) return ticks;
+    return (uint64_t)(((unsigned __int128)ticks * sh->pulse_ns_mult) >> 32);
+}
+
+// Hist bucket of a poll of ns nanoseconds (scheduler.h, WorkerMetrics).
+inline uint32_t poll_bucket(uint64_t ns) {
+    uint32_t width = ns ? 64 - (uint32_t)__builtin_clzll(ns) : 0;
+    if (width <= 8) return 0;
+    uint32_t b = width - 8;
+    return b < POLL_HIST_BUCKETS - 1 ? b : POLL_HIST_BUCKETS - 1;
+}
+
+void set_tier(Shared* sh, Worker* w, TaskHeader* t, uint8_t to, uint64_t poll_ns) {
+    uint8_t from = t->budget.tier.load(std::memory_order_relaxed);
+    if (from == to) return;
+    t->budget.tier.store(to, std::memory_order_relaxed);
+    t->budget.strikes = 0;
+    t->budget.good_polls = 0;
+    if (w) WorkerMetrics::bump(w->metrics.tier_changes);
+    pulse_event(sh, WEFT_PULSE_TIER_CHANGE, w ? w->index : UINT32_MAX, t->id, poll_ns, from, to);
+    if (to == TIER_WARN && from < TIER_WARN && sh->pulse.on_warn) sh->pulse.on_warn(sh->pulse.ctx, t->id, poll_ns);
+}
+
+// Before a poll: the task's budget, and (with handoff) this thread's word.
+inline uint64_t pulse_poll_begin(Shared* sh, TaskHeader* t, bool may_lose) {
+    uint8_t tier = t->budget.tier.load(std::memory_order_relaxed);
+    t_budget = tier >= TIER_YIELD ? sh->pulse.yield_budget : sh->pulse.budget;
+    t_budget_metered = true;
+    // CLOCK_THREAD_CPUTIME_ID is a real system call (hundreds of ns): only
+    // for a task whose polls already looked long.
+    t_cpu_start = __builtin_expect((t->budget.strikes | tier) != 0, 0) && sh->pulse.verify_cpu
+                      ? port::thread_cpu_ns()
+                      : 0;
+    uint64_t now = t_tick_cache ? t_tick_cache : pulse_ticks(sh);
+    if (may_lose) {
+        ThreadRec* me = t_thread;
+        me->poll_start.store(now, std::memory_order_relaxed);
+        uint64_t seq = (me->word.load(std::memory_order_relaxed) & ~(uint64_t)3) + 4;
+        // release: the scheduler code before it (touching the worker) is
+        // visible to a monitor that reads POLLING and hands the worker over.
+        me->word.store(seq | ThreadRec::POLLING, std::memory_order_release);
+        t_in_user_poll = true;
+    }
+    return now;
+}
+
+// A poll that cost its thread the worker (a handoff): the task goes to the
+// isolation pool, unless the thread was shown to be descheduled (computed
+// == false), which is not the task's doing. Returns kept.
+inline bool pulse_lost_tier(Shared* sh, TaskHeader* t, bool kept, uint64_t ns, bool computed) {
+    if (!kept && computed && sh->pulse.top_tier == TIER_ISOLATE) set_tier(sh, nullptr, t, TIER_ISOLATE, ns);
+    return kept;
+}
+
+// After a poll: records it, moves the task between tiers. Returns false when
+// this thread lost w during the poll (then w is not touched).
+inline bool pulse_poll_end(Shared* sh, Worker* w, TaskHeader* t, uint64_t t0, bool may_lose) {
+    uint64_t now = pulse_ticks(sh);
+    t_tick_cache = now;
+    bool kept = true;
+    if (may_lose) {
+        t_in_user_poll = false;
+        ThreadRec* me = t_thread;
+        uint64_t seq = me->word.load(std::memory_order_relaxed) & ~(uint64_t)3;
+        me->word.store(seq | ThreadRec::IDLE, std::memory_order_relaxed);
+        std::atomic_signal_fence(std::memory_order_seq_cst);  // store, then load (pulse.h)
+        kept = w->epoch.load(std::memory_order_relaxed) == t_epoch;
+    }
+    t_budget_metered = false;
+    uint64_t ticks = now > t0 ? now - t0 : 0;
+    uint64_t ns = pulse_ticks_to_ns(sh, ticks);
+    Budget& b = t->budget;
+    b.last_poll_ns = ns < UINT32_MAX ? (uint32_t)ns : UINT32_MAX;
+    if (b.polls != UINT32_MAX) b.polls++;
+    b.remaining = t_budget < 0xFFFF ? (uint16_t)t_budget : 0xFFFF;
+    Worker* mw = kept ? w : nullptr;
+    if (mw) WorkerMetrics::bump(mw->metrics.poll_hist[poll_bucket(ns)]);
+    bool slow = __builtin_expect(ticks >= sh->pulse.slow_poll_ticks, 0);
+    if (slow && t_cpu_start) {
+        // A suspect's long poll: did it compute, or was the thread
+        // descheduled (a loaded machine, a VM's stolen time)? Less than half
+        // the wall time on a CPU is not the task's doing: no strike, and not
+        // a good poll either.
+        uint64_t cpu = port::thread_cpu_ns() - t_cpu_start;
+        if (cpu * 2 < ns) return pulse_lost_tier(sh, t, kept, ns, false);
+    }
+    if (slow) {
+        b.good_polls = 0;
+        if (++b.strikes >= sh->pulse.strikes_to_promote) {
+            uint8_t tier = b.tier.load(std::memory_order_relaxed);
+            if (tier < sh->pulse.top_tier) set_tier(sh, mw, t, (uint8_t)(tier + 1), ns);
+            b.strikes = 0;
         }
-        goto poll;
+    } else if (__builtin_expect(b.tier.load(std::memory_order_relaxed) != TIER_MONITOR, 0)) {
+        if (++b.good_polls >= sh->pulse.good_polls_to_demote) {
+            uint8_t tier = b.tier.load(std::memory_order_relaxed);
+            set_tier(sh, mw, t, (uint8_t)(tier - 1), ns);
+        }
     }
-    switch (t->state.transition_to_running()) {
-    case ToRunning::Success:
-        break;
-    case ToRunning::Cancelled:
-        cancel_task(t, 1);
-        return;
-    case ToRunning::Failed:
-        return;
-    case ToRunning::FailedDealloc:
-        dealloc(t);
-        return;
-    }
-poll:
-    WorkerMetrics::bump(w->metrics.polls);
-    weft_context cx{task_waker(t)};
-    t_current = t;
-    t_self_woken = false;
-    int r = t->vtable->poll(t->state_ptr(), &cx);
-    t_current = nullptr;
+    return pulse_lost_tier(sh, t, kept, ns, true);
+}
+#endif
+
+inline bool task_isolated(const Shared* sh, const TaskHeader* t) {
+#if WEFT_PULSE
+    return sh->isolation && t->budget.tier.load(std::memory_order_relaxed) == TIER_ISOLATE;
+#else
+    (void)sh;
+    (void)t;
+    return false;
+#endif
+}
+
+// Queues a task from a thread that holds no worker of its runtime (or must
+// not use it): the isolation pool for an isolated task, else the inject
+// queue. The caller holds a queue ref (or RUNNING, resume_running set).
+void schedule_coreless(Shared* sh, TaskHeader* t) {
+    bool ok = task_isolated(sh, t) ? isolation_push(sh, t) : remote_push(sh, t);
+    if (!ok) drop_queue_entry(t);  // closed: shutting down
+}
+
+// After a poll on a thread that holds no worker (an isolation thread, or one
+// that lost its worker during this poll).
+void after_poll_coreless(Shared* sh, TaskHeader* t, int r) {
     if (r == WEFT_PENDING) {
         if (t_self_woken) {
-            // It woke itself (a yield): back of the queue, still RUNNING and
-            // holding the runner's ref. Saves the wake, idle and running
-            // transitions (three atomic RMWs). A wake from elsewhere during
-            // the poll set NOTIFIED; the next poll that returns Pending
-            // re-queues it once more, which is harmless.
             t->resume_running = 1;
-            schedule_local(w, t, true);
+            schedule_coreless(sh, t);
             return;
         }
         if (t->owned_shard == OWNED_UNBOUND) {
-            // About to suspend for the first time: link it while we still own
-            // RUNNING, so shutdown can find it (owned_tasks.h).
-            t->owned_shard = (uint16_t)w->index;
-            w->owned.list.push(t);
+            port::LockGuard g(sh->loose_mu);
+            t->owned_shard = OWNED_LOOSE;
+            sh->loose.push(t);
         }
         switch (t->state.transition_to_idle()) {
         case ToIdle::Ok:
@@ -258,8 +380,7 @@ poll:
             dealloc(t);
             return;
         case ToIdle::OkNotified:
-            // Woken during its own poll: it goes behind the others (a yield).
-            schedule(t, true);
+            schedule_coreless(sh, t);
             return;
         case ToIdle::Cancelled:
             cancel_task(t, 1);
@@ -269,6 +390,105 @@ poll:
     t->result = r < 0 ? r : 0;
     t->stage = Stage::Finished;
     complete(t, 1);
+}
+
+// Takes RUNNING for a dequeued task. Returns false when there is nothing to
+// poll (the task was cancelled, completed or freed here).
+inline bool begin_run(TaskHeader* t) {
+    if (t->resume_running) {
+        // Re-queued while still RUNNING (it woke itself): we own the future
+        // already. Honour a cancellation that arrived meanwhile.
+        t->resume_running = 0;
+        if (t->state.load().cancelled()) {
+            cancel_task(t, 1);
+            return false;
+        }
+        return true;
+    }
+    switch (t->state.transition_to_running()) {
+    case ToRunning::Success:
+        return true;
+    case ToRunning::Cancelled:
+        cancel_task(t, 1);
+        return false;
+    case ToRunning::Failed:
+        return false;
+    case ToRunning::FailedDealloc:
+        dealloc(t);
+        return false;
+    }
+    return false;
+}
+
+// Returns false when this thread lost w during the poll (pulse.h): the task
+// has been dealt with, and the caller must not touch w again.
+bool run_task(Worker* w, TaskHeader* t) {
+    if (!begin_run(t)) return true;
+    WorkerMetrics::bump(w->metrics.polls);
+    weft_context cx{task_waker(t)};
+    t_current = t;
+    t_self_woken = false;
+    int r;
+#if WEFT_PULSE
+    Shared* sh = w->shared;
+    if (__builtin_expect(sh->pulse.on, 1)) {
+        bool may_lose = sh->pulse.handoff;
+        uint64_t t0 = pulse_poll_begin(sh, t, may_lose);
+        r = t->vtable->poll(t->state_ptr(), &cx);
+        if (__builtin_expect(!pulse_poll_end(sh, w, t, t0, may_lose), 0)) {
+            // The monitor gave w to another thread while we were in the poll.
+            t_current = nullptr;
+            t_worker = nullptr;
+            t_thread->word.store(ThreadRec::RELEASED, std::memory_order_release);
+            after_poll_coreless(sh, t, r);
+            return false;
+        }
+    } else
+#endif
+    {
+        r = t->vtable->poll(t->state_ptr(), &cx);
+    }
+    t_current = nullptr;
+    if (r == WEFT_PENDING) {
+        if (t_self_woken) {
+            // It woke itself (a yield): back of the queue, still RUNNING and
+            // holding the runner's ref. Saves the wake, idle and running
+            // transitions (three atomic RMWs). A wake from elsewhere during
+            // the poll set NOTIFIED; the next poll that returns Pending
+            // re-queues it once more, which is harmless.
+            t->resume_running = 1;
+            if (__builtin_expect(task_isolated(w->shared, t), 0)) {
+                schedule_coreless(w->shared, t);
+                return true;
+            }
+            schedule_local(w, t, true);
+            return true;
+        }
+        if (t->owned_shard == OWNED_UNBOUND) {
+            // About to suspend for the first time: link it while we still own
+            // RUNNING, so shutdown can find it (owned_tasks.h).
+            t->owned_shard = (uint16_t)w->index;
+            w->owned.list.push(t);
+        }
+        switch (t->state.transition_to_idle()) {
+        case ToIdle::Ok:
+            return true;
+        case ToIdle::OkDealloc:
+            dealloc(t);
+            return true;
+        case ToIdle::OkNotified:
+            // Woken during its own poll: it goes behind the others (a yield).
+            schedule(t, true);
+            return true;
+        case ToIdle::Cancelled:
+            cancel_task(t, 1);
+            return true;
+        }
+    }
+    t->result = r < 0 ? r : 0;
+    t->stage = Stage::Finished;
+    complete(t, 1);
+    return true;
 }
 
 TaskHeader* pull_from_inject(Worker* w) {
@@ -323,7 +543,7 @@ TaskHeader* next_task(Worker* w) {
     if (--w->ticks_to_fairness == 0) {
         w->ticks_to_fairness = INJECT_INTERVAL;
         reap(w);
-        timers_fire(w, false);  // expired timers' tasks join the queue's back
+        if (timers_fire(w, false)) t_tick_cache = 0;  // expired timers' tasks join the queue's back
         if (TaskHeader* t = w->shared->inject.pop()) {
             WorkerMetrics::bump(w->metrics.inject_pops);
             return t;
@@ -370,6 +590,7 @@ TaskHeader* steal_work(Worker* w) {
 // scheduler.h) before parking. Reads only, while nothing turns up: the
 // queues' heads and tails and the inject queue's length.
 TaskHeader* spin_search(Worker* w) {
+    t_tick_cache = 0;
     Shared* sh = w->shared;
     uint64_t deadline = port::monotonic_ns() + SEARCH_SPIN_NS;
     for (uint32_t round = 1;; round++) {
@@ -396,9 +617,10 @@ void leave_searching(Worker* w) {
     if (w->shared->idle.from_searching()) notify_parked(w->shared);
 }
 
-void run_with_lifo(Worker* w, TaskHeader* t) {
+// Returns false when this thread lost w (pulse.h).
+bool run_with_lifo(Worker* w, TaskHeader* t) {
     leave_searching(w);
-    run_task(w, t);
+    if (!run_task(w, t)) return false;
     uint32_t lifo_polls = 0;
     while (TaskHeader* next = w->lifo) {
         w->lifo = nullptr;
@@ -412,14 +634,36 @@ void run_with_lifo(Worker* w, TaskHeader* t) {
             break;
         }
         WorkerMetrics::bump(w->metrics.lifo_polls);
-        run_task(w, next);
+        if (!run_task(w, next)) return false;
     }
+    return true;
 }
 
-void park(Worker* w) {
+// Whether this thread still holds w (pulse.h). Called in scheduler code (the
+// word is IDLE), so a failed check needs no barrier of its own.
+inline bool still_holds(const Worker* w) {
+#if WEFT_PULSE
+    return !w->shared->pulse.handoff || w->epoch.load(std::memory_order_relaxed) == t_epoch;
+#else
+    (void)w;
+    return true;
+#endif
+}
+
+// This thread lost w while in scheduler code: w's state is consistent as it
+// is (the searching flag and the idle counts belong to w); give it up.
+void release_worker(Worker* w) {
+    (void)w;
+    t_worker = nullptr;
+    t_thread->word.store(ThreadRec::RELEASED, std::memory_order_release);
+}
+
+// Returns false when this thread lost w while parked (pulse.h).
+bool park(Worker* w) {
     Shared* sh = w->shared;
+    t_tick_cache = 0;
     reap(w);
-    if (w->lifo || w->fork_top != w->fork_bottom || !w->queue.is_empty()) return;
+    if (w->lifo || w->fork_top != w->fork_bottom || !w->queue.is_empty()) return true;
     // The parker's half of the no-lost-wake-up protocol (idle.h): to_parked
     // is a SeqCst RMW on the idle word; the fence after it pairs with the
     // fence of a local pusher (notify_parked_local), so the queue check
@@ -458,6 +702,14 @@ void park(Worker* w) {
             sh->idle.unpark_self(w->index);
             break;
         }
+        if (!still_holds(w)) {
+            // Handed over while we slept (a handoff that raced the end of a
+            // long poll): leave w unparked, as its next holder expects.
+            if (sh->idle.unpark_self(w->index)) w->searching = true;
+            w->parked_hint.store(false, std::memory_order_relaxed);
+            release_worker(w);
+            return false;
+        }
         if (!sh->idle.is_parked(w->index)) {
             // A notifier took us off the sleeper list: we are a searcher.
             w->searching = true;
@@ -473,6 +725,12 @@ void park(Worker* w) {
         }
     }
     w->parked_hint.store(false, std::memory_order_relaxed);
+#if WEFT_PULSE
+    // The runtime was idle and may be busy again: the monitor sleeps while
+    // every worker does (pulse.cpp, monitor_main).
+    if (sh->monitor_idle.load(std::memory_order_seq_cst)) monitor_wake(sh);
+#endif
+    return true;
 }
 
 // Shutdown: cancels a task whose future this thread owns, marking it an
@@ -512,36 +770,92 @@ void drain_worker(Worker* w) {
     }
 }
 
-void* worker_main(void* arg) {
-    Worker* w = static_cast<Worker*>(arg);
+// Runs w until shutdown (returns true) or until this thread loses it to a
+// handoff (returns false; w is not touched any more).
+bool worker_loop(Worker* w) {
     Shared* sh = w->shared;
-    t_worker = w;
-    pool::thread_init();
     while (!sh->shutdown.load(std::memory_order_acquire)) {
+        if (__builtin_expect(!still_holds(w), 0)) {
+            release_worker(w);
+            return false;
+        }
         TaskHeader* t = next_task(w);
-        if (!t && timers_fire(w, true)) t = next_task(w);
+        if (!t && timers_fire(w, true)) {
+            t_tick_cache = 0;
+            t = next_task(w);
+        }
         if (!t) t = steal_work(w);
         if (!t && w->searching) t = spin_search(w);
         if (t) {
-            run_with_lifo(w, t);
+            if (!run_with_lifo(w, t)) return false;
             continue;
         }
-        park(w);
+        if (!park(w)) return false;
     }
-    drain_worker(w);
+    return true;
+}
+
+}  // namespace
+
+// Every runtime thread runs this: it holds the worker it was given until
+// shutdown, or until it loses it to a handoff; then it is a spare and waits
+// to be given one (pulse.h).
+void* thread_main(void* arg) {
+    ThreadRec* me = static_cast<ThreadRec*>(arg);
+    Shared* sh = me->shared;
+    t_thread = me;
+    t_runtime = sh;
+    pool::thread_init();
+    for (;;) {
+        Worker* w = me->given.exchange(nullptr, std::memory_order_acquire);
+        if (w) {
+            {
+                port::LockGuard g(sh->spare_mu);
+                me->spare_state = ThreadRec::ACTIVE;  // once per worker taken
+            }
+            t_epoch = me->given_epoch;  // written before `given` (release)
+            t_tick_cache = 0;
+            t_worker = w;
+            me->word.store(ThreadRec::IDLE, std::memory_order_relaxed);
+            if (t_epoch != 0) WorkerMetrics::bump(w->metrics.handoffs);  // given by a handoff
+            if (worker_loop(w)) {
+                drain_worker(w);
+                break;
+            }
+            t_worker = nullptr;
+            continue;
+        }
+        if (sh->shutdown.load(std::memory_order_acquire)) break;
+        {
+            port::LockGuard g(sh->spare_mu);
+            if (me->spare_state == ThreadRec::ACTIVE) {
+                me->next_spare = sh->spares;
+                sh->spares = me;
+                me->spare_state = ThreadRec::WAITING;
+            }
+        }
+        if (!me->given.load(std::memory_order_acquire)) me->parker.park(-1);
+    }
     t_worker = nullptr;
+    t_runtime = nullptr;
+    t_thread = nullptr;
     pool::thread_exit();
     return nullptr;
 }
+
+namespace {
 
 void shared_release(Shared* sh) {
     // acq_rel: the last holder sees everything the others did before freeing.
     if (sh->holders.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     sh->magic = 0;
     timers_destroy(sh);
+    pulse_destroy(sh);
     port::free(sh->sleepers);
     for (uint32_t i = 0; i < sh->nworkers; i++) sh->workers[i].~Worker();
     port::free(sh->workers);
+    for (uint32_t i = 0; i < sh->thread_cap; i++) sh->threads[i].~ThreadRec();
+    port::free(sh->threads);
     sh->~Shared();
     port::free(sh);
 }
@@ -616,10 +930,17 @@ const weft_waker_vtable task_waker_vtable = {waker_clone, waker_wake, waker_wake
 
 void schedule(TaskHeader* t, bool is_yield) {
     Shared* sh = t->shared;
+    if (__builtin_expect(task_isolated(sh, t), 0)) {
+        if (!isolation_push(sh, t)) drop_queue_entry(t);  // closed: shutting down
+        return;
+    }
     Worker* w = t_worker;
     if (w && w->shared == sh) {
-        schedule_local(w, t, is_yield);
-        return;
+        CoreOp op(w);  // a wake from inside a poll: is w still ours? (pulse.h)
+        if (__builtin_expect(op.ok, 1)) {
+            schedule_local(w, t, is_yield);
+            return;
+        }
     }
     if (!remote_push(sh, t)) {
         // Closed (shutting down): step 5 cancels the future; drop the entry's ref.
@@ -702,16 +1023,19 @@ int task_spawn(Shared* sh, TaskHeader* t, bool with_join, bool fork) {
             task_release_unspawned(t);
             return WEFT_ECLOSED;
         }
-        t->owned_shard = OWNED_UNBOUND;  // linked if it ever suspends
-        if (!fork) {
-            schedule_local(w, t, false);
-        } else if (w->fork_top - w->fork_bottom < FORK_STACK_CAPACITY) {
-            w->fork[w->fork_top++ % FORK_STACK_CAPACITY] = t;
-            expose_fork(w);
-        } else {
-            schedule_local(w, t, true);  // a large batch: the rest queue FIFO
+        CoreOp op(w);  // a spawn from inside a poll: is w still ours? (pulse.h)
+        if (__builtin_expect(op.ok, 1)) {
+            t->owned_shard = OWNED_UNBOUND;  // linked if it ever suspends
+            if (!fork) {
+                schedule_local(w, t, false);
+            } else if (w->fork_top - w->fork_bottom < FORK_STACK_CAPACITY) {
+                w->fork[w->fork_top++ % FORK_STACK_CAPACITY] = t;
+                expose_fork(w);
+            } else {
+                schedule_local(w, t, true);  // a large batch: the rest queue FIFO
+            }
+            return 0;
         }
-        return 0;
     }
     t->owned_shard = OWNED_UNBOUND;  // linked if it ever suspends (owned_tasks.h)
     if (!remote_push(sh, t)) {
@@ -781,7 +1105,7 @@ void retract_thread_waker(TaskHeader* t, const Parker* mine) {
 }  // namespace
 
 int join_wait(TaskHeader* t, int64_t timeout_ns) {
-    if (t_worker) return WEFT_EDEADLK;
+    if (t_runtime) return WEFT_EDEADLK;
     if (t->state.load().complete()) return 0;
     Parker parker;
     weft_waker w{&parker, &thread_waker_vtable};
@@ -830,6 +1154,46 @@ void join_free(TaskHeader* t) {
 
 TaskHeader* current_task() { return t_current; }
 
+// ---- pulse entry points used by pulse.cpp ------------------------------------------
+
+void drop_queue_entry_ext(TaskHeader* t) { drop_queue_entry(t); }
+
+void run_task_coreless(Shared* sh, TaskHeader* t) {
+    if (!begin_run(t)) return;
+    t_tick_cache = 0;  // an isolation thread: it may have waited since its last poll
+    weft_context cx{task_waker(t)};
+    t_current = t;
+    t_self_woken = false;
+    int r;
+#if WEFT_PULSE
+    if (sh->pulse.on) {
+        uint64_t t0 = pulse_poll_begin(sh, t, false);
+        r = t->vtable->poll(t->state_ptr(), &cx);
+        pulse_poll_end(sh, nullptr, t, t0, false);
+    } else
+#endif
+    {
+        r = t->vtable->poll(t->state_ptr(), &cx);
+    }
+    t_current = nullptr;
+    after_poll_coreless(sh, t, r);
+}
+
+int start_thread(Shared* sh, ThreadRec* rec, const char* role, uint32_t num) {
+    char tname[16];
+    uint32_t p = 0;
+    for (; sh->name[p] && p < 8; p++) tname[p] = sh->name[p];
+    for (uint32_t k = 0; role[k] && p < 10; k++) tname[p++] = role[k];
+    tname[p++] = '-';
+    uint32_t digits[5], nd = 0;
+    do { digits[nd++] = num % 10; num /= 10; } while (num && nd < 5);
+    while (nd && p < 15) tname[p++] = (char)('0' + digits[--nd]);
+    tname[p] = 0;
+    int r = port::thread_start(&rec->thread, thread_main, rec, tname);
+    if (r == 0) rec->started = true;
+    return r;
+}
+
 // ---- runtime lifecycle ----------------------------------------------------------
 
 namespace {
@@ -839,7 +1203,20 @@ void close_owned(Shared* sh) {
 }
 }  // namespace
 
-int runtime_new(uint32_t workers, const char* name, ClockFn clock, void* clock_ctx, Shared** out) {
+namespace {
+// Stops and joins every thread of sh (after shutdown was raised).
+void stop_threads(Shared* sh) {
+    pulse_stop_threads(sh);  // the monitor first: no handoff starts a thread after this
+    for (uint32_t i = 0; i < sh->nworkers; i++) sh->workers[i].parker.unpark();
+    uint32_t n = sh->threads_started.load(std::memory_order_acquire);
+    for (uint32_t i = 0; i < n; i++) sh->threads[i].parker.unpark();
+    for (uint32_t i = 0; i < n; i++)
+        if (sh->threads[i].started) port::thread_join(&sh->threads[i].thread);
+}
+}  // namespace
+
+int runtime_new(uint32_t workers, const char* name, ClockFn clock, void* clock_ctx, const weft_pulse_config* pulse,
+                Shared** out) {
     if (workers == 0) workers = port::cpu_count();
     if (workers > 1024) return WEFT_EINVAL;
     void* mem = port::alloc_aligned(sizeof(Shared), alignof(Shared));
@@ -850,16 +1227,27 @@ int runtime_new(uint32_t workers, const char* name, ClockFn clock, void* clock_c
     uint32_t i = 0;
     for (; n[i] && i < sizeof(sh->name) - 1; i++) sh->name[i] = n[i];
     sh->name[i] = 0;
+    sh->clock.init(clock, clock_ctx);
+    int pr = pulse_configure(sh, pulse);
+    if (pr != 0) {
+        sh->~Shared();
+        port::free(sh);
+        return pr;
+    }
+    sh->thread_cap = workers + (sh->pulse.handoff ? sh->pulse.max_spares : 0);
     sh->sleepers = static_cast<uint32_t*>(port::alloc(sizeof(uint32_t) * workers));
     void* wmem = port::alloc_aligned(sizeof(Worker) * workers, alignof(Worker));
-    if (!sh->sleepers || !wmem) {
+    void* tmem = port::alloc_aligned(sizeof(ThreadRec) * sh->thread_cap, alignof(ThreadRec));
+    if (!sh->sleepers || !wmem || !tmem) {
         port::free(sh->sleepers);
         port::free(wmem);
+        port::free(tmem);
         sh->~Shared();
         port::free(sh);
         return WEFT_ENOMEM;
     }
     sh->workers = static_cast<Worker*>(wmem);
+    sh->threads = static_cast<ThreadRec*>(tmem);
     for (uint32_t k = 0; k < workers; k++) {
         // SAFETY: wmem holds `workers` Worker-sized, Worker-aligned slots.
         Worker* w = new (&sh->workers[k]) Worker();
@@ -867,49 +1255,60 @@ int runtime_new(uint32_t workers, const char* name, ClockFn clock, void* clock_c
         w->index = k;
         w->rng = 0x9E3779B97F4A7C15ull * (k + 1);
     }
+    for (uint32_t k = 0; k < sh->thread_cap; k++) {
+        // SAFETY: tmem holds thread_cap ThreadRec-sized, -aligned slots.
+        ThreadRec* r = new (&sh->threads[k]) ThreadRec();
+        r->shared = sh;
+        r->index = k;
+    }
     sh->idle.init(workers, sh->sleepers);
-    sh->clock.init(clock, clock_ctx);
     if (timers_init(sh) != 0) {
         shared_release(sh);
         return WEFT_ENOMEM;
     }
     for (uint32_t k = 0; k < workers; k++) {
-        char tname[16];
-        uint32_t p = 0;
-        for (; sh->name[p] && p < 9; p++) tname[p] = sh->name[p];
-        tname[p++] = '-';
-        uint32_t num = k, digits[5], nd = 0;
-        do { digits[nd++] = num % 10; num /= 10; } while (num && nd < 5);
-        while (nd) tname[p++] = (char)('0' + digits[--nd]);
-        tname[p] = 0;
-        int r = port::thread_start(&sh->workers[k].thread, worker_main, &sh->workers[k], tname);
-        if (r != 0) {
+        ThreadRec* r = &sh->threads[k];
+        r->given_epoch = 0;
+        r->given.store(&sh->workers[k], std::memory_order_relaxed);
+        sh->workers[k].holder.store(r, std::memory_order_relaxed);
+        // Counted before the start: stop_threads joins what it counts.
+        sh->threads_started.store(k + 1, std::memory_order_release);
+        if (start_thread(sh, r, "", k) != 0) {
             // Stop the ones already started, then report.
             close_owned(sh);
             sh->shutdown.store(true, std::memory_order_release);
-            for (uint32_t j = 0; j < k; j++) sh->workers[j].parker.unpark();
-            for (uint32_t j = 0; j < k; j++) port::thread_join(&sh->workers[j].thread);
+            stop_threads(sh);
             shared_release(sh);
             return WEFT_EAGAIN_THREAD;
         }
+    }
+    if (pulse_start(sh) != 0) {
+        close_owned(sh);
+        sh->shutdown.store(true, std::memory_order_release);
+        stop_threads(sh);
+        shared_release(sh);
+        return WEFT_EAGAIN_THREAD;
     }
     *out = sh;
     return 0;
 }
 
 int runtime_free(Shared* sh) {
-    if (t_worker && t_worker->shared == sh) return WEFT_EDEADLK;
+    if (t_runtime == sh) return WEFT_EDEADLK;
     // Steps as numbered in scheduler.h.
     close_owned(sh);                                      // 1
     sh->shutdown.store(true, std::memory_order_release);  // 2
-    for (uint32_t i = 0; i < sh->nworkers; i++) sh->workers[i].parker.unpark();
-    for (uint32_t i = 0; i < sh->nworkers; i++) port::thread_join(&sh->workers[i].thread);  // 3
+    stop_threads(sh);                                     // 3
     TaskHeader* batch[32];                                // 4
     for (;;) {
         uint32_t n = sh->inject.pop_n(batch, 32);
         if (n == 0) break;
         for (uint32_t i = 0; i < n; i++) drop_queue_entry(batch[i]);
     }
+    pulse_drain(sh);  // 4b: the isolation queue
+    // 4c: a worker whose holder let it go in a handoff that shutdown cut
+    // short has nobody to drain it (pulse.h).
+    for (uint32_t i = 0; i < sh->nworkers; i++) drain_worker(&sh->workers[i]);
     // 5. Workers are joined: their lists are ours now. First release the
     // tasks that completed on a thread other than their owner.
     for (uint32_t i = 0; i < sh->nworkers; i++) {
@@ -920,8 +1319,11 @@ int runtime_free(Shared* sh) {
             t = next;
         }
     }
-    for (uint32_t i = 0; i < sh->nworkers; i++) {
-        while (TaskHeader* t = sh->workers[i].owned.list.pop()) {
+    for (uint32_t i = 0; i <= sh->nworkers; i++) {
+        // The workers' lists, then the loose list (pulse: tasks that first
+        // suspended on a thread holding no worker).
+        OwnedList& list = i < sh->nworkers ? sh->workers[i].owned.list : sh->loose;
+        while (TaskHeader* t = list.pop()) {
             t->owned_shard = OWNED_UNLINKED;
             // We hold the list's ref now. Mark the orphan before any release
             // so that whoever drops the last ref keeps Shared alive until then.

@@ -29,24 +29,33 @@
 // Idle workers steal half of a random victim's queue (at most half the
 // workers search at once) and then park on a futex (idle.h, parker.h).
 //
-// Threads: a Worker's fields are its own thread's, except `queue` (stealers),
-// `parker` (wakers) and the metrics (read racily by snapshots). Shared is
-// read by everyone; its mutable parts are atomics or under their own locks.
+// Threads: a Worker is held by one thread at a time (a ThreadRec, pulse.h):
+// one started per worker, plus spares when pulse hands a stuck worker over.
+// A Worker's fields are its holder's, except `queue` (stealers), `parker`
+// (wakers), `epoch`/`holder` (the monitor) and the metrics (read racily by
+// snapshots). Shared is read by everyone; its mutable parts are atomics or
+// under their own locks.
 //
 // Shutdown (weft_runtime_free), each step closing one race:
 //   1. close the inject queue and the owned-task list: no spawn or remote
 //      wake can enqueue a task after this; spawns fail with WEFT_ECLOSED and
 //      run the task's drop function.
 //   2. raise `shutdown` and unpark every worker.
-//   3. join the workers; each, on leaving its loop, drains its LIFO slot, fork
+//   3. stop the pulse monitor (so no handoff starts another thread), close
+//      the isolation queue and join its threads, then join every runtime
+//      thread (workers' and spares'). Each holder, on leaving its loop,
+//      drains its LIFO slot, fork
 //      stack and local queue (drop_queue_entry): a task that was never
 //      suspended, or that is queued still owning RUNNING, is cancelled there;
 //      any other only loses the entry's ref (step 5 finds it). The drain loops
 //      until all three are empty, since a cancelled task's drop function may
 //      wake another. Nothing runs any more.
-//   4. drain the inject queue the same way.
+//   4. drain the inject queue the same way; 4b. the isolation queue; 4c.
+//      every worker once more (one whose holder let it go in a handoff that
+//      shutdown cut short has nobody else to drain it).
 //   5. pop every task left in the owned lists (every suspended task,
-//      owned_tasks.h) and cancel it on this thread. Wherever a task is
+//      owned_tasks.h; and Shared::loose, tasks that first suspended on a
+//      thread holding no worker) and cancel it on this thread. Wherever a task is
 //      cancelled (steps 3-5), drop_future runs exactly once and the join
 //      handle sees WEFT_ECANCELED; and a task that may still be referenced
 //      afterwards (a join handle, a waker held by foreign code) becomes an
@@ -73,6 +82,7 @@
 #include "local_queue.h"
 #include "owned_tasks.h"
 #include "parker.h"
+#include "pulse.h"
 #include "task.h"
 #include "timer.h"
 
@@ -94,6 +104,8 @@ inline constexpr uint32_t FORK_EXPOSE_BATCH = 32;
 // idle runtime still goes to sleep at once in CPU terms.
 inline constexpr uint64_t SEARCH_SPIN_NS = 50000;
 
+inline constexpr uint32_t POLL_HIST_BUCKETS = 24;
+
 // Counters written only by their worker (relaxed load + store, no RMW), read
 // racily by snapshots.
 struct WorkerMetrics {
@@ -105,6 +117,14 @@ struct WorkerMetrics {
     std::atomic<uint64_t> lifo_polls{0};
     std::atomic<uint64_t> inject_pops{0};
     std::atomic<uint64_t> fork_exposed{0};  // fork-stack tasks moved to the queue
+    // Pulse (pulse.h). Counted by whichever thread holds this worker.
+    std::atomic<uint64_t> budget_yields{0};     // awaits refused because the budget was spent
+    std::atomic<uint64_t> tier_changes{0};      // promotions + demotions after polls here
+    std::atomic<uint64_t> handoffs{0};          // times this worker was taken from a stuck thread
+    std::atomic<uint64_t> handoffs_refused{0};  // ... would have been, at the spare-thread bound
+    // Poll durations, log2 buckets: [0] < 256 ns, [i] in [2^(i+7), 2^(i+8))
+    // ns, [POLL_HIST_BUCKETS-1] >= 2^30 ns. Only with pulse on.
+    std::atomic<uint64_t> poll_hist[POLL_HIST_BUCKETS] = {};
 
     static void bump(std::atomic<uint64_t>& c, uint64_t n = 1) {
         c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -112,6 +132,8 @@ struct WorkerMetrics {
 };
 
 struct Shared;
+struct IsolationPool;
+struct Monitor;
 
 struct alignas(WEFT_CACHE_LINE) Worker {
     LocalQueue<LOCAL_QUEUE_CAPACITY> queue;  // owner pushes/pops, others steal
@@ -129,13 +151,16 @@ struct alignas(WEFT_CACHE_LINE) Worker {
     TaskHeader* fired_head = nullptr;
     TaskHeader* fired_tail = nullptr;
     uint64_t rng = 0;
-    port::Thread thread;
     // The fork stack (see above): a ring, pushed and popped at fork_top,
     // exposed to stealers from fork_bottom. Owner only.
     uint32_t fork_bottom = 0;
     uint32_t fork_top = 0;
     TaskHeader* fork[FORK_STACK_CAPACITY];
     WorkerOwned owned;  // list: owner only; done stack: any thread pushes
+    // -- the handoff (pulse.h): read by the holder at every check, written
+    // by the monitor once per handoff --
+    alignas(WEFT_CACHE_LINE) std::atomic<uint32_t> epoch{0};
+    std::atomic<ThreadRec*> holder{nullptr};
     // -- written by other threads --
     alignas(WEFT_CACHE_LINE) Parker parker;
     // Set by the owner while it sleeps in park(); read racily by other
@@ -168,11 +193,69 @@ struct Shared {
     // store is still drained or walked: both happen after the workers are
     // joined (owned_tasks.h).
     alignas(WEFT_CACHE_LINE) std::atomic<bool> owned_closed{false};
+    // ---- pulse (pulse.h, pulse.cpp) ----
+    PulseSettings pulse;
+    uint64_t pulse_cycles_per_us = 0;  // 0: ticks are clock ns
+    uint64_t pulse_ns_mult = 0;        // ns = ticks * mult >> 32
+    ThreadRec* threads = nullptr;      // nworkers + pulse.max_spares records
+    uint32_t thread_cap = 0;
+    std::atomic<uint32_t> threads_started{0};
+    port::Mutex spare_mu;
+    ThreadRec* spares = nullptr;       // idle spare threads (guarded by spare_mu)
+    // Tasks that first suspended on a thread without a worker (isolation
+    // pool, a thread that lost its worker): the owned list of no worker.
+    port::Mutex loose_mu;
+    OwnedList loose;                   // guarded by loose_mu
+    IsolationPool* isolation = nullptr;
+    Monitor* monitor = nullptr;
+    alignas(WEFT_CACHE_LINE) std::atomic<bool> monitor_idle{false};
 };
+
+// An owner operation made from inside a user poll (pulse.h). Outside a poll,
+// or without handoff, it is one TLS load and a branch. ok == false: the
+// worker was taken; use the path a foreign thread would.
+struct CoreOp {
+    bool ok;
+    bool guarded;
+    explicit CoreOp(const Worker* w);
+    ~CoreOp();
+    CoreOp(const CoreOp&) = delete;
+    CoreOp& operator=(const CoreOp&) = delete;
+};
+inline CoreOp::CoreOp(const Worker* w) {
+    guarded = t_in_user_poll;
+    if (!guarded) {
+        ok = true;
+        return;
+    }
+    ThreadRec* me = t_thread;
+    uint64_t seq = me->word.load(std::memory_order_relaxed) & ~(uint64_t)3;
+    me->word.store(seq | ThreadRec::IN_OP, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // store, then load (the barrier is the monitor's)
+    ok = w->epoch.load(std::memory_order_relaxed) == t_epoch;
+    if (!ok) {
+        me->word.store(seq | ThreadRec::POLLING, std::memory_order_relaxed);
+        guarded = false;
+        return;
+    }
+    // An op inside this op (a drop function run by the op waking a task)
+    // is covered by this guard: it must not end it early.
+    t_in_user_poll = false;
+}
+inline CoreOp::~CoreOp() {
+    if (!guarded) return;
+    t_in_user_poll = true;
+    ThreadRec* me = t_thread;
+    uint64_t seq = me->word.load(std::memory_order_relaxed) & ~(uint64_t)3;
+    // release: what the op wrote is visible to the monitor (and from it the
+    // spare) once it reads POLLING.
+    me->word.store(seq | ThreadRec::POLLING, std::memory_order_release);
+}
 
 // ---- runtime lifecycle (scheduler.cpp) ----
 // clock == nullptr: CLOCK_MONOTONIC (clock.h).
-int runtime_new(uint32_t workers, const char* name, ClockFn clock, void* clock_ctx, Shared** out);
+int runtime_new(uint32_t workers, const char* name, ClockFn clock, void* clock_ctx, const weft_pulse_config* pulse,
+                Shared** out);
 // The clock was moved (an injected one): wake every worker to look at its timers.
 void runtime_clock_changed(Shared* sh);
 int runtime_free(Shared* sh);
@@ -201,13 +284,39 @@ int join_status(const TaskHeader* t);
 int join_abort(TaskHeader* t);
 void join_free(TaskHeader* t);
 
+// ---- pulse (pulse.cpp) ----
+// Resolves cfg (may be null) into sh->pulse; starts nothing.
+int pulse_configure(Shared* sh, const struct weft_pulse_config* cfg);
+// Starts the monitor and the isolation pool (after the workers).
+int pulse_start(Shared* sh);
+// Shutdown: wakes and joins the monitor, the isolation and spare threads;
+// then drops what the isolation queue still holds.
+void pulse_stop_threads(Shared* sh);
+void pulse_drain(Shared* sh);
+void pulse_destroy(Shared* sh);
+// Queues t (holding a queue ref) on the isolation pool; false when closed.
+bool isolation_push(Shared* sh, TaskHeader* t);
+// The monitor after a worker leaves park: wake it if it sleeps.
+void monitor_wake(Shared* sh);
+// Thread records: the body of every runtime thread (scheduler.cpp).
+void* thread_main(void* arg);
+int start_thread(Shared* sh, ThreadRec* rec, const char* role, uint32_t num);
+// Runs one task on a thread that holds no worker (isolation pool).
+void run_task_coreless(Shared* sh, TaskHeader* t);
+// Shutdown helpers used by pulse.cpp.
+void drop_queue_entry_ext(TaskHeader* t);
+void pulse_event(Shared* sh, uint32_t kind, uint32_t worker, uint64_t task_id, uint64_t poll_ns, uint8_t from,
+                 uint8_t to);
+
 // ---- the calling thread ----
 // The worker running on this thread, if any. initial-exec TLS: one
 // instruction to reach, no __tls_get_addr (a few bytes of the static TLS
 // surplus glibc keeps for dlopen()ed libraries).
 extern constinit __attribute__((tls_model("initial-exec"))) thread_local Worker* t_worker;
-// The runtime whose worker this is, or nullptr.
-inline Shared* current_runtime() { return t_worker ? t_worker->shared : nullptr; }
+// The runtime this thread belongs to (a worker, spare or isolation thread).
+extern constinit __attribute__((tls_model("initial-exec"))) thread_local Shared* t_runtime;
+// The runtime whose thread this is, or nullptr.
+inline Shared* current_runtime() { return t_runtime; }
 TaskHeader* current_task();  // the task being polled here, or nullptr
 
 }  // namespace weft::kernel

@@ -22,9 +22,8 @@
 //
 // Waits: a weft_wait holds a WaitOp: which operation, on what, and the
 // kernel waiter node (placement-constructed for that kind). poll and drop
-// dispatch on the kind. Every poll path goes through wait_poll(), the one
-// place where a cooperative-budget check will go (issue 5: channel and lock
-// awaits consume the task's budget and report pending when it is spent).
+// dispatch on the kind. Every poll path goes through wait_poll(), where the
+// cooperative budget is consumed (coop_budget_allows_poll).
 #include <atomic>
 #include <new>
 #include <string.h>
@@ -233,9 +232,11 @@ WaitOp* begin(weft_wait* w, Kind kind, void* obj) {
     return op;
 }
 
-// The cooperative-budget hook (issue 5): every poll of a sync wait passes
-// here first. Today it always lets the poll proceed.
-inline bool coop_budget_allows_poll() { return true; }
+// The cooperative budget (pulse.h): every poll of a sync wait costs the task
+// one unit; once its budget is spent the wait reports pending (after waking
+// the task), so a task that always finds its channel ready still yields.
+// Outside a task (blocking variants) nothing is metered.
+inline bool coop_budget_allows_poll() { return weft_budget_consume(1) == 0; }
 
 int wait_poll(WaitOp* op, weft_context* cx) {
     if (op->finished) return WEFT_EINVAL;

@@ -3,7 +3,7 @@
 //
 // Memory layout of one task (one allocation, from the worker pool):
 //
-//   [ TaskHeader (112 bytes, 16-aligned) | state: state_size bytes ]
+//   [ TaskHeader (128 bytes, 16-aligned) | state: state_size bytes ]
 //
 // "state" is the caller's: a C task's poll/drop/output, or a C++ coroutine
 // frame. The header is never moved.
@@ -22,6 +22,8 @@
 //               transition_to_complete (release); readers read them after
 //               observing COMPLETE (acquire)
 //   join_taken  the join handle only
+//   budget      the thread that owns RUNNING; budget.tier also read (relaxed)
+//               by wakers (pulse.h)
 //   resume_running
 //               written by the runner before it queues the task, read by the
 //               next runner after it dequeued it (the queue orders the two)
@@ -32,6 +34,7 @@
 #include <stdint.h>
 
 #include "../include/weft/weft.h"
+#include "pulse.h"
 #include "task_state.h"
 
 namespace weft::kernel {
@@ -46,6 +49,7 @@ enum class Stage : uint8_t {
 
 struct alignas(16) TaskHeader {
     TaskState state;                 // 8
+    Budget budget;                   // 16  pulse.h (beside state: wakers read the tier)
     TaskHeader* queue_next;          // 8   inject-queue link
     const weft_task_vtable* vtable;  // 8
     Shared* shared;                  // 8   the runtime that runs it

@@ -229,7 +229,12 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
     uint64_t when = deadline_to_tick(sh, e->deadline_ns);
     uint64_t now_tick = now_to_tick(sh, now);
     Worker* w = t_worker;
-    bool on_worker = w && w->shared == sh;
+    // Inside a poll, a worker this thread held may have been handed to a
+    // spare meanwhile (pulse.h); then it is a foreign worker for the wake-up
+    // below. A handoff after this check comes after our insert, and the
+    // spare computes its sleep from the wheel as it is then.
+    bool on_worker = w && w->shared == sh &&
+                     (!t_in_user_poll || w->epoch.load(std::memory_order_relaxed) == t_epoch);
     uint32_t idx = on_worker ? shard_of(sh, w->index)
                              : sh->timer_rr.fetch_add(1, std::memory_order_relaxed) % sh->ntimer_shards;
     TimerShard& s = sh->timer_shards[idx];

@@ -14,10 +14,22 @@ namespace weft::port {
 // ---- clock -----------------------------------------------------------------
 // CLOCK_MONOTONIC in nanoseconds (vDSO, no syscall).
 uint64_t monotonic_ns();
+// CPU time of the calling thread in nanoseconds (CLOCK_THREAD_CPUTIME_ID:
+// a real system call, hundreds of ns; not for hot paths).
+uint64_t thread_cpu_ns();
 
 // ---- CPUs --------------------------------------------------------------------
 // CPUs this process may run on (sched_getaffinity), at least 1.
 unsigned cpu_count();
+
+// ---- process-wide memory barrier (membarrier(2)) ------------------------------
+// Registers the process for MEMBARRIER_CMD_PRIVATE_EXPEDITED. false (with a
+// sentence in *why) when the kernel or a seccomp filter does not allow it.
+bool process_barrier_init(const char** why);
+// Every running thread of the process executes a full memory barrier before
+// this returns (threads not running pass one when next scheduled); a full
+// fence for the caller too. Microseconds: IPIs to the CPUs running our threads.
+void process_barrier();
 
 // ---- futex -----------------------------------------------------------------
 // Sleeps while *word == expected, at most timeout_ns (negative: forever).

@@ -80,6 +80,7 @@ def main():
             ("name", ctypes.c_char_p),
             ("clock", ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p)),
             ("clock_ctx", ctypes.c_void_p),
+            ("pulse", ctypes.c_void_p),  # const weft_pulse_config*; NULL = defaults
         ]
 
     rt_p = ctypes.c_void_p

@@ -39,11 +39,11 @@ namespace weft {
 
 namespace detail {
 
-// The cooperative-budget hook for sync awaitables (issue 5 will make channel
-// and lock awaits consume the task's budget): every awaiter's fast path asks
-// here first; false sends it down the suspending path, whose poll goes
-// through the kernel's own hook (kernel/sync_abi.cpp). Always true today.
-inline bool sync_budget_allows_fast_path() noexcept { return true; }
+// The cooperative budget (weft_pulse.h) for sync awaitables: every
+// awaiter's fast path costs one unit; when the budget is spent it takes the
+// suspending path, whose poll (kernel/sync_abi.cpp) wakes the task and
+// reports pending, so the task yields at this await.
+inline bool sync_budget_allows_fast_path() noexcept { return weft_budget_consume(1) == 0; }
 
 inline void check(int r, const char* what) {
     if (r < 0) throw Error(r, what);

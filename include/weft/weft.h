@@ -109,6 +109,8 @@ typedef struct weft_runtime_config {
      * (weft_time.h). NULL: CLOCK_MONOTONIC. Called from any thread. */
     uint64_t (*clock)(void* ctx);
     void* clock_ctx;
+    /* Preemption settings (weft_pulse.h); NULL: the defaults (pulse on). */
+    const struct weft_pulse_config* pulse;
 } weft_runtime_config;
 
 /* Fills *cfg with the defaults (size set, one worker per CPU). */
@@ -255,5 +257,7 @@ WEFT_API void weft_free(void* p, size_t size);
  * meant to be reached through this header). */
 #include "weft_time.h" /* clock, timers, sleep */
 #include "weft_sync.h" /* semaphore, locks, notify, channels, barrier */
+#include "weft_pulse.h" /* preemption: budgets, tiers, worker handoff */
+#include "weft_metrics.h" /* counters, poll-time histogram, Prometheus text */
 
 #endif /* WEFT_WEFT_H */

@@ -635,5 +635,6 @@ private:
 // The rest of the C++ API, one header per subsystem.
 #include "time.hpp"  // sleep, sleep_until, timeout, interval
 #include "sync.hpp"  // Semaphore, Mutex, RwLock, Notify, channels, Barrier
+#include "pulse.hpp"  // checkpoint, the cooperative budget
 
 #endif

@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/membarrier.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,6 +19,12 @@ namespace weft::port {
 uint64_t monotonic_ns() {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t thread_cpu_ns() {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
@@ -120,6 +127,43 @@ void fatal(const char* msg) {
     write_stderr(msg);
     write_stderr("\n");
     abort();
+}
+
+// ---- process-wide memory barrier -------------------------------------------------
+
+namespace {
+std::atomic<int> g_barrier{0};  // 0 unknown, 1 registered, 2 unavailable
+const char* g_barrier_why = "";
+long membarrier_call(int cmd) { return syscall(__NR_membarrier, cmd, 0, 0); }
+}  // namespace
+
+bool process_barrier_init(const char** why) {
+    int s = g_barrier.load(std::memory_order_acquire);
+    if (s == 0) {
+        long cmds = membarrier_call(MEMBARRIER_CMD_QUERY);
+        if (cmds < 0) {
+            g_barrier_why = "membarrier(2) is not available (old kernel or a seccomp filter)";
+            s = 2;
+        } else if (!(cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED)) {
+            g_barrier_why = "membarrier(2) lacks MEMBARRIER_CMD_PRIVATE_EXPEDITED (kernel older than 4.14)";
+            s = 2;
+        } else if (membarrier_call(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) != 0) {
+            g_barrier_why = "membarrier(2) refused to register this process";
+            s = 2;
+        } else {
+            s = 1;
+        }
+        // Racing first callers compute the same answer; registering twice is harmless.
+        g_barrier.store(s, std::memory_order_release);
+    }
+    *why = s == 1 ? "" : g_barrier_why;
+    return s == 1;
+}
+
+void process_barrier() {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    membarrier_call(MEMBARRIER_CMD_PRIVATE_EXPEDITED);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
 }
 
 }  // namespace weft::port

@@ -1,0 +1,177 @@
+// kernel/pulse.h — preemption without signals: per-task budgets, graduated
+// intervention, worker handoff (the user's view: include/weft/weft_pulse.h).
+//
+// ---- Threads and workers ----------------------------------------------------
+// A Worker (scheduler.h) is a set of queues and duties: run queue, LIFO slot,
+// fork stack, owned-task list, timer wheel, parker. A thread (ThreadRec
+// below) *holds* at most one worker at a time; the runtime starts one thread
+// per worker and, when pulse hands a stuck worker over, spare threads.
+//
+// ---- The handoff state machine -------------------------------------------------
+// Each thread publishes, in its own ThreadRec::word, what it is doing:
+//
+//            poll starts               in-poll owner op (spawn, wake)
+//   IDLE ----------------> POLLING <-----------------------------> IN_OP
+//    ^  (scheduler code)      |      (op done: back to POLLING)
+//    |                        | poll returns
+//    +------------------------+
+//   any state --(saw it lost its worker)--> RELEASED (touches the worker never again)
+//
+// and holds `epoch`, the value of Worker::epoch it was given the worker with.
+// The monitor thread takes a worker W from a thread H stuck in one poll:
+//   1. it sees H's word POLLING (or IN_OP) with the same poll for handoff_ns;
+//   2. it picks a spare thread S (or, at the bound, gives up: REFUSED);
+//   3. it bumps W.epoch (H's epoch is stale from now on) and runs a process-
+//      wide memory barrier (membarrier(2), MEMBARRIER_CMD_PRIVATE_EXPEDITED:
+//      every thread of the process executes a full fence);
+//   4. it reads H's word: POLLING or RELEASED -> commit: S gets W and the new
+//      epoch and is woken. IDLE or IN_OP -> H is in code that touches W
+//      (scheduler code, or an owner op that passed its check before the
+//      barrier): the monitor waits, and retries on its next rounds.
+// H checks its epoch against W.epoch at every point where it would touch W
+// after a stretch of not touching it: entering IN_OP, leaving POLLING (poll
+// end), the top of its scheduler loop, after each park. Each check first
+// stores the new state, then (compiler barrier only) loads W.epoch. This is
+// an asymmetric Dekker: the cheap side (H, every poll and op) has no fence;
+// the barrier in step 3 stands in for it. Either H's store is visible to the
+// monitor's read in step 4, or H's load comes after the barrier and sees the
+// new epoch. So the monitor never commits while H is between a check that
+// passed and the end of the touching that followed it; and once committed,
+// every later check of H fails. A failed check at poll end: H finishes the
+// task without the worker (the isolation pool, the inject queue, a mutex-
+// guarded owned list), stores RELEASED and becomes a spare. A failed IN_OP
+// check: the op takes the path a foreign thread would (the inject queue).
+// The per-poll cost is two relaxed stores and one load on lines this thread
+// owns; the expensive barrier is the monitor's, once per handoff.
+// Without membarrier (old kernel, seccomp) there is no handoff: the status
+// says why (weft_runtime_pulse_status) and budgets and tiers still work.
+// Test: Pulse.HandoffStressLosesNoTask (ThreadSanitizer in CI).
+//
+// ---- Per-task budget and tiers ------------------------------------------------
+// Budget (16 bytes, in TaskHeader): tier, strikes, a run of good polls, the
+// budget left at the end of the last poll, the last poll's time and a poll
+// count. Written only by the thread that owns the task's RUNNING bit; `tier`
+// is also read by wakers (schedule: an ISOLATE task goes to the isolation
+// pool), hence atomic. No map, no lock, no allocation on the poll path.
+// The remaining budget of the poll in progress lives in a thread-local
+// (t_budget): weft_budget_consume is a TLS decrement.
+//
+// ---- Time -----------------------------------------------------------------------
+// Poll time is measured in "pulse ticks": the arch/ cycle counter, calibrated
+// once per process against CLOCK_MONOTONIC, or — when the runtime has an
+// injected clock — that clock in ns, so tests drive promotion and handoff
+// with a manual clock. Wall time: a thread the OS descheduled mid-poll looks
+// like a hog. So for a suspect task (one strike already, or above MONITOR)
+// the poll also reads CLOCK_THREAD_CPUTIME_ID (a system call, hence only
+// then) and a long poll that spent less than half its time on a CPU is
+// neither a strike nor a reason to isolate. A first long poll of a clean
+// task is counted on wall time alone: with strikes_to_promote >= 2 (the
+// default) promotion always needs one poll verified on CPU time.
+#ifndef WEFT_KERNEL_PULSE_H
+#define WEFT_KERNEL_PULSE_H
+
+#include <atomic>
+#include <stdint.h>
+
+#include "../arch/arch.h"
+#include "../arch/padding.h"
+#include "../port/port.h"
+#include "parker.h"
+
+#ifndef WEFT_PULSE
+#define WEFT_PULSE 1  // 0: the hooks are compiled out (CMake option WEFT_PULSE)
+#endif
+
+namespace weft::kernel {
+
+struct Worker;
+struct Shared;
+struct TaskHeader;
+
+enum Tier : uint8_t { TIER_MONITOR = 0, TIER_WARN = 1, TIER_YIELD = 2, TIER_ISOLATE = 3 };
+
+struct Budget {
+    std::atomic<uint8_t> tier{TIER_MONITOR};
+    uint8_t strikes = 0;
+    uint16_t good_polls = 0;      // well-behaved polls in a row (demotion)
+    uint16_t remaining = 0;       // budget left when the last poll returned
+    uint16_t reserved = 0;
+    uint32_t last_poll_ns = 0;    // saturating
+    uint32_t polls = 0;           // saturating
+};
+static_assert(sizeof(Budget) == 16, "the budget record is 16 bytes");
+
+// The runtime's pulse settings, resolved from weft_pulse_config.
+struct PulseSettings {
+    bool on = false;            // hooks run
+    bool handoff = false;       // a monitor thread exists and membarrier works
+    uint8_t top_tier = TIER_ISOLATE;
+    uint32_t budget = 128;
+    uint32_t yield_budget = 16;
+    uint32_t strikes_to_promote = 2;
+    uint32_t good_polls_to_demote = 256;
+    uint32_t max_spares = 0;
+    uint32_t isolation_threads = 1;
+    uint64_t slow_poll_ns = 1000000;
+    uint64_t handoff_ns = 10000000;
+    uint64_t slow_poll_ticks = 0;   // the same in pulse ticks
+    uint64_t handoff_ticks = 0;
+    bool ticks_are_ns = false;      // injected clock: ticks are its ns
+    // Check a suspect's long poll against the thread's CPU time (off with an
+    // injected clock: a test's clock step is not CPU time).
+    bool verify_cpu = false;
+    void (*on_warn)(void*, uint64_t, uint64_t) = nullptr;
+    void (*on_event)(void*, const void*) = nullptr;  // weft_pulse_event
+    void* ctx = nullptr;
+    const char* handoff_note = "";
+};
+
+// One OS thread of the runtime (see the state machine above).
+struct alignas(WEFT_CACHE_LINE) ThreadRec {
+    static constexpr uint64_t IDLE = 0, POLLING = 1, IN_OP = 2, RELEASED = 3;
+    // -- written by this thread only (relaxed/release), read by the monitor --
+    std::atomic<uint64_t> word{IDLE};       // (poll sequence << 2) | state
+    std::atomic<uint64_t> poll_start{0};    // pulse ticks when the poll began
+    // -- written by the monitor (or runtime_new) before waking this thread --
+    alignas(WEFT_CACHE_LINE) Parker parker;  // a spare sleeps here
+    std::atomic<Worker*> given{nullptr};     // the worker to hold next
+    uint32_t given_epoch = 0;
+    // -- fixed --
+    Shared* shared = nullptr;
+    uint32_t index = 0;
+    bool started = false;
+    // Guarded by Shared::spare_mu. ACTIVE: holds a worker or is about to
+    // look for one; WAITING: on the idle-spare stack; RESERVED: popped by
+    // the monitor for a handoff not committed yet (a spurious wake-up must
+    // not put it back on the stack: it would be given two workers).
+    enum SpareState : uint8_t { ACTIVE, WAITING, RESERVED };
+    SpareState spare_state = ACTIVE;
+    ThreadRec* next_spare = nullptr;        // the idle-spare stack (Shared::spare_mu)
+    port::Thread thread;
+};
+
+// The isolation pool: threads that run ISOLATE-tier tasks, fed by a queue.
+struct IsolationPool;
+
+// ---- thread-local state of the calling thread (scheduler.cpp) ----
+extern constinit __attribute__((tls_model("initial-exec"))) thread_local ThreadRec* t_thread;
+extern constinit __attribute__((tls_model("initial-exec"))) thread_local uint32_t t_epoch;
+// True while this thread is inside a user poll of a worker it may lose
+// (pulse on with handoff): owner ops must then be guarded (CoreOp).
+extern constinit __attribute__((tls_model("initial-exec"))) thread_local bool t_in_user_poll;
+// Budget left in the poll in progress; UINT32_MAX when unmetered.
+extern constinit __attribute__((tls_model("initial-exec"))) thread_local uint32_t t_budget;
+extern constinit __attribute__((tls_model("initial-exec"))) thread_local bool t_budget_metered;
+
+// ---- time ----
+// Cycles per microsecond of the counter, calibrated once (0 = use the clock).
+uint64_t pulse_cycles_per_us();
+inline uint64_t pulse_cycles_to_ns(uint64_t cycles, uint64_t per_us) {
+    return per_us ? cycles * 1000 / per_us : cycles;
+}
+
+// CoreOp (the in-poll owner-op guard) is in scheduler.h, next to Worker.
+
+}  // namespace weft::kernel
+
+#endif

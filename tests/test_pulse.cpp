@@ -1,0 +1,500 @@
+// tests/test_pulse.cpp — pulse (weft_pulse.h, kernel/pulse.h): budgets, tiers,
+// the warn callback, the isolation pool and worker handoff, on real runtimes.
+//
+// Why: pulse changes where tasks run while they run. Every test here checks
+// the two things that must never break — every task runs to completion
+// exactly once, and no task is polled by two threads at once — besides the
+// feature itself. Time is a manual clock (weft_runtime_config.clock): pulse
+// measures polls and stuck workers with it, so a "10 ms poll" is a clock
+// step inside a poll, and no test depends on how fast the machine is.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <weft/weft.hpp>
+
+#include "test_support.h"
+
+using weft_test::scaled;
+using weft_test::spin_until;
+
+namespace {
+
+constexpr uint64_t MS = 1000000;
+
+struct ManualClock {
+    std::atomic<uint64_t> ns{uint64_t(1000) * 1000 * MS};
+    static uint64_t read(void* self) { return static_cast<ManualClock*>(self)->ns.load(std::memory_order_acquire); }
+    void step(uint64_t d) { ns.fetch_add(d, std::memory_order_acq_rel); }
+};
+
+struct PulseRig {
+    ManualClock clock;
+    weft_pulse_config pulse;
+    weft_runtime_config cfg;
+    explicit PulseRig(uint32_t workers) {
+        weft_pulse_config_init(&pulse);
+        weft_runtime_config_init(&cfg);
+        cfg.workers = workers;
+        cfg.clock = &ManualClock::read;
+        cfg.clock_ctx = &clock;
+        cfg.pulse = &pulse;
+    }
+};
+
+bool handoff_available(weft_runtime* rt) {
+    weft_pulse_status st{};
+    st.size = sizeof st;
+    EXPECT_EQ(weft_runtime_pulse_status(rt, &st), 0);
+    return st.handoff != 0;
+}
+
+// Pulse runs unless the build compiled it out (CI section 9) or the
+// operator's switch WEFT_PULSE=off is set.
+bool pulse_active() {
+    weft::Runtime rt(1);
+    weft_pulse_status st{};
+    st.size = sizeof st;
+    EXPECT_EQ(weft_runtime_pulse_status(rt.get(), &st), 0);
+    return st.compiled != 0 && st.mode == WEFT_PULSE_ON;
+}
+
+#define REQUIRE_PULSE()                                                                 \
+    do {                                                                                \
+        if (!pulse_active()) GTEST_SKIP() << "pulse compiled out or WEFT_PULSE=off";      \
+    } while (0)
+
+uint64_t total_metric(weft_runtime* rt, uint64_t weft_worker_metrics_ex::*field) {
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < weft_runtime_workers(rt); i++) {
+        weft_worker_metrics_ex m{};
+        m.size = sizeof m;
+        EXPECT_EQ(weft_runtime_worker_metrics_ex(rt, i, &m), 0);
+        sum += m.*field;
+    }
+    return sum;
+}
+
+uint64_t handoffs(weft_runtime* rt) {
+    weft_metrics m{};
+    m.size = sizeof m;
+    EXPECT_EQ(weft_runtime_metrics(rt, &m), 0);
+    return m.handoffs;
+}
+
+// Records every event (on_event) and warn callback.
+struct Recorder {
+    std::mutex mu;
+    std::vector<weft_pulse_event> events;
+    std::vector<std::pair<uint64_t, uint64_t>> warns;  // task id, poll ns
+    static void on_event(void* self, const weft_pulse_event* ev) {
+        auto* r = static_cast<Recorder*>(self);
+        std::lock_guard<std::mutex> g(r->mu);
+        r->events.push_back(*ev);
+    }
+    static void on_warn(void* self, uint64_t id, uint64_t ns) {
+        auto* r = static_cast<Recorder*>(self);
+        std::lock_guard<std::mutex> g(r->mu);
+        r->warns.push_back({id, ns});
+    }
+    void attach(weft_pulse_config& p) {
+        p.on_event = &on_event;
+        p.on_warn = &on_warn;
+        p.ctx = this;
+    }
+    size_t count(uint32_t kind) {
+        std::lock_guard<std::mutex> g(mu);
+        size_t n = 0;
+        for (auto& e : events) n += e.kind == kind;
+        return n;
+    }
+};
+
+// ---- configuration and the budget ABI ------------------------------------------------
+
+TEST(Pulse, ConfigIsValidated) {
+    weft_pulse_config p;
+    weft_pulse_config_init(&p);
+    EXPECT_EQ(p.size, sizeof p);
+    EXPECT_EQ(p.mode, (uint32_t)WEFT_PULSE_ON);
+    weft_runtime_config cfg;
+    weft_runtime_config_init(&cfg);
+    cfg.workers = 1;
+    cfg.pulse = &p;
+    weft_runtime* rt = nullptr;
+    p.size = 8;
+    EXPECT_EQ(weft_runtime_new(&cfg, &rt), WEFT_EVERSION);
+    weft_pulse_config_init(&p);
+    p.budget = 0;
+    EXPECT_EQ(weft_runtime_new(&cfg, &rt), WEFT_EINVAL);
+    weft_pulse_config_init(&p);
+    p.yield_budget = p.budget + 1;
+    EXPECT_EQ(weft_runtime_new(&cfg, &rt), WEFT_EINVAL);
+    weft_pulse_config_init(&p);
+    p.mode = 7;
+    EXPECT_EQ(weft_runtime_new(&cfg, &rt), WEFT_EINVAL);
+    weft_pulse_config_init(&p);
+    p.handoff_ns = 0;
+    EXPECT_EQ(weft_runtime_new(&cfg, &rt), WEFT_EINVAL);
+    EXPECT_EQ(rt, nullptr);
+    weft_pulse_status st{};
+    st.size = sizeof st;
+    EXPECT_EQ(weft_runtime_pulse_status(nullptr, &st), WEFT_EINVAL);
+    EXPECT_EQ(weft_join_task_tier(nullptr), WEFT_EINVAL);
+}
+
+TEST(Pulse, BudgetIsUnmeteredOutsideTasks) {
+    EXPECT_EQ(weft_budget_consume(1), 0);
+    EXPECT_EQ(weft_budget_consume(1u << 30), 0);
+    EXPECT_EQ(weft_budget_remaining(), UINT32_MAX);
+}
+
+TEST(Pulse, BudgetRunsOutAfterItsUnitsAndRefillsNextPoll) {
+    REQUIRE_PULSE();
+    PulseRig s(1);
+    s.pulse.budget = 10;
+    s.pulse.yield_budget = 5;
+    weft::Runtime rt(s.cfg);
+    struct Seen {
+        uint32_t at_start, zeros, after;
+    };
+    auto seen = rt.block_on([]() -> weft::Task<std::vector<Seen>> {
+        std::vector<Seen> out;
+        for (int poll = 0; poll < 2; poll++) {
+            Seen x{weft_budget_remaining(), 0, 0};
+            while (weft_budget_consume(1) == 0) x.zeros++;
+            x.after = weft_budget_remaining();
+            out.push_back(x);
+            co_await weft::yield_now();
+        }
+        co_return out;
+    }());
+    ASSERT_EQ(seen.size(), 2u);
+    for (auto& x : seen) {
+        EXPECT_EQ(x.at_start, 10u);
+        EXPECT_EQ(x.zeros, 10u);
+        EXPECT_EQ(x.after, 0u);
+    }
+    EXPECT_GE(total_metric(rt.get(), &weft_worker_metrics_ex::budget_yields), 2u);
+}
+
+TEST(Pulse, OffMeansNoBudgetAndNoHandoff) {
+    PulseRig s(1);
+    s.pulse.mode = WEFT_PULSE_OFF;
+    weft::Runtime rt(s.cfg);
+    EXPECT_FALSE(handoff_available(rt.get()));
+    uint32_t remaining = rt.block_on([]() -> weft::Task<uint32_t> {
+        for (int i = 0; i < 1000; i++) EXPECT_EQ(weft_budget_consume(1), 0);
+        co_return weft_budget_remaining();
+    }());
+    EXPECT_EQ(remaining, UINT32_MAX);
+}
+
+// ---- cooperative yields at runtime awaitables ----------------------------------------
+
+// One worker; a receiver finds 1000 values ready. Without a budget it would
+// take them all in one poll, and a task queued behind it would only run
+// after. With the budget its receive reports pending after `budget` values:
+// the queued task runs in between.
+TEST(Pulse, BudgetExhaustionMakesAChannelReceiveYield) {
+    REQUIRE_PULSE();
+    PulseRig s(1);
+    s.pulse.budget = 64;
+    s.pulse.yield_budget = 16;
+    weft::Runtime rt(s.cfg);
+    struct Out {
+        int received = 0;
+        int received_before_other_ran = -1;
+    };
+    auto out = rt.block_on([]() -> weft::Task<Out> {
+        auto [tx, rx] = weft::mpsc::unbounded_channel<int>();
+        for (int i = 0; i < 1000; i++) EXPECT_TRUE(tx.try_send(i).ok());
+        tx = {};  // the stream ends after the 1000
+        std::atomic<bool> other_ran{false};
+        auto other = weft::spawn([](std::atomic<bool>* f) -> weft::Task<void> {
+            f->store(true);
+            co_return;
+        }(&other_ran));
+        Out o;
+        while (auto v = co_await rx.recv()) {
+            if (o.received_before_other_ran < 0 && other_ran.load()) o.received_before_other_ran = o.received;
+            o.received++;
+        }
+        co_await other;
+        co_return o;
+    }());
+    EXPECT_EQ(out.received, 1000);
+    // It yielded once its budget (64, less what the spawn cost) was spent.
+    EXPECT_GE(out.received_before_other_ran, 1);
+    EXPECT_LE(out.received_before_other_ran, 64);
+    EXPECT_GE(total_metric(rt.get(), &weft_worker_metrics_ex::budget_yields), 1u);
+}
+
+TEST(Pulse, CheckpointYieldsOnlyWhenTheBudgetIsSpent) {
+    REQUIRE_PULSE();
+    PulseRig s(1);
+    s.pulse.budget = 32;
+    s.pulse.yield_budget = 8;
+    weft::Runtime rt(s.cfg);
+    auto polls_and_yields = rt.block_on([]() -> weft::Task<std::pair<int, int>> {
+        int yields = 0;
+        for (int i = 0; i < 320; i++) {
+            uint32_t before = weft_budget_remaining();
+            co_await weft::checkpoint();
+            if (weft_budget_remaining() > before) yields++;  // a fresh poll
+        }
+        co_return std::pair<int, int>{320, yields};
+    }());
+    // 320 checkpoints of 1 unit with 32 per poll: a yield every 33rd.
+    EXPECT_GE(polls_and_yields.second, 9);
+    EXPECT_LE(polls_and_yields.second, 10);
+}
+
+// ---- tiers -----------------------------------------------------------------------------------
+
+// A C task whose polls take `ms` of the manual clock each (it steps the
+// clock inside the poll), for `slow` polls, then `fast` instant polls.
+struct SteppedTask {
+    ManualClock* clock;
+    uint64_t step_ns;
+    int slow, fast, polls = 0;
+    std::atomic<int>* in_poll;  // concurrent-poll detector
+    static int poll(void* data, weft_context* cx, void*) {
+        auto* t = static_cast<SteppedTask*>(data);
+        EXPECT_EQ(t->in_poll->fetch_add(1), 0) << "polled by two threads at once";
+        int p = t->polls++;
+        if (p < t->slow) t->clock->step(t->step_ns);
+        t->in_poll->fetch_sub(1);
+        if (p + 1 >= t->slow + t->fast) return WEFT_READY;
+        weft_waker_wake_by_ref(&cx->waker);
+        return WEFT_PENDING;
+    }
+};
+
+weft_join* spawn_stepped(weft_runtime* rt, SteppedTask* st) {
+    weft_task_desc d{};
+    d.size = sizeof d;
+    d.poll = &SteppedTask::poll;
+    d.data = st;
+    weft_join* j = nullptr;
+    EXPECT_EQ(weft_spawn(rt, &d, &j), 0);
+    return j;
+}
+
+TEST(Pulse, SlowPollsPromoteTierByTierAndGoodPollsDemote) {
+    REQUIRE_PULSE();
+    PulseRig s(1);
+    Recorder rec;
+    rec.attach(s.pulse);
+    s.pulse.slow_poll_ns = 1 * MS;
+    s.pulse.strikes_to_promote = 2;
+    s.pulse.good_polls_to_demote = 10;
+    s.pulse.max_spare_threads = 0;  // 3 ms polls must not look stuck
+    weft::Runtime rt(s.cfg);
+    std::atomic<int> in_poll{0};
+    // 6 slow polls: MONITOR -> WARN -> YIELD -> ISOLATE; then 35 fast ones:
+    // ISOLATE -> YIELD -> WARN -> MONITOR after 10 each.
+    SteppedTask st{&s.clock, 3 * MS, 6, 35, 0, &in_poll};
+    weft_join* j = spawn_stepped(rt.get(), &st);
+    ASSERT_EQ(weft_join_wait(j, -1), 0);
+    uint64_t id = weft_join_task_id(j);
+    EXPECT_EQ(weft_join_task_tier(j), WEFT_TIER_MONITOR);
+    weft_join_free(j);
+    std::lock_guard<std::mutex> g(rec.mu);
+    std::vector<std::pair<int, int>> changes;
+    for (auto& e : rec.events) {
+        if (e.kind != WEFT_PULSE_TIER_CHANGE) continue;
+        EXPECT_EQ(e.task_id, id);
+        changes.push_back({e.from_tier, e.to_tier});
+    }
+    std::vector<std::pair<int, int>> want = {{0, 1}, {1, 2}, {2, 3}, {3, 2}, {2, 1}, {1, 0}};
+    EXPECT_EQ(changes, want);
+    // The warn callback: once, for the promotion into WARN, with the task's
+    // id and the poll time that tipped it.
+    ASSERT_EQ(rec.warns.size(), 1u);
+    EXPECT_EQ(rec.warns[0].first, id);
+    EXPECT_EQ(rec.warns[0].second, 3 * MS);
+}
+
+TEST(Pulse, WithoutIsolationThreadsYieldIsTheTopTier) {
+    REQUIRE_PULSE();
+    PulseRig s(1);
+    s.pulse.isolation_threads = 0;
+    s.pulse.max_spare_threads = 0;
+    s.pulse.strikes_to_promote = 1;
+    weft::Runtime rt(s.cfg);
+    std::atomic<int> in_poll{0};
+    SteppedTask st{&s.clock, 5 * MS, 10, 0, 0, &in_poll};
+    weft_join* j = spawn_stepped(rt.get(), &st);
+    ASSERT_EQ(weft_join_wait(j, -1), 0);
+    EXPECT_EQ(weft_join_task_tier(j), WEFT_TIER_YIELD);
+    weft_join_free(j);
+}
+
+// Tasks promoted to ISOLATE move to the isolation pool and keep being woken
+// from workers and foreign threads: each completes once, none is polled
+// twice at a time, and they come back when they behave.
+TEST(Pulse, IsolatedTasksRunExactlyOnceAndComeBack) {
+    REQUIRE_PULSE();
+    PulseRig s(2);
+    s.pulse.strikes_to_promote = 1;
+    s.pulse.good_polls_to_demote = 20;
+    s.pulse.max_spare_threads = 0;
+    weft::Runtime rt(s.cfg);
+    const int n = (int)scaled(64);
+    std::vector<std::atomic<int>> in_poll(n);
+    std::vector<SteppedTask> tasks;
+    tasks.reserve(n);
+    std::vector<weft_join*> joins;
+    for (int i = 0; i < n; i++) {
+        // 3 slow polls reach ISOLATE; 100 fast ones there bring it back down.
+        tasks.push_back(SteppedTask{&s.clock, 2 * MS, 3, 100, 0, &in_poll[i]});
+        joins.push_back(spawn_stepped(rt.get(), &tasks.back()));
+    }
+    for (int i = 0; i < n; i++) {
+        ASSERT_EQ(weft_join_wait(joins[i], -1), 0);
+        EXPECT_EQ(tasks[i].polls, 103);
+        EXPECT_EQ(weft_join_task_tier(joins[i]), WEFT_TIER_MONITOR);
+        weft_join_free(joins[i]);
+    }
+}
+
+// ---- handoff ---------------------------------------------------------------------------------
+
+// One worker. A sleeper waits on a timer of that worker's wheel; a hog then
+// takes the worker and spins until the sleeper has run. Only a handoff can
+// end this: the monitor sees the hog's poll outlive handoff_ns (the manual
+// clock is stepped past it), gives the worker (its queue and its timers) to
+// a spare thread, which fires the timer and runs the sleeper.
+TEST(Pulse, AHogOnTheTimerWorkerStillLetsOtherTimersFire) {
+    REQUIRE_PULSE();
+    PulseRig s(1);
+    Recorder rec;
+    rec.attach(s.pulse);
+    weft::Runtime rt(s.cfg);
+    if (!handoff_available(rt.get())) GTEST_SKIP() << "no membarrier: no handoff here";
+    std::atomic<bool> slept{false}, hog_running{false};
+    auto sleeper = rt.spawn([](std::atomic<bool>* done) -> weft::Task<void> {
+        co_await weft::sleep(std::chrono::milliseconds(5));
+        done->store(true);
+    }(&slept));
+    // The sleeper must be registered before the hog takes the worker.
+    spin_until([&] { return weft_join_status(sleeper.native_handle()) == WEFT_EAGAIN; });
+    auto hog = rt.spawn([](std::atomic<bool>* running, std::atomic<bool>* release) -> weft::Task<int> {
+        running->store(true);
+        while (!release->load()) std::this_thread::yield();
+        co_return weft_task_current_id() != 0;
+    }(&hog_running, &slept));
+    spin_until([&] { return hog_running.load(); });
+    s.clock.step(20 * MS);  // the sleep is due, and the hog's poll is 20 ms old
+    weft_runtime_clock_changed(rt.get());
+    sleeper.join();
+    EXPECT_TRUE(slept.load());
+    uint64_t hog_id = hog.id();
+    EXPECT_EQ(hog.join(), 1);
+    EXPECT_GE(rec.count(WEFT_PULSE_HANDOFF), 1u);
+    EXPECT_GE(total_metric(rt.get(), &weft_worker_metrics_ex::handoffs), 1u);
+    // The hog was stuck long enough to lose its worker: it was isolated.
+    std::lock_guard<std::mutex> g(rec.mu);
+    bool isolated = false;
+    for (auto& e : rec.events)
+        isolated |= e.kind == WEFT_PULSE_TIER_CHANGE && e.task_id == hog_id && e.to_tier == WEFT_TIER_ISOLATE;
+    EXPECT_TRUE(isolated);
+}
+
+// At the bound, no handoff: the event says so and nothing is lost.
+TEST(Pulse, AtTheSpareBoundTheStuckWorkerKeepsItsQueues) {
+    REQUIRE_PULSE();
+    PulseRig s(2);
+    Recorder rec;
+    rec.attach(s.pulse);
+    s.pulse.max_spare_threads = 1;
+    weft::Runtime rt(s.cfg);
+    if (!handoff_available(rt.get())) GTEST_SKIP() << "no membarrier: no handoff here";
+    std::atomic<bool> release{false};
+    std::atomic<int> running{0};
+    auto hog = [](std::atomic<int>* r, std::atomic<bool>* rel) -> weft::Task<void> {
+        r->fetch_add(1);
+        while (!rel->load()) std::this_thread::yield();
+        co_return;
+    };
+    auto a = rt.spawn(hog(&running, &release));
+    auto b = rt.spawn(hog(&running, &release));
+    spin_until([&] { return running.load() == 2; });
+    // Both workers stuck: one spare for two handoffs. Step until the monitor
+    // has used the spare and refused the other worker.
+    spin_until([&] {
+        s.clock.step(20 * MS);
+        return rec.count(WEFT_PULSE_HANDOFF) >= 1 && rec.count(WEFT_PULSE_HANDOFF_REFUSED) >= 1;
+    });
+    // The spare runs new work meanwhile.
+    EXPECT_EQ(rt.block_on([]() -> weft::Task<int> { co_return 7; }()), 7);
+    release.store(true);
+    a.join();
+    b.join();
+    EXPECT_GE(total_metric(rt.get(), &weft_worker_metrics_ex::handoffs_refused), 1u);
+    weft_pulse_status st{};
+    st.size = sizeof st;
+    ASSERT_EQ(weft_runtime_pulse_status(rt.get(), &st), 0);
+    EXPECT_LE(st.spare_threads, 1u);
+}
+
+// The race this protocol exists for: workers handed over again and again
+// while their tasks spawn and wake each other across threads. Every task
+// completes exactly once and is never polled by two threads at once.
+TEST(Pulse, HandoffStressLosesNoTask) {
+    REQUIRE_PULSE();
+    PulseRig s(2);
+    s.pulse.handoff_ns = 1 * MS;
+    s.pulse.slow_poll_ns = 1 * MS;
+    weft::Runtime rt(s.cfg);
+    if (!handoff_available(rt.get())) GTEST_SKIP() << "no membarrier: no handoff here";
+    std::atomic<bool> stop{false};
+    // A clock that keeps moving: every poll in flight soon looks stuck.
+    std::thread ticker([&] {
+        while (!stop.load()) {
+            s.clock.step(2 * MS);
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+    });
+    const int chains = (int)scaled(100), rounds = (int)scaled(128);
+    struct Shared {
+        std::atomic<uint64_t> completions{0};
+        std::vector<std::atomic<int>> in_poll;
+        explicit Shared(int n) : in_poll(n) {}
+    } sh(chains);
+    auto worker = [](Shared* sh, int me, int rounds) -> weft::Task<void> {
+        for (int r = 0; r < rounds; r++) {
+            EXPECT_EQ(sh->in_poll[me].fetch_add(1), 0);
+            // Now and then a poll that stays until the monitor has taken
+            // its worker (or the clock moved on 50 ms: at the spare bound
+            // the monitor refuses): handoffs in the middle of polls.
+            if (r % 64 == 0) {
+                weft_runtime* rt = weft_runtime_current();
+                uint64_t before = handoffs(rt), t0 = weft_now();
+                while (handoffs(rt) == before && weft_now() - t0 < 50 * MS) std::this_thread::yield();
+            }
+            // Spawned children (in-poll owner ops) and joins across threads.
+            auto child = weft::spawn([](Shared* sh) -> weft::Task<void> {
+                sh->completions.fetch_add(1);
+                co_return;
+            }(sh));
+            sh->in_poll[me].fetch_sub(1);
+            co_await child;
+            co_await weft::yield_now();
+        }
+        sh->completions.fetch_add(1);
+    };
+    std::vector<weft::JoinHandle<void>> hs;
+    for (int i = 0; i < chains; i++) hs.push_back(rt.spawn(worker(&sh, i, rounds)));
+    for (auto& h : hs) h.join();
+    stop.store(true);
+    ticker.join();
+    EXPECT_EQ(sh.completions.load(), (uint64_t)chains * rounds + chains);
+    EXPECT_GE(handoffs(rt.get()), 1u);
+}
+
+}  // namespace
