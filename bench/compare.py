@@ -11,7 +11,9 @@ Usage: bench/compare.py [--rounds N] [--workers N] [--weft PATH] [--tokio PATH]
   --weft   weft-bench binary (default: build/bench/weft-bench)
   --tokio  tokio-peer-bench binary (default: built by ../shared/peers/tokio/run
            into $CARGO_TARGET_DIR or /tmp/weft-peers/tokio-target)
-Prints a Markdown table; exit status 0.
+Prints a Markdown table; exit status 0. For `starvation` (whose point is the
+ticker's lateness, not its time) a second table gives the medians of the
+STARVATION line's max_tick_late_us and p99_tick_late_us on both sides.
 """
 import argparse
 import os
@@ -33,16 +35,24 @@ TARGETS = {
     "timers": 0.3,
 }
 LINE = re.compile(r"^BENCH (\S+) workers=(\d+) median_ns=(\d+) ops=(\d+) ns_per_op=([\d.]+)")
+STARVATION = re.compile(r"^STARVATION max_tick_late_us=([\d.]+) p99_tick_late_us=([\d.]+) ticks=(\d+)")
 
 
 def run(cmd):
+    """{workload: ns_per_op}, {workload: (max_tick_late_us, p99_tick_late_us)}; a STARVATION
+    line belongs to the BENCH line before it."""
     out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=True).stdout
-    res = {}
+    res, late = {}, {}
+    last = None
     for line in out.splitlines():
         m = LINE.match(line)
         if m:
-            res[m.group(1)] = float(m.group(5))
-    return res
+            last = m.group(1)
+            res[last] = float(m.group(5))
+        m = STARVATION.match(line)
+        if m and last is not None:
+            late[last] = (float(m.group(1)), float(m.group(2)))
+    return res, late
 
 
 def main():
@@ -61,12 +71,17 @@ def main():
             sys.exit(f"compare.py: {p} is not an executable; build weft (make) and the peer "
                      f"(../shared/peers/tokio/run --list) first")
     workloads = a.workloads or DEFAULT_WORKLOADS
-    rows = []
+    rows, late_rows = [], []
     for w in workloads:
         ratios, wefts, tokios = [], [], []
+        weft_late, tokio_late = [], []
         for r in range(a.rounds):
-            x = run([a.weft, "--workers", str(a.workers), w]).get(w)
-            y = run([a.tokio, "--workers", str(a.workers), w]).get(w)
+            xs, xl = run([a.weft, "--workers", str(a.workers), w])
+            ys, yl = run([a.tokio, "--workers", str(a.workers), w])
+            x, y = xs.get(w), ys.get(w)
+            if w in xl and w in yl:
+                weft_late.append(xl[w])
+                tokio_late.append(yl[w])
             if x is None or y is None:
                 sys.exit(f"compare.py: no BENCH line for {w}")
             wefts.append(x)
@@ -76,12 +91,21 @@ def main():
                   file=sys.stderr, flush=True)
         rows.append((w, statistics.median(wefts), statistics.median(tokios), statistics.median(ratios),
                      min(ratios), max(ratios)))
+        if weft_late:
+            med = lambda v, i: statistics.median(t[i] for t in v)
+            late_rows.append((w, med(weft_late, 0), med(tokio_late, 0), med(weft_late, 1), med(tokio_late, 1)))
     print(f"| workload | weft ns/op | Tokio ns/op | weft/Tokio (median of {a.rounds}) | range | target |")
     print("|---|---:|---:|---:|---:|---:|")
     for w, x, y, r, lo, hi in rows:
         t = TARGETS.get(w)
         mark = "" if t is None else (f"<= {t} {'met' if r <= t else 'NOT met'}")
         print(f"| {w} | {x:.2f} | {y:.2f} | {r:.3f} | {lo:.3f}-{hi:.3f} | {mark} |")
+    if late_rows:
+        print()
+        print("| workload | weft max tick late us | Tokio max tick late us | weft p99 us | Tokio p99 us |")
+        print("|---|---:|---:|---:|---:|")
+        for w, xm, ym, xp, yp in late_rows:
+            print(f"| {w} | {xm:.1f} | {ym:.1f} | {xp:.1f} | {yp:.1f} |")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@
 //    observed completion; result checks come after the clock stops;
 //  * 3 warm-ups, then clamp(ceil(1.5 s / min(warm-up)), 10, 1e6) timed
 //    iterations; median (even count: mean of the middle two, rounded down).
+//    The starvation workloads are the exception: no warm-up, exactly 3.
 //  * "spawn from the main thread" = Runtime::spawn (inject queue);
 //    "spawn inside the runtime" = weft::spawn from a task (LIFO slot / local
 //    queue); "the main thread waits" = JoinHandle::join (futex park).
@@ -109,12 +110,10 @@ void check(bool ok, const char* what) {
     }
 }
 
-// Runs iter(timed) -> wall ns with the common protocol; prints the BENCH line.
-void run_bench(const char* name, unsigned workers, uint64_t ops, const std::function<uint64_t(bool)>& iter) {
-    std::vector<uint64_t> warm;
-    for (int i = 0; i < WARMUP_ITERS; i++) warm.push_back(iter(false));
-    uint64_t est = std::max<uint64_t>(1, *std::min_element(warm.begin(), warm.end()));
-    size_t iters = std::clamp<size_t>((TARGET_TIMED_NS + est - 1) / est, MIN_ITERS, MAX_ITERS);
+// Runs `iters` timed iterations of iter(true) after `warmups` untimed ones;
+// prints the diagnostics and the BENCH line.
+void run_iters(const char* name, unsigned workers, uint64_t ops, int warmups, size_t iters,
+               const std::function<uint64_t(bool)>& iter) {
     std::vector<uint64_t> samples;
     samples.reserve(iters);
     auto t0 = Clock::now();
@@ -122,11 +121,20 @@ void run_bench(const char* name, unsigned workers, uint64_t ops, const std::func
     double total = std::chrono::duration<double>(Clock::now() - t0).count();
     uint64_t med = median_ns(samples);
     std::fprintf(stderr, "# %s: warmups=%d iters=%zu min_ns=%" PRIu64 " max_ns=%" PRIu64 " timed_total_s=%.3f\n", name,
-                 WARMUP_ITERS, iters, *std::min_element(samples.begin(), samples.end()),
+                 warmups, iters, *std::min_element(samples.begin(), samples.end()),
                  *std::max_element(samples.begin(), samples.end()), total);
     std::printf("BENCH %s workers=%u median_ns=%" PRIu64 " ops=%" PRIu64 " ns_per_op=%.2f\n", name, workers, med, ops,
                 (double)med / (double)ops);
     std::fflush(stdout);
+}
+
+// Runs iter(timed) -> wall ns with the common protocol; prints the BENCH line.
+void run_bench(const char* name, unsigned workers, uint64_t ops, const std::function<uint64_t(bool)>& iter) {
+    std::vector<uint64_t> warm;
+    for (int i = 0; i < WARMUP_ITERS; i++) warm.push_back(iter(false));
+    uint64_t est = std::max<uint64_t>(1, *std::min_element(warm.begin(), warm.end()));
+    size_t iters = std::clamp<size_t>((TARGET_TIMED_NS + est - 1) / est, MIN_ITERS, MAX_ITERS);
+    run_iters(name, workers, ops, WARMUP_ITERS, iters, iter);
 }
 
 uint64_t since(Clock::time_point t) {
@@ -427,6 +435,165 @@ void bench_timers(unsigned workers) {
     std::fflush(stdout);
 }
 
+// ---- runtimes with pulse settings ---------------------------------------------------
+// pulse (weft_pulse.h) is on by default; these workloads also build runtimes
+// with it off, and count its events for the '#' diagnostics.
+struct PulseEvents {
+    std::atomic<uint64_t> handoffs{0};  // WEFT_PULSE_HANDOFF: a stuck worker's queues moved
+    std::atomic<uint64_t> refused{0};   // WEFT_PULSE_HANDOFF_REFUSED: no spare thread left
+    std::atomic<uint64_t> isolated{0};  // tier changes into WEFT_TIER_ISOLATE
+};
+
+void count_pulse_event(void* ctx, const weft_pulse_event* ev) {
+    auto* e = static_cast<PulseEvents*>(ctx);
+    if (ev->kind == WEFT_PULSE_HANDOFF) e->handoffs.fetch_add(1, std::memory_order_relaxed);
+    if (ev->kind == WEFT_PULSE_HANDOFF_REFUSED) e->refused.fetch_add(1, std::memory_order_relaxed);
+    if (ev->kind == WEFT_PULSE_TIER_CHANGE && ev->to_tier == WEFT_TIER_ISOLATE)
+        e->isolated.fetch_add(1, std::memory_order_relaxed);
+}
+
+// A runtime configuration with `workers` workers and pulse's defaults, or
+// pulse off; events (may be null) counts what pulse did. *pulse must outlive
+// the runtime.
+weft_runtime_config pulse_runtime_config(unsigned workers, bool pulse_on, weft::PulseConfig* pulse,
+                                         PulseEvents* events) {
+    if (!pulse_on) pulse->c.mode = WEFT_PULSE_OFF;
+    if (events) {
+        pulse->c.on_event = count_pulse_event;
+        pulse->c.ctx = events;
+    }
+    weft_runtime_config cfg;
+    weft_runtime_config_init(&cfg);
+    cfg.workers = workers;
+    cfg.pulse = &pulse->c;
+    return cfg;
+}
+
+// "# <name>: pulse mode=on handoff=1 spare_threads=2 ...; events: handoffs=..;
+// metrics: ..." (the event hook's counts, and weft_runtime_metrics's, which
+// should agree on handoffs).
+void print_pulse_diagnostics(const char* name, const weft::Runtime& rt, const PulseEvents& ev) {
+    weft_pulse_status st{};
+    st.size = sizeof st;
+    int r = weft_runtime_pulse_status(rt.get(), &st);
+    if (r != 0) {
+        std::fprintf(stderr, "# %s: weft_runtime_pulse_status: %s\n", name, weft_strerror(r));
+        return;
+    }
+    std::fprintf(stderr,
+                 "# %s: pulse mode=%s compiled=%u handoff=%u spare_threads=%u cycles_per_us=%" PRIu64
+                 "%s%s; events: handoffs=%" PRIu64 " refused=%" PRIu64 " isolated=%" PRIu64 "\n",
+                 name, st.mode == WEFT_PULSE_OFF ? "off" : "on", st.compiled, st.handoff, st.spare_threads,
+                 st.cycles_per_us, st.handoff_note && *st.handoff_note ? " handoff_note=" : "",
+                 st.handoff_note ? st.handoff_note : "", ev.handoffs.load(), ev.refused.load(), ev.isolated.load());
+    weft_metrics m;
+    std::memset(&m, 0, sizeof m);
+    m.size = sizeof m;
+    r = weft_runtime_metrics(rt.get(), &m);
+    if (r != 0) {
+        std::fprintf(stderr, "# %s: weft_runtime_metrics: %s\n", name, weft_strerror(r));
+        return;
+    }
+    std::fprintf(stderr,
+                 "# %s: metrics: polls=%" PRIu64 " handoffs=%" PRIu64 " handoffs_refused=%" PRIu64
+                 " tier_changes=%" PRIu64 " budget_yields=%" PRIu64 "\n",
+                 name, m.polls, m.handoffs, m.handoffs_refused, m.tier_changes, m.budget_yields);
+}
+
+// ---- 9. starvation ---------------------------------------------------------------
+// A ticker sleeps 1 ms, 200 times, and records how late each tick woke, while
+// CPU hogs spin without ever awaiting. Timed: the main thread spawns the
+// ticker, then the hogs (Runtime::spawn), then joins the hogs' handles and
+// then the ticker's. A hog takes end = now + 200 ms when it starts running
+// and spins `while (now < end) {}`: one poll of 200 ms. With as many hogs as
+// workers every worker is inside such a poll; a scheduler that fires timers
+// only between polls starves the ticker until a hog finishes (Tokio does).
+// weft's pulse hands a worker stuck in one poll to a spare thread, which
+// fires the timer. Lateness uses the timers workload's clock (weft::clock);
+// no warm-up, exactly 3 iterations (the reference protocol's exception).
+//   starvation             the workload as defined: `workers` hogs, default
+//                          runtime (pulse on)
+//   starvation_2x          twice as many hogs as workers
+//   starvation_checkpoint  hogs that `co_await weft::checkpoint()` after every
+//                          clock read: cooperative, they yield whenever their
+//                          budget for the poll is spent
+//   starvation_pulse_off   the plain workload on a runtime with pulse off
+//                          (weft_pulse_config.mode = WEFT_PULSE_OFF): the
+//                          ticker without preemption, for comparison
+// Extra line, over the 600 ticks of the 3 iterations (nearest rank, us):
+//   STARVATION max_tick_late_us=.. p99_tick_late_us=.. ticks=..
+constexpr int STARVATION_TICKS = 200;
+constexpr auto STARVATION_TICK = std::chrono::milliseconds(1);
+constexpr auto STARVATION_HOG_SPIN = std::chrono::milliseconds(200);
+constexpr size_t STARVATION_ITERS = 3;
+constexpr int STARVATION_WARMUPS = 0;
+constexpr unsigned STARVATION_2X_HOGS_PER_WORKER = 2;
+
+// late[i]: how late tick i woke, ns (0 if on time).
+weft::Task<void> starvation_ticker(uint64_t* late) {
+    for (int i = 0; i < STARVATION_TICKS; i++) {
+        auto deadline = weft::clock::now() + STARVATION_TICK;
+        co_await weft::sleep_until(deadline);
+        auto now = weft::clock::now();
+        late[i] = now > deadline ? (uint64_t)(now - deadline).count() : 0;
+    }
+}
+
+// Never awaits: the whole spin is one poll.
+weft::Task<void> starvation_hog() {
+    auto end = weft::clock::now() + STARVATION_HOG_SPIN;
+    while (weft::clock::now() < end) {
+    }
+    co_return;
+}
+
+// The same spin with a budget checkpoint after every clock read: suspends
+// (to the back of its worker's queue) only when the poll's budget is spent.
+weft::Task<void> starvation_hog_checkpoint() {
+    auto end = weft::clock::now() + STARVATION_HOG_SPIN;
+    while (weft::clock::now() < end) co_await weft::checkpoint();
+}
+
+void bench_starvation_with(const char* name, unsigned workers, unsigned hogs, weft::Task<void> (*hog)(),
+                           bool pulse_on) {
+    weft::PulseConfig pulse;
+    PulseEvents events;
+    weft::Runtime rt(pulse_runtime_config(workers, pulse_on, &pulse, &events));
+    std::vector<uint64_t> late(STARVATION_TICKS);
+    std::vector<uint64_t> all;  // every tick of every iteration, ns
+    all.reserve(STARVATION_ITERS * STARVATION_TICKS);
+    run_iters(name, workers, STARVATION_TICKS, STARVATION_WARMUPS, STARVATION_ITERS, [&](bool) {
+        std::vector<weft::JoinHandle<void>> hog_handles;
+        hog_handles.reserve(hogs);
+        auto start = Clock::now();
+        auto tick = rt.spawn(starvation_ticker(late.data()));
+        for (unsigned i = 0; i < hogs; i++) hog_handles.push_back(rt.spawn(hog()));
+        for (auto& h : hog_handles) h.join();
+        tick.join();
+        uint64_t ns = since(start);
+        all.insert(all.end(), late.begin(), late.end());
+        return ns;
+    });
+    print_pulse_diagnostics(name, rt, events);
+    std::sort(all.begin(), all.end());
+    std::printf("STARVATION max_tick_late_us=%.1f p99_tick_late_us=%.1f ticks=%zu\n", all.back() / 1000.0,
+                percentile(all, 0.99) / 1000.0, all.size());
+    std::fflush(stdout);
+}
+
+void bench_starvation(unsigned workers) {
+    bench_starvation_with("starvation", workers, workers, starvation_hog, true);
+}
+void bench_starvation_2x(unsigned workers) {
+    bench_starvation_with("starvation_2x", workers, STARVATION_2X_HOGS_PER_WORKER * workers, starvation_hog, true);
+}
+void bench_starvation_checkpoint(unsigned workers) {
+    bench_starvation_with("starvation_checkpoint", workers, workers, starvation_hog_checkpoint, true);
+}
+void bench_starvation_pulse_off(unsigned workers) {
+    bench_starvation_with("starvation_pulse_off", workers, workers, starvation_hog, false);
+}
+
 // ---- micro benchmarks (issue 4: sync primitives) -----------------------------------
 // Not BENCHMARKS.md workloads: one `MICRO <name> ...` line each, the median
 // over 7 runs of a tight loop. Uncontended: one thread, nothing waits.
@@ -558,6 +725,116 @@ void bench_timer_insert_cancel(unsigned) {
     std::fflush(stdout);
 }
 
+// ---- micro benchmarks: what pulse costs --------------------------------------------
+//   pulse_hook_cost   pulse's per-poll hooks: a C task that wakes itself
+//                     (wake_by_ref) and returns WEFT_PENDING POLL_HOOK_POLLS
+//                     times, then WEFT_READY, on a 1-worker runtime, timed
+//                     from its first poll to its last (no spawn or join in
+//                     the time): ns per no-op poll, pulse on and pulse off.
+//                     POLL_HOOK_ROUNDS rounds, the two runtimes interleaved
+//                     (alternating which goes first); the medians, and the
+//                     median of the rounds' differences on - off.
+//   budget_consume    ns per weft_budget_consume(1), called in a loop inside
+//                     one poll on a 1-worker runtime with pulse on (the budget
+//                     runs out after its first `budget` calls; the call still
+//                     returns, with 1, and that is what is measured), median
+//                     of MICRO_RUNS loops; pulse off alongside, for reference.
+constexpr uint64_t POLL_HOOK_POLLS = 1000000;
+constexpr int POLL_HOOK_ROUNDS = 15;
+constexpr uint64_t BUDGET_CONSUME_CALLS = 2000000;
+
+struct SelfWaker {
+    uint64_t pending_left = 0;  // polls still to answer WEFT_PENDING
+    uint64_t polls = 0;
+    Clock::time_point first, last;
+};
+
+int self_waker_poll(void* data, weft_context* cx, void*) {
+    auto* s = static_cast<SelfWaker*>(data);
+    if (s->polls++ == 0) s->first = Clock::now();
+    if (s->pending_left > 0) {
+        s->pending_left--;
+        weft_waker_wake_by_ref(&cx->waker);
+        return WEFT_PENDING;
+    }
+    s->last = Clock::now();
+    return WEFT_READY;
+}
+
+// One round: ns per poll of a task that only wakes itself.
+double ns_per_noop_poll(weft::Runtime& rt) {
+    SelfWaker s;
+    s.pending_left = POLL_HOOK_POLLS;
+    weft_task_desc d{sizeof d, self_waker_poll, nullptr, &s, 0};
+    check(weft_block_on(rt.get(), &d, nullptr) == 0, "pulse_hook_cost: task ran");
+    check(s.polls == POLL_HOOK_POLLS + 1, "pulse_hook_cost: poll count");
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(s.last - s.first).count();
+    return (double)ns / (double)POLL_HOOK_POLLS;  // polls - 1 intervals between the first and last poll
+}
+
+void bench_pulse_hook_cost(unsigned) {
+    weft::PulseConfig on_cfg, off_cfg;
+    weft::Runtime on(pulse_runtime_config(1, true, &on_cfg, nullptr));
+    weft::Runtime off(pulse_runtime_config(1, false, &off_cfg, nullptr));
+    std::vector<double> on_ns, off_ns, diff_ns;
+    for (int k = 0; k < POLL_HOOK_ROUNDS; k++) {
+        double a, b;
+        if (k % 2 == 0) {
+            a = ns_per_noop_poll(on);
+            b = ns_per_noop_poll(off);
+        } else {
+            b = ns_per_noop_poll(off);
+            a = ns_per_noop_poll(on);
+        }
+        on_ns.push_back(a);
+        off_ns.push_back(b);
+        diff_ns.push_back(a - b);
+    }
+    auto med = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];
+    };
+    std::printf("MICRO pulse_hook_cost on_ns_per_poll=%.2f off_ns_per_poll=%.2f diff_ns=%.2f\n", med(on_ns),
+                med(off_ns), med(diff_ns));
+    std::fflush(stdout);
+}
+
+struct BudgetMicro {
+    double ns = 0;
+    uint32_t budget = 0;  // weft_budget_remaining() when the poll began
+    uint64_t spent = 0;   // calls that answered 1 ("yield now")
+};
+
+int budget_micro_poll(void* data, weft_context*, void*) {
+    auto* m = static_cast<BudgetMicro*>(data);
+    m->budget = weft_budget_remaining();
+    uint64_t spent = 0;
+    m->ns = micro_median_ns(BUDGET_CONSUME_CALLS, [&](uint64_t n) {
+        for (uint64_t i = 0; i < n; i++) spent += (uint64_t)weft_budget_consume(1);
+    });
+    m->spent = spent;
+    return WEFT_READY;
+}
+
+BudgetMicro budget_consume_on(bool pulse_on) {
+    weft::PulseConfig pulse;
+    weft::Runtime rt(pulse_runtime_config(1, pulse_on, &pulse, nullptr));
+    BudgetMicro m;
+    weft_task_desc d{sizeof d, budget_micro_poll, nullptr, &m, 0};
+    check(weft_block_on(rt.get(), &d, nullptr) == 0, "budget_consume: task ran");
+    return m;
+}
+
+void bench_budget_consume(unsigned) {
+    BudgetMicro on = budget_consume_on(true);
+    BudgetMicro off = budget_consume_on(false);
+    uint64_t calls = BUDGET_CONSUME_CALLS * MICRO_RUNS;
+    std::printf("MICRO budget_consume ns_per_call=%.2f (pulse off: %.2f; budget %" PRIu32 " at poll start, %" PRIu64
+                " of %" PRIu64 " calls said spent)\n",
+                on.ns, off.ns, on.budget, on.spent, calls);
+    std::fflush(stdout);
+}
+
 struct Bench {
     const char* name;
     void (*fn)(unsigned);
@@ -573,10 +850,16 @@ const Bench BENCHES[] = {
     {"skynet_join_handles", bench_skynet_jh},
     {"cross_thread_wake", bench_cross_thread_wake},
     {"timers", bench_timers},
+    {"starvation", bench_starvation},
+    {"starvation_2x", bench_starvation_2x},
+    {"starvation_checkpoint", bench_starvation_checkpoint},
+    {"starvation_pulse_off", bench_starvation_pulse_off},
     {"sem_acquire_release", bench_sem_acquire_release},
     {"mutex_lock_unlock", bench_mutex_lock_unlock},
     {"wake_list_32", bench_wake_list_32},
     {"timer_insert_cancel", bench_timer_insert_cancel},
+    {"pulse_hook_cost", bench_pulse_hook_cost},
+    {"budget_consume", bench_budget_consume},
 };
 
 }  // namespace

@@ -9,18 +9,20 @@
 //   chained_spawn      each task spawns the next, a long chain
 //   skynet             a tree of tasks, fan-out 10, depth 6: 1,111,111 tasks
 //   timers             100,000 tasks sleep 0-10 ms each; how late did they wake?
+//   starvation         a ticker sleeps 1 ms over and over while one CPU hog per
+//                      worker spins 100 ms without awaiting: once with pulse
+//                      (weft's preemption) off, once on; how late did it tick?
 //
 // Each scene repeats its workload for about a second (the tour takes about
-// five seconds), then a table shows the median round of each, and the demo
-// exits nonzero if any check failed.
+// six seconds; starvation runs once), then a table shows the median round of
+// each, and the demo exits nonzero if any check failed.
 //
 //   demo [--workers N] [--quick]
 //
 // --workers N sets the number of worker threads (default 2); --quick runs one
 // round of tiny sizes in well under a second (the test suite runs it that way).
 //
-// Later issues add scenes for I/O (io_uring) and starvation protection
-// (a CPU-bound task that never yields must not starve the others).
+// A later issue adds scenes for I/O (io_uring).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -33,6 +35,7 @@
 #include <string>
 #include <thread>
 #include <unistd.h>
+#include <utility>
 #include <vector>
 
 #include <weft/weft.hpp>
@@ -139,6 +142,86 @@ weft::Task<void> sleep_many(uint64_t n, Lateness* out) {
     for (auto& h : handles) co_await h;
 }
 
+// Starvation: a ticker sleeps 1 ms, `ticks` times, and records how late each
+// tick woke, while CPU hogs spin for a while without ever awaiting, so each
+// hog's whole spin is one poll. With one hog per worker every worker is stuck
+// inside a hog: with pulse off nothing fires the ticker's timer until a hog
+// finishes. With pulse on (the default) a monitor thread sees a worker stuck
+// in one poll for 10 ms and hands its queues and timers to a spare thread,
+// which wakes the ticker.
+constexpr auto kTick = std::chrono::milliseconds(1);
+
+weft::Task<void> ticker(uint64_t ticks, uint64_t* late, std::atomic<uint64_t>* early) {  // late[ticks], ns
+    for (uint64_t i = 0; i < ticks; i++) {
+        auto deadline = weft::clock::now() + kTick;
+        co_await weft::sleep_until(deadline);
+        auto now = weft::clock::now();
+        if (now < deadline) early->fetch_add(1, std::memory_order_relaxed);
+        late[i] = now > deadline ? (uint64_t)(now - deadline).count() : 0;
+    }
+}
+
+weft::Task<void> hog(std::chrono::milliseconds spin) {
+    auto end = weft::clock::now() + spin;
+    while (weft::clock::now() < end) {
+    }
+    co_return;
+}
+
+struct Starvation {
+    uint32_t hogs = 0;
+    uint64_t ticks = 0;       // ticks recorded
+    uint64_t early = 0;       // ticks that woke before their deadline (must be 0)
+    double max_ms = 0;        // the latest tick
+    double p99_ms = 0;        // nearest rank
+    uint64_t handoffs = 0;     // stuck workers whose queues went to a spare thread
+    uint64_t refused = 0;      // ... that found no spare thread left
+    bool handoff_possible = false;
+    std::string handoff_note;  // why not, from weft_runtime_pulse_status
+};
+
+// On a fresh runtime of `workers` workers with pulse on or off: spawn the
+// ticker, then one hog per worker; wait for all of them. What pulse did
+// comes from the runtime's metrics (weft_metrics.h).
+Starvation starve(uint32_t workers, bool pulse_on, uint64_t ticks, std::chrono::milliseconds spin) {
+    weft::PulseConfig pulse;
+    pulse.c.mode = pulse_on ? WEFT_PULSE_ON : WEFT_PULSE_OFF;
+    weft_runtime_config cfg;
+    weft_runtime_config_init(&cfg);
+    cfg.workers = workers;
+    cfg.pulse = &pulse.c;
+    weft::Runtime rt(cfg);
+
+    Starvation s;
+    s.hogs = rt.workers();
+    std::vector<uint64_t> late(ticks);
+    std::atomic<uint64_t> early{0};
+    auto tick = rt.spawn(ticker(ticks, late.data(), &early));
+    std::vector<weft::JoinHandle<void>> hogs;
+    for (uint32_t i = 0; i < s.hogs; i++) hogs.push_back(rt.spawn(hog(spin)));
+    for (auto& h : hogs) h.join();
+    tick.join();
+
+    std::sort(late.begin(), late.end());
+    s.ticks = late.size();
+    s.early = early.load();
+    s.max_ms = (double)late.back() / 1e6;
+    s.p99_ms = (double)late[(late.size() * 99 + 99) / 100 - 1] / 1e6;  // nearest rank: ceil(0.99 n) - 1
+    weft_metrics m{};
+    m.size = sizeof m;
+    if (weft_runtime_metrics(rt.get(), &m) == 0) {
+        s.handoffs = m.handoffs;
+        s.refused = m.handoffs_refused;
+    }
+    weft_pulse_status st{};
+    st.size = sizeof st;
+    if (weft_runtime_pulse_status(rt.get(), &st) == 0) {
+        s.handoff_possible = st.handoff != 0;
+        s.handoff_note = st.handoff_note ? st.handoff_note : "";
+    }
+    return s;
+}
+
 // ---- sizes -------------------------------------------------------------------
 
 struct Sizes {
@@ -148,9 +231,11 @@ struct Sizes {
     uint64_t chain_links;     // chained_spawn
     unsigned skynet_depth;    // skynet: 10^depth leaves
     uint64_t sleepers;        // timers
+    uint64_t ticks;           // starvation: the ticker's 1 ms sleeps ...
+    std::chrono::milliseconds hog_spin;  // ... while each hog spins this long
 };
-constexpr Sizes kNormal{100'000, 200, 1'000, 1'000, 6, 100'000};
-constexpr Sizes kQuick{1'000, 20, 100, 100, 4, 1'000};
+constexpr Sizes kNormal{100'000, 200, 1'000, 1'000, 6, 100'000, 100, std::chrono::milliseconds(100)};
+constexpr Sizes kQuick{1'000, 20, 100, 100, 4, 1'000, 20, std::chrono::milliseconds(30)};
 
 uint64_t pow10(unsigned n) {
     uint64_t v = 1;
@@ -165,6 +250,7 @@ struct Round {
     uint64_t tasks = 0;  // tasks spawned
     bool ok = false;
     std::string check;   // what was checked, in words
+    bool per_task = true;  // false: ns/task means nothing here (shown as -)
 };
 
 // A scene: its rounds' median wall time and its last round's check.
@@ -266,11 +352,34 @@ void print_table(const std::vector<Result>& results) {
     std::printf("\n%-18s %8s %10s %12s %9s  %s\n", "scene", "rounds", "tasks", "wall/round", "ns/task", "check");
     for (const Result& r : results) {
         double ns_per_task = r.last.tasks ? r.median_ms * 1e6 / (double)r.last.tasks : 0.0;
-        std::printf("%-18s %8d %10llu %9.2f ms %9.1f  %s %s\n", r.scene.c_str(), r.rounds,
-                    (unsigned long long)r.last.tasks, r.median_ms, ns_per_task, r.last.ok ? "ok" : "FAILED:",
+        char per_task[32] = "-";
+        if (r.last.per_task) std::snprintf(per_task, sizeof per_task, "%.1f", ns_per_task);
+        std::printf("%-18s %8d %10llu %9.2f ms %9s  %s %s\n", r.scene.c_str(), r.rounds,
+                    (unsigned long long)r.last.tasks, r.median_ms, per_task, r.last.ok ? "ok" : "FAILED:",
                     r.last.check.c_str());
     }
     std::printf("(wall/round is the median round; ns/task = wall/round / tasks)\n");
+}
+
+// The starvation scene's two runs side by side, and what pulse did.
+void print_starvation(const Starvation& off, const Starvation& on, const Sizes& size) {
+    std::printf("\nstarvation: %u hog%s spin %lld ms on %u worker%s; a ticker sleeps 1 ms, %llu times\n", on.hogs,
+                on.hogs == 1 ? "" : "s", (long long)size.hog_spin.count(), on.hogs, on.hogs == 1 ? "" : "s",
+                (unsigned long long)size.ticks);
+    std::printf("%-9s %12s %12s %9s\n", "pulse", "max late", "p99 late", "handoffs");
+    for (const auto& [name, s] : {std::pair<const char*, const Starvation&>{"off", off}, {"on", on}})
+        std::printf("%-9s %9.1f ms %9.1f ms %9llu\n", name, s.max_ms, s.p99_ms, (unsigned long long)s.handoffs);
+    if (on.handoffs > 0)
+        std::printf("(pulse on: %llu stuck worker%s handed %s queues and timers to %s, so the ticker was at most "
+                    "%.1f ms late instead of %.1f ms)\n",
+                    (unsigned long long)on.handoffs, on.handoffs == 1 ? "" : "s", on.handoffs == 1 ? "its" : "their",
+                    on.handoffs == 1 ? "a spare thread" : "spare threads", on.max_ms, off.max_ms);
+    else if (!on.handoff_possible)
+        std::printf("(pulse on, but worker handoff is off here: %s)\n",
+                    on.handoff_note.empty() ? "no reason given" : on.handoff_note.c_str());
+    else
+        std::printf("(pulse on: no worker handoff happened%s)\n",
+                    on.refused ? "; every spare thread was in use" : "");
 }
 
 void usage(FILE* out) {
@@ -317,7 +426,7 @@ int main(int argc, char** argv) {
         std::printf("weft %s demo: %u worker threads%s\n\n", weft_version_string(), rt.workers(),
                     quick ? " (--quick)" : "");
 
-        Progress progress(6);
+        Progress progress(7);
         std::vector<Result> results;
         auto scene = [&](int index, const char* name, auto round) {
             results.push_back(run_scene(progress, index, name, budget, min_rounds, round));
@@ -369,7 +478,27 @@ int main(int argc, char** argv) {
             return Round{size.sleepers + 1, early == 0, buf + expect(early, 0, "woke early")};
         });
 
+        // Once (a round is two runtimes, pulse off then on), not for a second.
+        Starvation starved_off, starved_on;
+        results.push_back(run_scene(progress, 7, "starvation", Ms(0), 1, [&] {
+            starved_off = starve(workers, false, size.ticks, size.hog_spin);
+            starved_on = starve(workers, true, size.ticks, size.hog_spin);
+            // Checked: every tick ran and none woke early. How late they
+            // were is reported, not checked: on a loaded machine the OS's
+            // own scheduling delays them too (as in the timers scene).
+            uint64_t want = 2 * size.ticks;
+            uint64_t ticks = starved_off.ticks + starved_on.ticks;
+            uint64_t early = starved_off.early + starved_on.early;
+            char buf[96];
+            std::snprintf(buf, sizeof buf, "late max %.1f ms with pulse, %.1f ms without; ", starved_on.max_ms,
+                          starved_off.max_ms);
+            // Its time is the spin and the ticks, not per-task work: no ns/task.
+            return Round{2 * (1 + (uint64_t)starved_on.hogs), ticks == want && early == 0,
+                         buf + expect(ticks, want, "ticks") + ", " + expect(early, 0, "woke early"), false};
+        }));
+
         print_table(results);
+        if (starved_on.ticks > 0) print_starvation(starved_off, starved_on, size);
         int failed = 0;
         for (const Result& r : results) failed += r.last.ok ? 0 : 1;
         if (failed) {
