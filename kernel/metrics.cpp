@@ -258,7 +258,8 @@ void render(Out& o, const Shared* sh) {
     o.put_u64(sh->inject.remote_pushes());
     o.put("\n");
 
-    o.put("# HELP weft_poll_duration_seconds Poll durations (recorded only with pulse on). "
+    o.put("# HELP weft_poll_duration_seconds Poll durations of a sample: one poll in 64 per thread, "
+          "chosen by count (recorded only with pulse on). "
           "_sum is an estimate: each poll counts as the middle of its bucket, "
           "those of 1.073741824 s or more as 1.073741824 s.\n"
           "# TYPE weft_poll_duration_seconds histogram\n");

@@ -97,6 +97,8 @@ int pulse_configure(Shared* sh, const weft_pulse_config* user) {
     p.on = WEFT_PULSE != 0 && c.mode == WEFT_PULSE_ON;
     p.budget = c.budget;
     p.yield_budget = c.yield_budget;
+    p.budget_of_tier[TIER_MONITOR] = p.budget_of_tier[TIER_WARN] = c.budget;
+    p.budget_of_tier[TIER_YIELD] = p.budget_of_tier[TIER_ISOLATE] = c.yield_budget;
     p.strikes_to_promote = c.strikes_to_promote;
     p.good_polls_to_demote = c.good_polls_to_demote;
     p.isolation_threads = c.isolation_threads;
@@ -203,6 +205,12 @@ struct Monitor {
     };
     Pending* pending = nullptr;      // one per worker
     uint64_t* refused_seq = nullptr; // the poll a refusal was reported for
+    struct Seen {                    // the poll a worker's holder was last seen in
+        ThreadRec* holder = nullptr;
+        uint64_t seq = 0;
+        uint64_t since = 0;          // pulse ticks when first seen
+    };
+    Seen* seen = nullptr;            // one per worker
 };
 
 namespace {
@@ -289,15 +297,17 @@ void begin_handoff(Shared* sh, Monitor* m, uint32_t i, ThreadRec* h, uint64_t wo
 void* monitor_main(void* arg) {
     Shared* sh = static_cast<Shared*>(arg);
     Monitor* m = sh->monitor;
-    // A fifth of the threshold between looks: a stuck poll is seen within
-    // 1.2 x handoff_ns. Clamped to [0.2 ms, 50 ms].
-    uint64_t period = sh->pulse.handoff_ns / 5;
+    // An eighth of the threshold between looks: a poll's age is known to a
+    // period (from when it was first seen), and the monitor wakes when a
+    // watched poll comes due. Clamped to [0.2 ms, 50 ms].
+    uint64_t period = sh->pulse.handoff_ns / 8;
     if (period < 200000) period = 200000;
     if (period > 50000000) period = 50000000;
     uint32_t quiet_rounds = 0;
     while (!m->stop.load(std::memory_order_acquire)) {
         uint64_t now = sh->pulse.ticks_are_ns ? sh->clock.raw() : weft_arch_cycles();
         bool busy = false;
+        uint64_t sleep_ns = period;  // shortened to wake when a watched poll comes due
         for (uint32_t i = 0; i < sh->nworkers; i++) {
             if (m->pending[i].active) {
                 busy = true;
@@ -309,14 +319,28 @@ void* monitor_main(void* arg) {
             uint64_t st = word & 3;
             if (st != ThreadRec::POLLING && st != ThreadRec::IN_OP) continue;
             busy = true;
-            // Written before the word (release above): this poll's start or
-            // a later one's, never an earlier one's.
-            uint64_t start = h->poll_start.load(std::memory_order_relaxed);
-            if (now > start && now - start >= sh->pulse.handoff_ticks) {
-                uint64_t ns = sh->pulse.ticks_are_ns ? now - start
-                                                     : (uint64_t)(((unsigned __int128)(now - start) *
-                                                                   sh->pulse_ns_mult) >> 32);
-                begin_handoff(sh, m, i, h, word & ~(uint64_t)3, ns);
+            // Polls are not time-stamped (a cycle-counter read per poll is
+            // too dear, scheduler.cpp): a poll is known by its sequence
+            // number, and its age is the time since the monitor first saw
+            // it, an underestimate by at most one period.
+            Monitor::Seen& seen = m->seen[i];
+            uint64_t seq = word & ~(uint64_t)3;
+            if (seen.holder != h || seen.seq != seq) {
+                seen.holder = h;
+                seen.seq = seq;
+                seen.since = now;
+                continue;
+            }
+            uint64_t age = now > seen.since ? now - seen.since : 0;
+            if (age >= sh->pulse.handoff_ticks) {
+                uint64_t ns = sh->pulse.ticks_are_ns ? age : (uint64_t)(((unsigned __int128)age * sh->pulse_ns_mult) >> 32);
+                begin_handoff(sh, m, i, h, seq, ns);
+            } else if (!sh->pulse.ticks_are_ns) {
+                // Wake when this poll comes due rather than up to a period
+                // later: handed over between 1 and 1 + 1/8 x handoff_ns.
+                // (With an injected clock, time moves when the test says.)
+                uint64_t left = (uint64_t)(((unsigned __int128)(sh->pulse.handoff_ticks - age) * sh->pulse_ns_mult) >> 32);
+                if (left < sleep_ns) sleep_ns = left < 50000 ? 50000 : left;
             }
         }
         quiet_rounds = busy ? 0 : quiet_rounds + 1;
@@ -331,7 +355,7 @@ void* monitor_main(void* arg) {
             quiet_rounds = 0;
             continue;
         }
-        m->parker.park((int64_t)period);
+        m->parker.park((int64_t)sleep_ns);
     }
     return nullptr;
 }
@@ -368,9 +392,11 @@ int pulse_start(Shared* sh) {
         sh->monitor = m;
         m->pending = static_cast<Monitor::Pending*>(port::alloc(sizeof(Monitor::Pending) * sh->nworkers));
         m->refused_seq = static_cast<uint64_t*>(port::alloc(sizeof(uint64_t) * sh->nworkers));
-        if (!m->pending || !m->refused_seq) return WEFT_ENOMEM;
+        m->seen = static_cast<Monitor::Seen*>(port::alloc(sizeof(Monitor::Seen) * sh->nworkers));
+        if (!m->pending || !m->refused_seq || !m->seen) return WEFT_ENOMEM;
         for (uint32_t i = 0; i < sh->nworkers; i++) {
             new (&m->pending[i]) Monitor::Pending();
+            new (&m->seen[i]) Monitor::Seen();
             m->refused_seq[i] = ~(uint64_t)0;
         }
         char name[16] = "weft-pulse";
@@ -412,6 +438,7 @@ void pulse_destroy(Shared* sh) {
     if (Monitor* m = sh->monitor) {
         port::free(m->pending);
         port::free(m->refused_seq);
+        port::free(m->seen);
         m->~Monitor();
         port::free(m);
         sh->monitor = nullptr;
@@ -436,19 +463,19 @@ void weft_pulse_config_init(weft_pulse_config* cfg) {
 }
 
 int weft_budget_consume(uint32_t n) {
-    if (!t_budget_metered) return 0;
-    if (t_budget >= n) {
-        t_budget -= n;
+    if (!t_poll.metered) return 0;
+    if (t_poll.budget >= n) {
+        t_poll.budget -= n;
         return 0;
     }
-    t_budget = 0;
+    t_poll.budget = 0;
     // Counted on the worker this thread still holds (not after a handoff).
     Worker* w = t_worker;
     if (w && w->epoch.load(std::memory_order_relaxed) == t_epoch) WorkerMetrics::bump(w->metrics.budget_yields);
     return 1;
 }
 
-uint32_t weft_budget_remaining(void) { return t_budget_metered ? t_budget : UINT32_MAX; }
+uint32_t weft_budget_remaining(void) { return t_poll.metered ? t_poll.budget : UINT32_MAX; }
 
 int weft_join_task_tier(const weft_join* join) {
     if (!join) return WEFT_EINVAL;

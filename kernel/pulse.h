@@ -54,7 +54,7 @@
 // is also read by wakers (schedule: an ISOLATE task goes to the isolation
 // pool), hence atomic. No map, no lock, no allocation on the poll path.
 // The remaining budget of the poll in progress lives in a thread-local
-// (t_budget): weft_budget_consume is a TLS decrement.
+// (t_poll.budget): weft_budget_consume is a TLS decrement.
 //
 // ---- Time -----------------------------------------------------------------------
 // Poll time is measured in "pulse ticks": the arch/ cycle counter, calibrated
@@ -96,8 +96,8 @@ struct Budget {
     uint16_t good_polls = 0;      // well-behaved polls in a row (demotion)
     uint16_t remaining = 0;       // budget left when the last poll returned
     uint16_t reserved = 0;
-    uint32_t last_poll_ns = 0;    // saturating
-    uint32_t polls = 0;           // saturating
+    uint32_t last_poll_ns = 0;    // of the last timed poll; saturating
+    uint32_t timed_polls = 0;     // polls timed (scheduler.cpp: a sample, or all of a suspect's)
 };
 static_assert(sizeof(Budget) == 16, "the budget record is 16 bytes");
 
@@ -108,6 +108,7 @@ struct PulseSettings {
     uint8_t top_tier = TIER_ISOLATE;
     uint32_t budget = 128;
     uint32_t yield_budget = 16;
+    uint32_t budget_of_tier[4] = {128, 128, 16, 16};  // indexed by Tier
     uint32_t strikes_to_promote = 2;
     uint32_t good_polls_to_demote = 256;
     uint32_t max_spares = 0;
@@ -131,7 +132,6 @@ struct alignas(WEFT_CACHE_LINE) ThreadRec {
     static constexpr uint64_t IDLE = 0, POLLING = 1, IN_OP = 2, RELEASED = 3;
     // -- written by this thread only (relaxed/release), read by the monitor --
     std::atomic<uint64_t> word{IDLE};       // (poll sequence << 2) | state
-    std::atomic<uint64_t> poll_start{0};    // pulse ticks when the poll began
     // -- written by the monitor (or runtime_new) before waking this thread --
     alignas(WEFT_CACHE_LINE) Parker parker;  // a spare sleeps here
     std::atomic<Worker*> given{nullptr};     // the worker to hold next
@@ -156,12 +156,19 @@ struct IsolationPool;
 // ---- thread-local state of the calling thread (scheduler.cpp) ----
 extern constinit __attribute__((tls_model("initial-exec"))) thread_local ThreadRec* t_thread;
 extern constinit __attribute__((tls_model("initial-exec"))) thread_local uint32_t t_epoch;
-// True while this thread is inside a user poll of a worker it may lose
-// (pulse on with handoff): owner ops must then be guarded (CoreOp).
-extern constinit __attribute__((tls_model("initial-exec"))) thread_local bool t_in_user_poll;
-// Budget left in the poll in progress; UINT32_MAX when unmetered.
-extern constinit __attribute__((tls_model("initial-exec"))) thread_local uint32_t t_budget;
-extern constinit __attribute__((tls_model("initial-exec"))) thread_local bool t_budget_metered;
+// The per-poll state of this thread, in one struct so that the poll hooks
+// reach all of it from one TLS address (separate thread_locals cost a GOT
+// load each in a shared library).
+struct PollTls {
+    uint32_t budget = 0;          // budget left in the poll in progress
+    uint32_t sample_in = 1;       // polls until the next sampled one (scheduler.cpp)
+    uint32_t precise_polls = 0;   // polls to time regardless (a slow window)
+    bool metered = false;         // a poll is in progress: budget applies
+    // Inside a user poll of a worker this thread may lose (pulse on with
+    // handoff): owner ops must then be guarded (CoreOp).
+    bool in_user_poll = false;
+};
+extern constinit __attribute__((tls_model("initial-exec"))) thread_local PollTls t_poll;
 
 // ---- time ----
 // Cycles per microsecond of the counter, calibrated once (0 = use the clock).

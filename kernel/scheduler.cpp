@@ -12,19 +12,15 @@ constinit __attribute__((tls_model("initial-exec"))) thread_local Worker* t_work
 constinit __attribute__((tls_model("initial-exec"))) thread_local Shared* t_runtime = nullptr;
 constinit __attribute__((tls_model("initial-exec"))) thread_local ThreadRec* t_thread = nullptr;
 constinit __attribute__((tls_model("initial-exec"))) thread_local uint32_t t_epoch = 0;
-constinit __attribute__((tls_model("initial-exec"))) thread_local bool t_in_user_poll = false;
-constinit __attribute__((tls_model("initial-exec"))) thread_local uint32_t t_budget = 0;
-constinit __attribute__((tls_model("initial-exec"))) thread_local bool t_budget_metered = false;
+constinit __attribute__((tls_model("initial-exec"))) thread_local PollTls t_poll{};
 
 namespace {
-// The pulse tick at the end of this thread's last poll, or 0. A poll that
-// follows another back to back starts from it instead of reading the cycle
-// counter again: one read per poll instead of two (about 13 ns each on a
-// virtual machine). The scheduler's own work between the two polls (queue
-// pops: tens of ns) then counts toward the second poll. Reset to 0 wherever
-// a thread may spend long between polls: searching, parking, firing timers,
-// taking a worker, an isolation thread's wait.
-__attribute__((tls_model("initial-exec"))) thread_local uint64_t t_tick_cache = 0;
+// The pulse tick at the end of this thread's last sampled poll (the start of
+// the current window, pulse_poll_timed), or 0. Reset to 0 wherever a thread
+// may spend long between polls without it being a poll's fault: searching,
+// parking, firing timers, taking a worker, an isolation thread's wait.
+__attribute__((tls_model("initial-exec"))) thread_local uint64_t t_win_start = 0;
+
 // This thread's CPU time when the poll in progress began, read only for a
 // suspect task (a strike already, or above MONITOR); 0 otherwise. See
 // pulse_poll_end: it tells a descheduled thread from a hog.
@@ -261,27 +257,51 @@ void set_tier(Shared* sh, Worker* w, TaskHeader* t, uint8_t to, uint64_t poll_ns
     if (to == TIER_WARN && from < TIER_WARN && sh->pulse.on_warn) sh->pulse.on_warn(sh->pulse.ctx, t->id, poll_ns);
 }
 
+// Polls timed with the cycle counter: one in POLL_SAMPLE_EVERY (the poll-time
+// histogram's sample, and a window check), every poll of a suspect task (a
+// strike already, or above MONITOR), and every poll for a while after a
+// window looked slow. Reading the counter costs about 13 ns on a virtual
+// machine, twice per timed poll; timing every poll made the scheduling
+// workloads 20-44% slower (bench/RESULTS.md). A hog is still caught: its
+// long poll makes its window slow, so its next polls are timed, and a poll
+// that never ends is the monitor's (pulse.cpp).
+constexpr uint32_t POLL_SAMPLE_EVERY = WEFT_POLL_HIST_SAMPLE_EVERY;
+constexpr uint32_t PRECISE_ALWAYS = UINT32_MAX;  // an injected clock: time every poll
+
+struct PollStamp {
+    uint64_t t0;   // pulse ticks at the start (when timed)
+    bool timed;
+    bool sampled;  // the histogram's sample
+};
+
 // Before a poll: the task's budget, and (with handoff) this thread's word.
-inline uint64_t pulse_poll_begin(Shared* sh, TaskHeader* t, bool may_lose) {
+inline PollStamp pulse_poll_begin(Shared* sh, TaskHeader* t, bool may_lose) {
+    PollTls& tl = t_poll;  // one TLS address for all of it
     uint8_t tier = t->budget.tier.load(std::memory_order_relaxed);
-    t_budget = tier >= TIER_YIELD ? sh->pulse.yield_budget : sh->pulse.budget;
-    t_budget_metered = true;
-    // CLOCK_THREAD_CPUTIME_ID is a real system call (hundreds of ns): only
-    // for a task whose polls already looked long.
-    t_cpu_start = __builtin_expect((t->budget.strikes | tier) != 0, 0) && sh->pulse.verify_cpu
-                      ? port::thread_cpu_ns()
-                      : 0;
-    uint64_t now = t_tick_cache ? t_tick_cache : pulse_ticks(sh);
+    uint8_t suspect = (uint8_t)(t->budget.strikes | tier);
+    tl.budget = sh->pulse.budget_of_tier[tier & 3];
+    tl.metered = true;
+    PollStamp st{0, false, false};
+    if (--tl.sample_in == 0) {
+        tl.sample_in = POLL_SAMPLE_EVERY;
+        st.sampled = true;
+    }
+    if (__builtin_expect(st.sampled | (suspect != 0) | (tl.precise_polls != 0), 0)) {
+        // CLOCK_THREAD_CPUTIME_ID is a real system call (hundreds of ns):
+        // only for a task whose polls already looked long.
+        t_cpu_start = suspect && sh->pulse.verify_cpu ? port::thread_cpu_ns() : 0;
+        st.t0 = pulse_ticks(sh);
+        st.timed = true;
+    }
     if (may_lose) {
         ThreadRec* me = t_thread;
-        me->poll_start.store(now, std::memory_order_relaxed);
         uint64_t seq = (me->word.load(std::memory_order_relaxed) & ~(uint64_t)3) + 4;
         // release: the scheduler code before it (touching the worker) is
         // visible to a monitor that reads POLLING and hands the worker over.
         me->word.store(seq | ThreadRec::POLLING, std::memory_order_release);
-        t_in_user_poll = true;
+        tl.in_user_poll = true;
     }
-    return now;
+    return st;
 }
 
 // A poll that cost its thread the worker (a handoff): the task goes to the
@@ -292,30 +312,27 @@ inline bool pulse_lost_tier(Shared* sh, TaskHeader* t, bool kept, uint64_t ns, b
     return kept;
 }
 
-// After a poll: records it, moves the task between tiers. Returns false when
-// this thread lost w during the poll (then w is not touched).
-inline bool pulse_poll_end(Shared* sh, Worker* w, TaskHeader* t, uint64_t t0, bool may_lose) {
+// The end of a timed poll: records it, moves the task between tiers.
+__attribute__((noinline)) bool pulse_poll_timed(Shared* sh, Worker* w, TaskHeader* t, PollStamp st, bool kept) {
     uint64_t now = pulse_ticks(sh);
-    t_tick_cache = now;
-    bool kept = true;
-    if (may_lose) {
-        t_in_user_poll = false;
-        ThreadRec* me = t_thread;
-        uint64_t seq = me->word.load(std::memory_order_relaxed) & ~(uint64_t)3;
-        me->word.store(seq | ThreadRec::IDLE, std::memory_order_relaxed);
-        std::atomic_signal_fence(std::memory_order_seq_cst);  // store, then load (pulse.h)
-        kept = w->epoch.load(std::memory_order_relaxed) == t_epoch;
-    }
-    t_budget_metered = false;
-    uint64_t ticks = now > t0 ? now - t0 : 0;
+    uint64_t ticks = now > st.t0 ? now - st.t0 : 0;
     uint64_t ns = pulse_ticks_to_ns(sh, ticks);
-    Budget& b = t->budget;
-    b.last_poll_ns = ns < UINT32_MAX ? (uint32_t)ns : UINT32_MAX;
-    if (b.polls != UINT32_MAX) b.polls++;
-    b.remaining = t_budget < 0xFFFF ? (uint16_t)t_budget : 0xFFFF;
     Worker* mw = kept ? w : nullptr;
-    if (mw) WorkerMetrics::bump(mw->metrics.poll_hist[poll_bucket(ns)]);
-    bool slow = __builtin_expect(ticks >= sh->pulse.slow_poll_ticks, 0);
+    if (t_poll.precise_polls != 0 && t_poll.precise_polls != PRECISE_ALWAYS) t_poll.precise_polls--;
+    if (st.sampled) {
+        // The window since the last sample (POLL_SAMPLE_EVERY polls and the
+        // scheduler's work between them): if it took a slow poll's time,
+        // time every poll for a while to find out whose.
+        if (t_win_start && now - t_win_start >= sh->pulse.slow_poll_ticks && t_poll.precise_polls == 0)
+            t_poll.precise_polls = 2 * POLL_SAMPLE_EVERY;
+        t_win_start = now;
+        if (mw) WorkerMetrics::bump(mw->metrics.poll_hist[poll_bucket(ns)]);
+    }
+    Budget& b = t->budget;
+    b.timed_polls++;  // wraps; a count for task dumps
+    b.last_poll_ns = ns < UINT32_MAX ? (uint32_t)ns : UINT32_MAX;
+    b.remaining = t_poll.budget < 0xFFFF ? (uint16_t)t_poll.budget : 0xFFFF;
+    bool slow = ticks >= sh->pulse.slow_poll_ticks;
     if (slow && t_cpu_start) {
         // A suspect's long poll: did it compute, or was the thread
         // descheduled (a loaded machine, a VM's stolen time)? Less than half
@@ -331,13 +348,35 @@ inline bool pulse_poll_end(Shared* sh, Worker* w, TaskHeader* t, uint64_t t0, bo
             if (tier < sh->pulse.top_tier) set_tier(sh, mw, t, (uint8_t)(tier + 1), ns);
             b.strikes = 0;
         }
-    } else if (__builtin_expect(b.tier.load(std::memory_order_relaxed) != TIER_MONITOR, 0)) {
+    } else if (b.tier.load(std::memory_order_relaxed) != TIER_MONITOR) {
         if (++b.good_polls >= sh->pulse.good_polls_to_demote) {
             uint8_t tier = b.tier.load(std::memory_order_relaxed);
             set_tier(sh, mw, t, (uint8_t)(tier - 1), ns);
         }
     }
     return pulse_lost_tier(sh, t, kept, ns, true);
+}
+
+// After a poll. Returns false when this thread lost w during the poll (then
+// w is not touched). *spent: the poll used up its budget.
+inline bool pulse_poll_end(Shared* sh, Worker* w, TaskHeader* t, PollStamp st, bool may_lose, bool* spent) {
+    PollTls& tl = t_poll;
+    bool kept = true;
+    *spent = tl.budget == 0;
+    if (may_lose) {
+        tl.in_user_poll = false;
+        ThreadRec* me = t_thread;
+        uint64_t seq = me->word.load(std::memory_order_relaxed) & ~(uint64_t)3;
+        me->word.store(seq | ThreadRec::IDLE, std::memory_order_relaxed);
+        std::atomic_signal_fence(std::memory_order_seq_cst);  // store, then load (pulse.h)
+        kept = w->epoch.load(std::memory_order_relaxed) == t_epoch;
+    }
+    tl.metered = false;
+    if (__builtin_expect(st.timed, 0)) return pulse_poll_timed(sh, w, t, st, kept);
+    // Untimed: a clean task whose window looked fine. A poll that lost the
+    // worker lasted at least handoff_ns (the monitor's measure).
+    if (__builtin_expect(!kept, 0)) return pulse_lost_tier(sh, t, kept, sh->pulse.handoff_ns, true);
+    return true;
 }
 #endif
 
@@ -392,6 +431,15 @@ void after_poll_coreless(Shared* sh, TaskHeader* t, int r) {
     complete(t, 1);
 }
 
+// The monitor gave this thread's worker to another thread while it was in
+// t's poll: finish t without the worker, and let the worker go for good.
+__attribute__((noinline)) void finish_after_losing_worker(Shared* sh, TaskHeader* t, int r) {
+    t_current = nullptr;
+    t_worker = nullptr;
+    t_thread->word.store(ThreadRec::RELEASED, std::memory_order_release);
+    after_poll_coreless(sh, t, r);
+}
+
 // Takes RUNNING for a dequeued task. Returns false when there is nothing to
 // poll (the task was cancelled, completed or freed here).
 inline bool begin_run(TaskHeader* t) {
@@ -429,18 +477,15 @@ bool run_task(Worker* w, TaskHeader* t) {
     t_current = t;
     t_self_woken = false;
     int r;
+    bool spent = false;  // pulse: the poll used up its budget
 #if WEFT_PULSE
     Shared* sh = w->shared;
     if (__builtin_expect(sh->pulse.on, 1)) {
         bool may_lose = sh->pulse.handoff;
-        uint64_t t0 = pulse_poll_begin(sh, t, may_lose);
+        PollStamp st = pulse_poll_begin(sh, t, may_lose);
         r = t->vtable->poll(t->state_ptr(), &cx);
-        if (__builtin_expect(!pulse_poll_end(sh, w, t, t0, may_lose), 0)) {
-            // The monitor gave w to another thread while we were in the poll.
-            t_current = nullptr;
-            t_worker = nullptr;
-            t_thread->word.store(ThreadRec::RELEASED, std::memory_order_release);
-            after_poll_coreless(sh, t, r);
+        if (__builtin_expect(!pulse_poll_end(sh, w, t, st, may_lose, &spent), 0)) {
+            finish_after_losing_worker(sh, t, r);
             return false;
         }
     } else
@@ -461,6 +506,14 @@ bool run_task(Worker* w, TaskHeader* t) {
                 schedule_coreless(w->shared, t);
                 return true;
             }
+#if WEFT_PULSE
+            // Its budget ran out (a busy task yielding at an await or a
+            // checkpoint): look at the timers now, not at the next fairness
+            // tick, so that a timer that came due during a run of such polls
+            // queues its task ahead of this one. One clock read per spent
+            // budget (starvation_checkpoint: p99 lateness).
+            if (__builtin_expect(spent, 0) && timers_fire(w, false)) t_win_start = 0;
+#endif
             schedule_local(w, t, true);
             return true;
         }
@@ -543,7 +596,7 @@ TaskHeader* next_task(Worker* w) {
     if (--w->ticks_to_fairness == 0) {
         w->ticks_to_fairness = INJECT_INTERVAL;
         reap(w);
-        if (timers_fire(w, false)) t_tick_cache = 0;  // expired timers' tasks join the queue's back
+        if (timers_fire(w, false)) t_win_start = 0;  // expired timers' tasks join the queue's back
         if (TaskHeader* t = w->shared->inject.pop()) {
             WorkerMetrics::bump(w->metrics.inject_pops);
             return t;
@@ -590,7 +643,7 @@ TaskHeader* steal_work(Worker* w) {
 // scheduler.h) before parking. Reads only, while nothing turns up: the
 // queues' heads and tails and the inject queue's length.
 TaskHeader* spin_search(Worker* w) {
-    t_tick_cache = 0;
+    t_win_start = 0;
     Shared* sh = w->shared;
     uint64_t deadline = port::monotonic_ns() + SEARCH_SPIN_NS;
     for (uint32_t round = 1;; round++) {
@@ -661,7 +714,7 @@ void release_worker(Worker* w) {
 // Returns false when this thread lost w while parked (pulse.h).
 bool park(Worker* w) {
     Shared* sh = w->shared;
-    t_tick_cache = 0;
+    t_win_start = 0;
     reap(w);
     if (w->lifo || w->fork_top != w->fork_bottom || !w->queue.is_empty()) return true;
     // The parker's half of the no-lost-wake-up protocol (idle.h): to_parked
@@ -775,13 +828,11 @@ void drain_worker(Worker* w) {
 bool worker_loop(Worker* w) {
     Shared* sh = w->shared;
     while (!sh->shutdown.load(std::memory_order_acquire)) {
-        if (__builtin_expect(!still_holds(w), 0)) {
-            release_worker(w);
-            return false;
-        }
+        // (No epoch check here: scheduler code runs in state IDLE, where
+        // the monitor never commits; the next poll's end or park notices.)
         TaskHeader* t = next_task(w);
         if (!t && timers_fire(w, true)) {
-            t_tick_cache = 0;
+            t_win_start = 0;
             t = next_task(w);
         }
         if (!t) t = steal_work(w);
@@ -805,6 +856,9 @@ void* thread_main(void* arg) {
     Shared* sh = me->shared;
     t_thread = me;
     t_runtime = sh;
+#if WEFT_PULSE
+    if (sh->pulse.ticks_are_ns) t_poll.precise_polls = PRECISE_ALWAYS;
+#endif
     pool::thread_init();
     for (;;) {
         Worker* w = me->given.exchange(nullptr, std::memory_order_acquire);
@@ -814,10 +868,17 @@ void* thread_main(void* arg) {
                 me->spare_state = ThreadRec::ACTIVE;  // once per worker taken
             }
             t_epoch = me->given_epoch;  // written before `given` (release)
-            t_tick_cache = 0;
+            t_win_start = 0;
             t_worker = w;
             me->word.store(ThreadRec::IDLE, std::memory_order_relaxed);
-            if (t_epoch != 0) WorkerMetrics::bump(w->metrics.handoffs);  // given by a handoff
+            if (t_epoch != 0) {
+                // Given by a handoff: fire what is overdue (the stuck thread
+                // could not) and run those tasks first (flush_fired).
+                WorkerMetrics::bump(w->metrics.handoffs);
+                w->fired_first = true;
+                timers_fire(w, true);
+                w->fired_first = false;
+            }
             if (worker_loop(w)) {
                 drain_worker(w);
                 break;
@@ -895,6 +956,17 @@ void flush_fired(Worker* w) {
     w->fired_n = 0;
     if (n == 0) return;
     Shared* sh = w->shared;
+    if (w->fired_first && w->fork_top - w->fork_bottom + n <= FORK_STACK_CAPACITY) {
+        // A worker just taken over from a stuck thread (thread_main): its
+        // expired timers' tasks have waited a whole handoff threshold already,
+        // so they run before the queue, which may hold more hogs. The fork
+        // stack is what runs before the queue; pushed in reverse, they run in
+        // firing order.
+        w->fork_top += n;
+        for (uint32_t i = 1; i <= n; i++, t = t->queue_next) w->fork[(w->fork_top - i) % FORK_STACK_CAPACITY] = t;
+        notify_parked_local(sh);
+        return;
+    }
     InjectSink sink{sh};
     uint32_t len = w->queue.len();
     uint32_t room = len < LOCAL_QUEUE_CAPACITY ? LOCAL_QUEUE_CAPACITY - len : 0;
@@ -1160,16 +1232,20 @@ void drop_queue_entry_ext(TaskHeader* t) { drop_queue_entry(t); }
 
 void run_task_coreless(Shared* sh, TaskHeader* t) {
     if (!begin_run(t)) return;
-    t_tick_cache = 0;  // an isolation thread: it may have waited since its last poll
+    t_win_start = 0;  // an isolation thread: it may have waited since its last poll
+#if WEFT_PULSE
+    if (sh->pulse.ticks_are_ns) t_poll.precise_polls = PRECISE_ALWAYS;
+#endif
     weft_context cx{task_waker(t)};
     t_current = t;
     t_self_woken = false;
     int r;
 #if WEFT_PULSE
     if (sh->pulse.on) {
-        uint64_t t0 = pulse_poll_begin(sh, t, false);
+        PollStamp st = pulse_poll_begin(sh, t, false);
         r = t->vtable->poll(t->state_ptr(), &cx);
-        pulse_poll_end(sh, nullptr, t, t0, false);
+        bool spent;
+        pulse_poll_end(sh, nullptr, t, st, false, &spent);
     } else
 #endif
     {

@@ -147,6 +147,7 @@ struct alignas(WEFT_CACHE_LINE) Worker {
     // collected here instead of scheduled one by one; flush_fired then
     // queues them (see there).
     bool waking_timers = false;
+    bool fired_first = false;  // flush_fired: to the fork stack (after a handoff)
     uint32_t fired_n = 0;
     TaskHeader* fired_head = nullptr;
     TaskHeader* fired_tail = nullptr;
@@ -223,7 +224,7 @@ struct CoreOp {
     CoreOp& operator=(const CoreOp&) = delete;
 };
 inline CoreOp::CoreOp(const Worker* w) {
-    guarded = t_in_user_poll;
+    guarded = t_poll.in_user_poll;
     if (!guarded) {
         ok = true;
         return;
@@ -240,11 +241,11 @@ inline CoreOp::CoreOp(const Worker* w) {
     }
     // An op inside this op (a drop function run by the op waking a task)
     // is covered by this guard: it must not end it early.
-    t_in_user_poll = false;
+    t_poll.in_user_poll = false;
 }
 inline CoreOp::~CoreOp() {
     if (!guarded) return;
-    t_in_user_poll = true;
+    t_poll.in_user_poll = true;
     ThreadRec* me = t_thread;
     uint64_t seq = me->word.load(std::memory_order_relaxed) & ~(uint64_t)3;
     // release: what the op wrote is visible to the monitor (and from it the

@@ -367,7 +367,7 @@ TEST(Pulse, IsolatedTasksRunExactlyOnceAndComeBack) {
 // One worker. A sleeper waits on a timer of that worker's wheel; a hog then
 // takes the worker and spins until the sleeper has run. Only a handoff can
 // end this: the monitor sees the hog's poll outlive handoff_ns (the manual
-// clock is stepped past it), gives the worker (its queue and its timers) to
+// clock keeps being stepped), gives the worker (its queue and its timers) to
 // a spare thread, which fires the timer and runs the sleeper.
 TEST(Pulse, AHogOnTheTimerWorkerStillLetsOtherTimersFire) {
     REQUIRE_PULSE();
@@ -389,8 +389,13 @@ TEST(Pulse, AHogOnTheTimerWorkerStillLetsOtherTimersFire) {
         co_return weft_task_current_id() != 0;
     }(&hog_running, &slept));
     spin_until([&] { return hog_running.load(); });
-    s.clock.step(20 * MS);  // the sleep is due, and the hog's poll is 20 ms old
-    weft_runtime_clock_changed(rt.get());
+    // Time goes on: the sleep is due at once, and the monitor, which ages a
+    // poll from when it first saw it, soon sees the hog's poll 10 ms old.
+    spin_until([&] {
+        s.clock.step(1 * MS);
+        weft_runtime_clock_changed(rt.get());
+        return slept.load();
+    });
     sleeper.join();
     EXPECT_TRUE(slept.load());
     uint64_t hog_id = hog.id();

@@ -48,12 +48,18 @@ extern "C" {
 #endif
 
 /* ---- poll-time histogram ------------------------------------------------ */
-/* Buckets of poll durations, powers of two in nanoseconds:
+/* A sample: each runtime thread times one poll in WEFT_POLL_HIST_SAMPLE_EVERY
+ * (its 1st, 65th, 129th, ...; chosen by count, so the sample is unbiased) and
+ * counts it here. Timing every poll would cost two cycle-counter reads per
+ * poll, several percent of a small task's run. Multiply by
+ * WEFT_POLL_HIST_SAMPLE_EVERY to estimate all polls.
+ * Buckets of poll durations, powers of two in nanoseconds:
  *   [0]       0 ns      .. 256 ns   (< 2^8)
  *   [i]       2^(i+7)   .. 2^(i+8)  (lower bound included, upper excluded)
  *   [23]      2^30 ns (about 1.07 s) and longer
  * weft_poll_hist_lower_ns / weft_poll_hist_upper_ns give the bounds. */
 #define WEFT_POLL_HIST_BUCKETS 24
+#define WEFT_POLL_HIST_SAMPLE_EVERY 64
 
 /* The smallest duration (ns) bucket i holds; 0 for i >= the bucket count. */
 static inline uint64_t weft_poll_hist_lower_ns(uint32_t i) {
