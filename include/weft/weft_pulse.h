@@ -14,6 +14,14 @@
  * move the task one tier up. good_polls_to_demote polls in a row that are
  * shorter move it one tier down. A poll that outlives handoff_ns costs its
  * worker (below) and puts the task straight into ISOLATE.
+ * Which polls are timed: reading the cycle counter costs about 13 ns, so a
+ * thread times one poll in WEFT_POLL_HIST_SAMPLE_EVERY (weft_metrics.h),
+ * every poll of a task with a strike or above MONITOR, and every poll for a
+ * while after a sampled window of polls took slow_poll_ns. A task's first
+ * long poll is therefore sometimes missed (it is caught at its next one);
+ * a poll that never ends is the monitor's, which needs no timestamps.
+ * A suspect's long poll during which its thread was mostly off the CPU
+ * (CLOCK_THREAD_CPUTIME_ID) is no strike: a loaded machine is not a hog.
  *
  * Cooperative budget: every poll starts with `budget` units (yield_budget in
  * the YIELD tier and above). Runtime awaitables (channel and lock operations,
