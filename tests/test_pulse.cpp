@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -335,30 +336,79 @@ TEST(Pulse, WithoutIsolationThreadsYieldIsTheTopTier) {
 }
 
 // Tasks promoted to ISOLATE move to the isolation pool and keep being woken
-// from workers and foreign threads: each completes once, none is polled
+// from workers and the pool's thread: each completes once, none is polled
 // twice at a time, and they come back when they behave.
+// The manual clock is shared: a step made in one task's slow poll also
+// lengthens whatever poll runs on another thread at that moment. So the
+// good polls that bring a task back are counted only once every task has
+// made its last step (all_slow_done): from then on no poll is slow.
+struct IsolatingTask {
+    ManualClock* clock;
+    std::atomic<int>* slow_done;
+    int n;
+    int polls = 0, good_after_steps = 0;
+    std::atomic<int> in_poll{0};
+    static constexpr int SLOW = 3, GOOD = 100;
+    static int poll(void* data, weft_context* cx, void*) {
+        auto* t = static_cast<IsolatingTask*>(data);
+        EXPECT_EQ(t->in_poll.fetch_add(1), 0) << "polled by two threads at once";
+        int p = t->polls++;
+        bool done = false;
+        if (p < SLOW) {
+            t->clock->step(2 * MS);
+            if (p == SLOW - 1) t->slow_done->fetch_add(1);
+        } else if (t->slow_done->load() == t->n) {
+            done = ++t->good_after_steps == GOOD;
+        }
+        t->in_poll.fetch_sub(1);
+        if (done) return WEFT_READY;
+        weft_waker_wake_by_ref(&cx->waker);
+        return WEFT_PENDING;
+    }
+};
+
 TEST(Pulse, IsolatedTasksRunExactlyOnceAndComeBack) {
     REQUIRE_PULSE();
     PulseRig s(2);
+    Recorder rec;
+    rec.attach(s.pulse);
     s.pulse.strikes_to_promote = 1;
     s.pulse.good_polls_to_demote = 20;
     s.pulse.max_spare_threads = 0;
     weft::Runtime rt(s.cfg);
     const int n = (int)scaled(64);
-    std::vector<std::atomic<int>> in_poll(n);
-    std::vector<SteppedTask> tasks;
-    tasks.reserve(n);
+    std::atomic<int> slow_done{0};
+    std::vector<std::unique_ptr<IsolatingTask>> tasks;
     std::vector<weft_join*> joins;
     for (int i = 0; i < n; i++) {
-        // 3 slow polls reach ISOLATE; 100 fast ones there bring it back down.
-        tasks.push_back(SteppedTask{&s.clock, 2 * MS, 3, 100, 0, &in_poll[i]});
-        joins.push_back(spawn_stepped(rt.get(), &tasks.back()));
+        tasks.push_back(std::make_unique<IsolatingTask>());
+        tasks.back()->clock = &s.clock;
+        tasks.back()->slow_done = &slow_done;
+        tasks.back()->n = n;
+        weft_task_desc d{};
+        d.size = sizeof d;
+        d.poll = &IsolatingTask::poll;
+        d.data = tasks.back().get();
+        weft_join* j = nullptr;
+        ASSERT_EQ(weft_spawn(rt.get(), &d, &j), 0);
+        joins.push_back(j);
     }
+    std::vector<uint64_t> ids;
     for (int i = 0; i < n; i++) {
         ASSERT_EQ(weft_join_wait(joins[i], -1), 0);
-        EXPECT_EQ(tasks[i].polls, 103);
+        EXPECT_EQ(tasks[i]->good_after_steps, IsolatingTask::GOOD);
+        // 60 good polls in a row bring ISOLATE back to MONITOR; 100 were made.
         EXPECT_EQ(weft_join_task_tier(joins[i]), WEFT_TIER_MONITOR);
+        ids.push_back(weft_join_task_id(joins[i]));
         weft_join_free(joins[i]);
+    }
+    // Every task went all the way up (3 slow polls, one strike each).
+    std::lock_guard<std::mutex> g(rec.mu);
+    for (uint64_t id : ids) {
+        bool isolated = false;
+        for (auto& e : rec.events)
+            isolated |= e.kind == WEFT_PULSE_TIER_CHANGE && e.task_id == id && e.to_tier == WEFT_TIER_ISOLATE;
+        EXPECT_TRUE(isolated) << "task " << id;
     }
 }
 
