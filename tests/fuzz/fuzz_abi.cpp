@@ -222,7 +222,11 @@ void op_runtime_new(State& s, Reader& r) {
     cfg.name = (b >> 5) & 1 ? "fz" : nullptr;
     weft_runtime* out = (weft_runtime*)&g_cw_token;  // must be overwritten
     switch (mode) {
-        case 0: cfg.size = r.u8(); if (cfg.size == sizeof cfg || cfg.size == offsetof(weft_runtime_config, clock)) cfg.size++;
+        case 0: cfg.size = r.u8();
+            // The sizes of the three published layouts are accepted.
+            while (cfg.size == sizeof cfg || cfg.size == offsetof(weft_runtime_config, clock) ||
+                   cfg.size == offsetof(weft_runtime_config, pulse))
+                cfg.size++;
             CHECK(weft_runtime_new(&cfg, &out) == WEFT_EVERSION); CHECK(out == nullptr); return;
         case 1: cfg.size = ~size_t(0); CHECK(weft_runtime_new(&cfg, &out) == WEFT_EVERSION); CHECK(out == nullptr); return;
         case 2: cfg.flags = 1u << (r.u8() % 32); CHECK(weft_runtime_new(&cfg, &out) == WEFT_EINVAL); CHECK(out == nullptr); return;
@@ -233,7 +237,37 @@ void op_runtime_new(State& s, Reader& r) {
     }
     if (s.rt) return;  // one runtime at a time
     if (mode == 5) cfg.size = offsetof(weft_runtime_config, clock), use_clock = false;  // the 0.1.0 layout
+    // Pulse settings from the input: hostile values get WEFT_EINVAL or
+    // WEFT_EVERSION, never a runtime that misbehaves. Handoff stays off (a
+    // fuzz iteration must not wait for a monitor's threshold).
+    weft_pulse_config pulse;
+    bool bad_pulse = false;
+    if (mode == 6 && (b >> 6) & 1) {
+        weft_pulse_config_init(&pulse);
+        uint8_t k = r.u8();
+        switch (k % 6) {
+            case 0: pulse.size = r.u8(); bad_pulse = pulse.size != sizeof pulse; break;
+            case 1: pulse.mode = r.u8() % 4; bad_pulse = pulse.mode > WEFT_PULSE_OFF; break;
+            case 2: pulse.budget = (uint32_t)r.u64(4); bad_pulse = pulse.budget == 0 || pulse.budget > 0xFFFF ||
+                                                              pulse.yield_budget > pulse.budget; break;
+            case 3: pulse.slow_poll_ns = r.u64(8) % 4; bad_pulse = pulse.slow_poll_ns == 0; break;
+            case 4: pulse.strikes_to_promote = r.u8(); bad_pulse = pulse.strikes_to_promote == 0; break;
+            default: {
+                uint8_t v = r.u8();  // a few threads, or too many
+                pulse.isolation_threads = v & 1 ? 65u + v : v % 3u;
+                bad_pulse = pulse.isolation_threads > 64;
+                break;
+            }
+        }
+        pulse.max_spare_threads = 0;
+        cfg.pulse = &pulse;
+    }
     int rc = weft_runtime_new(&cfg, &out);
+    if (bad_pulse) {
+        CHECK_IN(rc, WEFT_EINVAL, WEFT_EVERSION);
+        CHECK(out == nullptr);
+        return;
+    }
     CHECK_IN(rc, 0, WEFT_ENOMEM, WEFT_EAGAIN_THREAD);
     if (rc != 0) { CHECK(out == nullptr); return; }
     CHECK(out != nullptr);
