@@ -872,8 +872,22 @@ void* thread_main(void* arg) {
             t_worker = w;
             me->word.store(ThreadRec::IDLE, std::memory_order_relaxed);
             if (t_epoch != 0) {
-                // Given by a handoff: fire what is overdue (the stuck thread
-                // could not) and run those tasks first (flush_fired).
+                // Given by a handoff. The LIFO slot may hold a task the stuck
+                // thread woke or spawned in its poll before losing w; the
+                // loop only looks at the slot after running a task, so it
+                // goes on the fork stack, which runs first (found by CI:
+                // the TSan demo hung with a task stranded there).
+                if (TaskHeader* l = w->lifo) {
+                    w->lifo = nullptr;
+                    if (w->fork_top - w->fork_bottom < FORK_STACK_CAPACITY) {
+                        w->fork[w->fork_top++ % FORK_STACK_CAPACITY] = l;
+                    } else {
+                        InjectSink sink{sh};
+                        w->queue.push_back(l, sink);
+                    }
+                }
+                // Then fire what is overdue (the stuck thread could not) and
+                // run those tasks first (flush_fired).
                 WorkerMetrics::bump(w->metrics.handoffs);
                 w->fired_first = true;
                 timers_fire(w, true);

@@ -460,6 +460,33 @@ TEST(Pulse, AHogOnTheTimerWorkerStillLetsOtherTimersFire) {
     EXPECT_TRUE(isolated);
 }
 
+// A task woken from inside a poll goes to the LIFO slot of the polling
+// thread's worker. If that poll then hogs the worker, the task must run on
+// the spare that takes the worker over: the LIFO slot moves with it.
+TEST(Pulse, TheLifoSlotMovesWithAHandedOffWorker) {
+    REQUIRE_PULSE();
+    PulseRig s(1);
+    weft::Runtime rt(s.cfg);
+    if (!handoff_available(rt.get())) GTEST_SKIP() << "no membarrier: no handoff here";
+    std::atomic<bool> child_ran{false};
+    auto parent = rt.spawn([](std::atomic<bool>* ran) -> weft::Task<int> {
+        // Spawned from inside this poll: into this worker's LIFO slot.
+        auto child = weft::spawn([](std::atomic<bool>* r) -> weft::Task<void> {
+            r->store(true);
+            co_return;
+        }(ran));
+        while (!ran->load()) std::this_thread::yield();  // hog until it ran
+        co_await child;
+        co_return 1;
+    }(&child_ran));
+    spin_until([&] {
+        s.clock.step(1 * MS);
+        return child_ran.load();
+    });
+    EXPECT_EQ(parent.join(), 1);
+    EXPECT_GE(total_metric(rt.get(), &weft_worker_metrics_ex::handoffs), 1u);
+}
+
 // At the bound, no handoff: the event says so and nothing is lost.
 TEST(Pulse, AtTheSpareBoundTheStuckWorkerKeepsItsQueues) {
     REQUIRE_PULSE();
