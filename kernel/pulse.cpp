@@ -95,8 +95,6 @@ int pulse_configure(Shared* sh, const weft_pulse_config* user) {
     if (c.max_spare_threads > 4096) return WEFT_EINVAL;
     PulseSettings& p = sh->pulse;
     p.on = WEFT_PULSE != 0 && c.mode == WEFT_PULSE_ON;
-    p.budget = c.budget;
-    p.yield_budget = c.yield_budget;
     p.budget_of_tier[TIER_MONITOR] = p.budget_of_tier[TIER_WARN] = c.budget;
     p.budget_of_tier[TIER_YIELD] = p.budget_of_tier[TIER_ISOLATE] = c.yield_budget;
     p.strikes_to_promote = c.strikes_to_promote;

@@ -106,9 +106,9 @@ struct PulseSettings {
     bool on = false;            // hooks run
     bool handoff = false;       // a monitor thread exists and membarrier works
     uint8_t top_tier = TIER_ISOLATE;
-    uint32_t budget = 128;
-    uint32_t yield_budget = 16;
-    uint32_t budget_of_tier[4] = {128, 128, 16, 16};  // indexed by Tier
+    // Budget per poll, indexed by Tier: `budget` for MONITOR and WARN,
+    // `yield_budget` for YIELD and ISOLATE (weft_pulse_config).
+    uint32_t budget_of_tier[4] = {128, 128, 16, 16};
     uint32_t strikes_to_promote = 2;
     uint32_t good_polls_to_demote = 256;
     uint32_t max_spares = 0;

@@ -705,8 +705,7 @@ inline bool still_holds(const Worker* w) {
 
 // This thread lost w while in scheduler code: w's state is consistent as it
 // is (the searching flag and the idle counts belong to w); give it up.
-void release_worker(Worker* w) {
-    (void)w;
+void release_worker() {
     t_worker = nullptr;
     t_thread->word.store(ThreadRec::RELEASED, std::memory_order_release);
 }
@@ -760,7 +759,7 @@ bool park(Worker* w) {
             // long poll): leave w unparked, as its next holder expects.
             if (sh->idle.unpark_self(w->index)) w->searching = true;
             w->parked_hint.store(false, std::memory_order_relaxed);
-            release_worker(w);
+            release_worker();
             return false;
         }
         if (!sh->idle.is_parked(w->index)) {

@@ -200,6 +200,9 @@ struct Shared {
     uint64_t pulse_ns_mult = 0;        // ns = ticks * mult >> 32
     ThreadRec* threads = nullptr;      // nworkers + pulse.max_spares records
     uint32_t thread_cap = 0;
+    // Records in use. Written by runtime_new, then only by the monitor (a
+    // fresh spare); the release store pairs with stop_threads' acquire load
+    // (it joins what it counts, after joining the monitor). Status: relaxed.
     std::atomic<uint32_t> threads_started{0};
     port::Mutex spare_mu;
     ThreadRec* spares = nullptr;       // idle spare threads (guarded by spare_mu)
@@ -209,6 +212,9 @@ struct Shared {
     OwnedList loose;                   // guarded by loose_mu
     IsolationPool* isolation = nullptr;
     Monitor* monitor = nullptr;
+    // Set by the monitor while it sleeps through an idle runtime; a worker
+    // leaving park reads it (seq_cst, the Dekker in pulse.cpp monitor_main)
+    // and wakes the monitor. Own line: read on every park exit.
     alignas(WEFT_CACHE_LINE) std::atomic<bool> monitor_idle{false};
 };
 

@@ -638,6 +638,8 @@ TEST(Metrics, PrometheusTextParsesAndAgreesWithTheSnapshot) {
             hi += n * (i + 1 < WEFT_POLL_HIST_BUCKETS ? (double)weft_poll_hist_upper_ns((uint32_t)i) * 1e-9
                                                        : (double)weft_poll_hist_lower_ns((uint32_t)i) * 1e-9);
         }
+        // Arithmetic on the rendered text, not a measured time: the _sum
+        // estimate must lie between its own buckets' bounds times their counts.
         EXPECT_GE(sums[w], lo * (1 - 1e-9));
         EXPECT_LE(sums[w], hi * (1 + 1e-9));
         count_total += counts[w];
