@@ -433,14 +433,22 @@ TEST(TimerAbi, RegisterCancelFireRaceStress) {
             std::vector<weft_timer> mine(16);
             std::vector<CountingWaker> ws(mine.size());
             for (auto& t : mine) ASSERT_EQ(weft_timer_init(&t, rt.get()), 0);
-            // Run until the workers have fired some of these timers too (a
-            // few ms), so registration, cancel and firing really overlap.
+            // Run until the workers have fired some of these timers too, so
+            // registration, cancel and firing really overlap. A timer here is
+            // touched every few hundred ns, long before its 1-2 ms deadline,
+            // so without the pauses below the workers fire this thread's
+            // timers only when the OS happens to deschedule it: a thread left
+            // churning alone on an idle core spun forever (a CI hang). Every
+            // 256 steps it pauses up to 2.5 ms, which lets timers come due
+            // and fire while the other threads keep churning theirs.
             auto wakes = [&] {
                 int n = 0;
                 for (auto& w : ws) n += w.wakes.load();
                 return n;
             };
             for (uint64_t i = 0; i < iters || wakes() < 20; i++) {
+                if (i % 256 == 255)
+                    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 2500));
                 size_t j = rng() % mine.size();
                 switch (rng() % 3) {
                 case 0:
