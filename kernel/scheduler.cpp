@@ -1,6 +1,7 @@
 // kernel/scheduler.cpp — see scheduler.h for the design and the shutdown
 // protocol; task_state.h for the task state machine.
 #include "scheduler.h"
+#include "io.h"
 
 #include <new>
 
@@ -593,9 +594,18 @@ TaskHeader* fork_pop(Worker* w) {
 }
 
 TaskHeader* next_task(Worker* w) {
+    // A task woken into the LIFO slot outside a poll (an I/O completion
+    // reaped while parking) runs first; after a poll run_with_lifo takes it.
+    if (TaskHeader* t = w->lifo) {
+        w->lifo = nullptr;
+        return t;
+    }
     if (--w->ticks_to_fairness == 0) {
         w->ticks_to_fairness = INJECT_INTERVAL;
         reap(w);
+        // I/O maintenance while busy: submit what the tasks queued, reap
+        // completions (Tokio's event_interval; io.h).
+        if (w->io) io_tick(w, true);
         if (timers_fire(w, false)) t_win_start = 0;  // expired timers' tasks join the queue's back
         if (TaskHeader* t = w->shared->inject.pop()) {
             WorkerMetrics::bump(w->metrics.inject_pops);
@@ -749,7 +759,11 @@ bool park(Worker* w) {
                 timeout = (int64_t)(trim_at - now);
             }
         }
-        w->parker.park(timeout);
+        // With an I/O driver, sleep in it (io.h): completions wake tasks,
+        // which land in our queue.
+        uint32_t io_woken = 0;
+        if (w->io) io_woken = io_park(w, timeout);
+        else w->parker.park(timeout);
         if (sh->shutdown.load(std::memory_order_acquire)) {
             sh->idle.unpark_self(w->index);
             break;
@@ -765,6 +779,11 @@ bool park(Worker* w) {
         if (!sh->idle.is_parked(w->index)) {
             // A notifier took us off the sleeper list: we are a searcher.
             w->searching = true;
+            break;
+        }
+        if (io_woken) {
+            // I/O completions woke tasks into our queue: run them.
+            if (sh->idle.unpark_self(w->index)) w->searching = true;
             break;
         }
         // Still listed as parked: a deadline came, a timer was registered,
@@ -834,8 +853,13 @@ bool worker_loop(Worker* w) {
             t_win_start = 0;
             t = next_task(w);
         }
+        // Completions already posted cost no syscall to reap.
+        if (!t && w->io && io_tick(w, false)) t = next_task(w);
         if (!t) t = steal_work(w);
-        if (!t && w->searching) t = spin_search(w);
+        // Not with SQEs queued: parking submits them in the same syscall
+        // that waits (two syscalls per echo round trip, io.h); a spin would
+        // hold them back.
+        if (!t && w->searching && !io_has_pending(w)) t = spin_search(w);
         if (t) {
             if (!run_with_lifo(w, t)) return false;
             continue;
@@ -923,6 +947,7 @@ void shared_release(Shared* sh) {
     // acq_rel: the last holder sees everything the others did before freeing.
     if (sh->holders.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     sh->magic = 0;
+    io_destroy(sh);
     timers_destroy(sh);
     pulse_destroy(sh);
     port::free(sh->sleepers);
@@ -1355,6 +1380,10 @@ int runtime_new(uint32_t workers, const char* name, ClockFn clock, void* clock_c
         shared_release(sh);
         return WEFT_ENOMEM;
     }
+    if (int r = io_init(sh); r != 0) {
+        shared_release(sh);
+        return r;
+    }
     for (uint32_t k = 0; k < workers; k++) {
         ThreadRec* r = &sh->threads[k];
         r->given_epoch = 0;
@@ -1425,10 +1454,14 @@ int runtime_free(Shared* sh) {
             }
         }
     }
+    io_shutdown(sh);                                      // 5a
     timers_shutdown(sh);                                  // 5b
     shared_release(sh);                                   // 6
     return 0;
 }
+
+void runtime_retain(Shared* sh) { sh->holders.fetch_add(1, std::memory_order_relaxed); }
+void runtime_release(Shared* sh) { shared_release(sh); }
 
 void runtime_clock_changed(Shared* sh) {
     for (uint32_t i = 0; i < sh->nworkers; i++) sh->workers[i].parker.unpark();

@@ -61,6 +61,9 @@
 //      afterwards (a join handle, a waker held by foreign code) becomes an
 //      orphan holding a reference on Shared, so a late wake never touches
 //      freed memory.
+//      5a. I/O (io_shutdown): cancel what the kernel still holds and wait
+//      for every completion, so no buffer lent to the kernel is freed while
+//      it may still write it; the rings and epoll sets close.
 //      5b. empty every timer wheel (timers_shutdown): a timer still
 //      registered now belongs to a C caller outside any task (a task's
 //      timers were cancelled when its future was dropped); it becomes
@@ -134,6 +137,7 @@ struct WorkerMetrics {
 struct Shared;
 struct IsolationPool;
 struct Monitor;
+struct Driver;
 
 struct alignas(WEFT_CACHE_LINE) Worker {
     LocalQueue<LOCAL_QUEUE_CAPACITY> queue;  // owner pushes/pops, others steal
@@ -158,6 +162,7 @@ struct alignas(WEFT_CACHE_LINE) Worker {
     uint32_t fork_top = 0;
     TaskHeader* fork[FORK_STACK_CAPACITY];
     WorkerOwned owned;  // list: owner only; done stack: any thread pushes
+    Driver* io = nullptr;  // the I/O driver (io.h): its ring moves with the worker
     // -- the handoff (pulse.h): read by the holder at every check, written
     // by the monitor once per handoff --
     alignas(WEFT_CACHE_LINE) std::atomic<uint32_t> epoch{0};
@@ -212,6 +217,7 @@ struct Shared {
     OwnedList loose;                   // guarded by loose_mu
     IsolationPool* isolation = nullptr;
     Monitor* monitor = nullptr;
+    void* io = nullptr;  // io.cpp's state: the backend and the drivers
     // Set by the monitor while it sleeps through an idle runtime; a worker
     // leaving park reads it (seq_cst, the Dekker in pulse.cpp monitor_main)
     // and wakes the monitor. Own line: read on every park exit.
@@ -266,6 +272,10 @@ int runtime_new(uint32_t workers, const char* name, ClockFn clock, void* clock_c
 // The clock was moved (an injected one): wake every worker to look at its timers.
 void runtime_clock_changed(Shared* sh);
 int runtime_free(Shared* sh);
+// A reference on Shared (holders) for an object that may outlive the
+// runtime handle (an I/O operation); the last release frees Shared.
+void runtime_retain(Shared* sh);
+void runtime_release(Shared* sh);
 
 // ---- tasks ----
 // Allocates a task with state_size bytes of state; nullptr when out of memory.

@@ -9,13 +9,18 @@
 // step inside a poll, and no test depends on how fast the machine is.
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 #include <weft/weft.hpp>
+#include <weft/weft_io.h>
 
 #include "test_support.h"
 
@@ -580,3 +585,78 @@ TEST(Pulse, HandoffStressLosesNoTask) {
 }
 
 }  // namespace
+
+// tokio-rs/tokio#6315, case 3: a worker stuck in a long poll must not hold up
+// the I/O completions of operations submitted on it. With one worker, the
+// receiver's operation is on that worker's driver; a hog then takes the
+// worker. Only the handoff can deliver the receive: the spare that takes the
+// worker takes its driver, reaps the completion and runs the receiver, while
+// the hog still spins.
+struct Receiver {
+    weft_runtime* rt = nullptr;
+    int fd = -1;
+    weft_io_op* op = nullptr;
+    char buf[16] = {};
+    std::atomic<bool> pending{false};
+    std::atomic<int64_t> got{-1000};
+};
+int poll_receiver(void* data, weft_context* cx, void*) {
+    Receiver* r = static_cast<Receiver*>(data);
+    if (!r->op && weft_io_recv(r->rt, r->fd, r->buf, sizeof r->buf, nullptr, 0, &r->op) != 0) return WEFT_EINVAL;
+    int64_t res = 0;
+    if (weft_io_op_poll(r->op, cx, &res) == WEFT_PENDING) {
+        r->pending.store(true);
+        return WEFT_PENDING;
+    }
+    r->got.store(res);
+    return WEFT_READY;
+}
+void drop_receiver(void* data) {
+    Receiver* r = static_cast<Receiver*>(data);
+    weft_io_op_free(r->op);
+    r->op = nullptr;
+}
+
+TEST(Pulse, AStuckWorkerDoesNotHoldUpIoCompletions) {
+    REQUIRE_PULSE();
+    PulseRig s(1);
+    weft::Runtime rt(s.cfg);
+    if (!handoff_available(rt.get())) GTEST_SKIP() << "no membarrier: no handoff here";
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    Receiver recv_state;
+    recv_state.rt = rt.get();
+    recv_state.fd = sv[1];
+    weft_task_desc d{};
+    d.size = sizeof d;
+    d.poll = poll_receiver;
+    d.drop = drop_receiver;
+    d.data = &recv_state;
+    weft_join* j = nullptr;
+    ASSERT_EQ(weft_spawn(rt.get(), &d, &j), 0);
+    spin_until([&] { return recv_state.pending.load(); });
+    std::atomic<bool> release{false};
+    std::atomic<bool> hogging{false};
+    auto hog = rt.spawn([](std::atomic<bool>* h, std::atomic<bool>* rel) -> weft::Task<void> {
+        h->store(true);
+        while (!rel->load()) std::this_thread::yield();
+        co_return;
+    }(&hogging, &release));
+    spin_until([&] { return hogging.load(); });
+    ASSERT_EQ(write(sv[0], "ping", 4), 4);
+    // The injected clock ages the hog's poll until the monitor hands over.
+    spin_until([&] {
+        s.clock.step(1 * MS);
+        return recv_state.got.load() != -1000;
+    });
+    EXPECT_EQ(recv_state.got.load(), 4);
+    EXPECT_FALSE(release.load());  // delivered while the hog still held its thread
+    EXPECT_EQ(memcmp(recv_state.buf, "ping", 4), 0);
+    release.store(true);
+    hog.join();
+    EXPECT_EQ(weft_join_wait(j, -1), 0);
+    weft_join_free(j);
+    EXPECT_GE(handoffs(rt.get()), 1u);
+    close(sv[0]);
+    close(sv[1]);
+}

@@ -1,0 +1,1232 @@
+// kernel/io.cpp — I/O operations and the per-worker drivers (io.h).
+//
+// An operation's life (IoOp::phase), guarded by IoOp::mu:
+//
+//   NEW --first poll--> IN_KERNEL --completion--> DONE
+//    |                     ^  (io_uring: an SQE on the poller's driver, or a
+//    |                     |   request on a driver's remote list first;
+//    +--> REMOTE ----------+   epoll: a waiter on the fd's readiness entry,
+//         (io_uring, a poll     retried by the next poll after a wake-up)
+//          on a thread that
+//          holds no worker)
+//
+// A multishot accept stays IN_KERNEL while the kernel keeps it armed and
+// queues the fds it accepts (IoOp::acc). Free (weft_io_op_free) marks the op
+// dropped; IN_KERNEL on io_uring also submits an IORING_OP_ASYNC_CANCEL, and
+// the op lives on (the kernel's reference) until its last CQE.
+//
+// user_data of an SQE: the IoOp*, or one of the tags below (never a valid
+// pointer: IoOp is 64-byte aligned).
+#include "io.h"
+
+#include <errno.h>
+#include <linux/time_types.h>
+#include <new>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "../port/io_sys.h"
+#include "scheduler.h"
+#include "weft/weft_pulse.h"
+
+namespace weft::kernel {
+
+namespace {
+
+constexpr uint64_t TAG_IGNORE = 1;  // a cancel's own CQE
+constexpr uint64_t TAG_WAKE = 2;    // the eventfd read
+constexpr unsigned RING_ENTRIES = 256;
+constexpr int MAX_IOV = 64;
+constexpr int MAX_ADDR = 128;
+
+enum Kind : uint8_t { K_RECV, K_SEND, K_READ, K_WRITE, K_READV, K_WRITEV, K_ACCEPT, K_CONNECT, K_CLOSE,
+                      K_SHUTDOWN, K_POLL };
+enum Phase : uint8_t { NEW, REMOTE, IN_KERNEL, DONE };
+
+}  // namespace
+
+// ---- buffers ------------------------------------------------------------------
+
+}  // namespace weft::kernel
+
+struct weft_buf {
+    std::atomic<uint32_t> refs;
+    size_t capacity;
+    alignas(16) unsigned char data[];
+};
+
+namespace weft::kernel {
+
+struct IoOp;
+struct FdEntry;
+
+// Waiter on an fd's readiness (epoll). The links and `entry` are guarded
+// by the FdEntry's mutex; `home` (the entry of op->fd) by the op's.
+struct EpWait {
+    IoOp* prev = nullptr;
+    IoOp* next = nullptr;
+    uint32_t interest = 0;  // EPOLLIN / EPOLLOUT
+    FdEntry* entry = nullptr;  // linked on it
+    FdEntry* home = nullptr;
+};
+
+struct alignas(64) IoOp {
+    Shared* sh = nullptr;
+    std::atomic<uint32_t> refs{1};  // user + kernel
+    port::Mutex mu;
+    Kind kind = K_RECV;
+    Phase phase = NEW;
+    bool dropped = false;       // the user freed it
+    bool cancel_sent = false;
+    bool timed_out = false;
+    bool multishot = false;     // the user asked for it: a stream of accepts
+    bool ms_kernel = true;      // try the kernel's multishot accept (cleared on -EINVAL)
+    bool armed = false;         // multishot: the kernel still holds it
+    bool ep_fired = false;      // epoll: readiness came since the last attempt
+    bool connect_started = false;  // epoll connect: connect() returned EINPROGRESS
+    bool has_waker = false;
+    bool timer_on = false;
+    std::atomic<uint32_t> waking{0};  // completers between unlock and wake (op_wait)
+    int fd = -1;
+    int aux = 0;  // msg flags, shutdown how, poll events
+    int64_t offset = -1;
+    void* ptr = nullptr;
+    uint32_t len = 0;
+    int iovcnt = 0;
+    struct iovec* iov = nullptr;
+    weft_buf* keep = nullptr;
+    unsigned addrlen = 0;
+    alignas(8) unsigned char addr[MAX_ADDR];
+    int64_t result = 0;
+    weft_waker waker{nullptr, nullptr};
+    Driver* driver = nullptr;   // io_uring: where it was submitted
+    IoOp* remote_next = nullptr;
+    bool remote_cancel = false; // the remote request is a cancel
+    int64_t timeout_ns = 0;
+    weft_timer timer;
+    // multishot accept: accepted fds not yet taken (a ring)
+    int* acc = nullptr;
+    uint32_t acc_head = 0, acc_n = 0, acc_cap = 0;
+    int acc_error = 0;          // a terminal error after the queue drains
+    EpWait ep;
+};
+
+// ---- the epoll fd table -------------------------------------------------------
+// Readiness state per fd, for the whole runtime: pages of FD_PAGE entries,
+// allocated on first use and never freed before the runtime (an event for a
+// closed fd then finds a live, empty entry). The fd's registration is
+// EPOLLONESHOT on one driver's epoll set (the first to wait on it), re-armed
+// by every wait with the union of the waiters' interests: arming checks the
+// current readiness (level), so a wait never misses data that arrived
+// between the EAGAIN and the arming.
+struct FdEntry {
+    port::Mutex mu;
+    int epfd = -1;       // the set it is registered in, -1: none
+    IoOp* head = nullptr;  // waiters (EpWait links)
+};
+constexpr uint32_t FD_PAGE = 4096, FD_PAGES = 1024;  // fds up to 4M
+struct FdTable {
+    std::atomic<FdEntry*> pages[FD_PAGES] = {};
+};
+
+namespace {
+
+// ---- status ---------------------------------------------------------------------
+
+struct IoState {
+    IoBackend backend = IO_NONE;
+    int uring_error = 0;
+    const char* why = "";
+    Driver* drivers = nullptr;  // nworkers
+    FdTable* fds = nullptr;
+    std::atomic<uint32_t> remote_rr{0};
+};
+
+inline IoState* io_state(Shared* sh) { return static_cast<IoState*>(sh->io); }
+inline Driver* driver_of(Worker* w) { return w->io; }
+
+void op_release(IoOp* op);
+
+// ---- waking ------------------------------------------------------------------------
+
+// Takes the op's waker out (under mu) for a wake after the unlock.
+inline weft_waker take_waker(IoOp* op) {
+    weft_waker w{nullptr, nullptr};
+    if (op->has_waker) {
+        w = op->waker;
+        op->has_waker = false;
+        op->waking.fetch_add(1, std::memory_order_relaxed);
+    }
+    return w;
+}
+inline void wake_taken(IoOp* op, weft_waker w) {
+    if (!w.vtable) return;
+    w.vtable->wake(w.data);
+    op->waking.fetch_sub(1, std::memory_order_release);
+}
+
+// Stores the poller's waker (under mu), cloning it only when it changed.
+inline void set_waker(IoOp* op, const weft_waker* w) {
+    if (op->has_waker) {
+        if (weft_waker_will_wake(&op->waker, w)) return;
+        op->waker.vtable->drop(op->waker.data);
+    }
+    op->waker = w->vtable->clone(w->data);
+    op->has_waker = true;
+}
+
+// ---- io_uring ----------------------------------------------------------------------
+
+void post_wake_read(Driver* d) {
+    if (d->wake_posted) return;
+    struct io_uring_sqe* sqe = d->ring.get_sqe();
+    if (!sqe) {
+        d->ring.submit();
+        sqe = d->ring.get_sqe();
+        if (!sqe) return;  // retried at the next park
+    }
+    sqe->opcode = IORING_OP_READ;
+    sqe->fd = d->wake_fd;
+    sqe->addr = (uint64_t)(uintptr_t)&d->wake_buf;
+    sqe->len = sizeof d->wake_buf;
+    sqe->off = (uint64_t)-1;
+    sqe->user_data = TAG_WAKE;
+    d->wake_posted = true;
+}
+
+// A free SQE, submitting what is queued when the SQ is full.
+struct io_uring_sqe* sqe_for(Driver* d) {
+    struct io_uring_sqe* sqe = d->ring.get_sqe();
+    if (!sqe) {
+        d->enters.fetch_add(1, std::memory_order_relaxed);
+        d->ring.submit();
+        sqe = d->ring.get_sqe();
+    }
+    return sqe;
+}
+
+// Fills an SQE for op (its phase becomes IN_KERNEL; the kernel's reference
+// is taken). Called by the driver's holder with op->mu held. Returns false
+// when no SQE could be had (the op completes with -EBUSY).
+bool uring_prep(Driver* d, IoOp* op) {
+    struct io_uring_sqe* sqe = sqe_for(d);
+    if (!sqe) return false;
+    sqe->fd = op->fd;
+    sqe->user_data = (uint64_t)(uintptr_t)op;
+    switch (op->kind) {
+    case K_RECV:
+        sqe->opcode = IORING_OP_RECV;
+        sqe->addr = (uint64_t)(uintptr_t)op->ptr;
+        sqe->len = op->len;
+        sqe->msg_flags = (uint32_t)op->aux;
+        break;
+    case K_SEND:
+        sqe->opcode = IORING_OP_SEND;
+        sqe->addr = (uint64_t)(uintptr_t)op->ptr;
+        sqe->len = op->len;
+        sqe->msg_flags = (uint32_t)op->aux | MSG_NOSIGNAL;
+        break;
+    case K_READ:
+    case K_WRITE:
+        sqe->opcode = op->kind == K_READ ? IORING_OP_READ : IORING_OP_WRITE;
+        sqe->addr = (uint64_t)(uintptr_t)op->ptr;
+        sqe->len = op->len;
+        sqe->off = (uint64_t)op->offset;  // -1: the current position
+        break;
+    case K_READV:
+    case K_WRITEV:
+        sqe->opcode = op->kind == K_READV ? IORING_OP_READV : IORING_OP_WRITEV;
+        sqe->addr = (uint64_t)(uintptr_t)op->iov;
+        sqe->len = (uint32_t)op->iovcnt;
+        sqe->off = (uint64_t)op->offset;
+        break;
+    case K_ACCEPT:
+        sqe->opcode = IORING_OP_ACCEPT;
+        sqe->accept_flags = SOCK_NONBLOCK | SOCK_CLOEXEC;
+        if (op->multishot && op->ms_kernel) {
+            // Multishot accept (5.19): one SQE, a CQE per connection. An
+            // older kernel answers -EINVAL, and the op goes on with one
+            // accept at a time (uring_complete).
+            sqe->ioprio |= IORING_ACCEPT_MULTISHOT;
+            op->armed = true;
+        }
+        break;
+    case K_CONNECT:
+        sqe->opcode = IORING_OP_CONNECT;
+        sqe->addr = (uint64_t)(uintptr_t)op->addr;
+        sqe->off = op->addrlen;
+        break;
+    case K_CLOSE:
+        sqe->opcode = IORING_OP_CLOSE;
+        break;
+    case K_SHUTDOWN:
+        sqe->opcode = IORING_OP_SHUTDOWN;
+        sqe->len = (uint32_t)op->aux;
+        break;
+    case K_POLL:
+        sqe->opcode = IORING_OP_POLL_ADD;
+        sqe->poll32_events = (uint32_t)op->aux;
+        break;
+    }
+    op->phase = IN_KERNEL;
+    op->driver = d;
+    op->refs.fetch_add(1, std::memory_order_relaxed);
+    d->in_flight++;
+    d->submitted.fetch_add(1, std::memory_order_relaxed);
+    return true;
+}
+
+void uring_cancel(Driver* d, IoOp* op) {
+    struct io_uring_sqe* sqe = sqe_for(d);
+    if (!sqe) return;  // the op completes by itself, or at shutdown
+    sqe->opcode = IORING_OP_ASYNC_CANCEL;
+    sqe->addr = (uint64_t)(uintptr_t)op;
+    sqe->user_data = TAG_IGNORE;
+}
+
+void acc_push(IoOp* op, int fd) {
+    if (op->dropped) {
+        port::close_fd(fd);
+        return;
+    }
+    if (op->acc_n == op->acc_cap) {
+        uint32_t cap = op->acc_cap ? op->acc_cap * 2 : 16;
+        int* n = static_cast<int*>(port::alloc(sizeof(int) * cap));
+        if (!n) {
+            port::close_fd(fd);  // out of memory: the peer sees a reset
+            return;
+        }
+        for (uint32_t i = 0; i < op->acc_n; i++) n[i] = op->acc[(op->acc_head + i) % op->acc_cap];
+        port::free(op->acc);
+        op->acc = n;
+        op->acc_cap = cap;
+        op->acc_head = 0;
+    }
+    op->acc[(op->acc_head + op->acc_n++) % op->acc_cap] = fd;
+}
+
+// One CQE for op, on the driver's holder.
+void uring_complete(Driver* d, IoOp* op, int32_t res, uint32_t flags) {
+    bool last = true;
+    weft_waker w;
+    {
+        port::LockGuard g(op->mu);
+        if (op->kind == K_ACCEPT && op->multishot) {
+            if (flags & IORING_CQE_F_MORE) last = false;
+            if (res >= 0) {
+                acc_push(op, res);
+            } else if (res == -EINVAL && op->armed && !op->cancel_sent) {
+                op->ms_kernel = false;  // no multishot accept here: one at a time from now on
+            } else if (!op->dropped) {
+                op->acc_error = op->timed_out && res == -ECANCELED ? WEFT_ETIMEDOUT : res;
+            }
+            if (last) {
+                op->armed = false;
+                op->phase = DONE;
+            }
+        } else {
+            op->result = op->timed_out && res == -ECANCELED ? WEFT_ETIMEDOUT : res;
+            op->phase = DONE;
+        }
+        w = take_waker(op);
+    }
+    wake_taken(op, w);
+    if (last) {
+        d->in_flight--;
+        op_release(op);
+    }
+}
+
+// Takes the remote requests (under remote_mu) and serves them.
+void take_remote(Driver* d) {
+    if (!d->remote_any.load(std::memory_order_acquire)) return;
+    IoOp* list;
+    {
+        port::LockGuard g(d->remote_mu);
+        list = d->remote_head;
+        d->remote_head = d->remote_tail = nullptr;
+        d->remote_any.store(false, std::memory_order_relaxed);
+    }
+    while (list) {
+        IoOp* op = list;
+        list = op->remote_next;
+        op->remote_next = nullptr;
+        bool release = false;
+        weft_waker w{nullptr, nullptr};
+        {
+            port::LockGuard g(op->mu);
+            if (op->remote_cancel) {
+                op->remote_cancel = false;
+                if (op->phase == IN_KERNEL && !d->closed.load(std::memory_order_relaxed)) uring_cancel(d, op);
+                release = true;  // the request's reference
+            } else if (op->phase == REMOTE) {
+                release = true;  // the request's reference (uring_prep takes the kernel's)
+                if (op->dropped || d->closed.load(std::memory_order_relaxed)) {
+                    op->result = op->timed_out ? WEFT_ETIMEDOUT : WEFT_ECANCELED;
+                    op->phase = DONE;
+                } else if (!uring_prep(d, op)) {
+                    op->result = -EBUSY;
+                    op->phase = DONE;
+                }
+                if (op->phase == DONE) w = take_waker(op);
+            }
+        }
+        wake_taken(op, w);
+        if (release) op_release(op);
+    }
+}
+
+void push_remote(Driver* d, IoOp* op, bool cancel) {
+    op->refs.fetch_add(1, std::memory_order_relaxed);  // the request's reference
+    op->remote_cancel = cancel;
+    {
+        port::LockGuard g(d->remote_mu);
+        if (d->remote_tail) d->remote_tail->remote_next = op; else d->remote_head = op;
+        d->remote_tail = op;
+        d->remote_any.store(true, std::memory_order_release);
+    }
+    d->worker->parker.unpark();
+}
+
+uint32_t uring_reap(Driver* d) {
+    uint32_t woken = 0;
+    while (struct io_uring_cqe* cqe = d->ring.peek_cqe()) {
+        uint64_t ud = cqe->user_data;
+        int32_t res = cqe->res;
+        uint32_t flags = cqe->flags;
+        d->ring.cq_advance(1);
+        if (ud == TAG_WAKE) {
+            d->wake_posted = false;
+            continue;
+        }
+        if (ud == TAG_IGNORE) continue;
+        d->completed.fetch_add(1, std::memory_order_relaxed);
+        uring_complete(d, reinterpret_cast<IoOp*>((uintptr_t)ud), res, flags);
+        woken++;
+    }
+    return woken;
+}
+
+// ---- epoll ---------------------------------------------------------------------
+
+FdEntry* fd_entry(Shared* sh, int fd) {
+    FdTable* t = io_state(sh)->fds;
+    uint32_t page = (uint32_t)fd / FD_PAGE;
+    if (page >= FD_PAGES) return nullptr;
+    FdEntry* p = t->pages[page].load(std::memory_order_acquire);
+    if (!p) {
+        void* mem = port::alloc(sizeof(FdEntry) * FD_PAGE);
+        if (!mem) return nullptr;
+        FdEntry* fresh = static_cast<FdEntry*>(mem);
+        for (uint32_t i = 0; i < FD_PAGE; i++) new (&fresh[i]) FdEntry();
+        // acq_rel: publish the constructed entries, or see the winner's.
+        if (t->pages[page].compare_exchange_strong(p, fresh, std::memory_order_acq_rel)) {
+            p = fresh;
+        } else {
+            port::free(fresh);
+        }
+    }
+    return &p[(uint32_t)fd % FD_PAGE];
+}
+
+uint32_t interest_of(const FdEntry* e) {
+    uint32_t m = 0;
+    for (IoOp* o = e->head; o; o = o->ep.next) m |= o->ep.interest;
+    return m;
+}
+
+// Arms e (under e->mu) for its waiters' interests.
+int ep_arm(FdEntry* e, int fd, int epfd_if_new) {
+    uint32_t m = interest_of(e);
+    if (!m) return 0;
+    uint32_t ev = m | EPOLLONESHOT | EPOLLRDHUP;
+    if (e->epfd >= 0) {
+        int r = port::epoll_ctl_mod(e->epfd, fd, ev, (uint64_t)fd);
+        if (r != -ENOENT) return r;
+        e->epfd = -1;  // the fd was closed and its number reused
+    }
+    int r = port::epoll_ctl_add(epfd_if_new, fd, ev, (uint64_t)fd);
+    if (r == 0) e->epfd = epfd_if_new;
+    return r;
+}
+
+void ep_unlink(IoOp* op) {
+    FdEntry* e = op->ep.entry;
+    if (op->ep.prev) op->ep.prev->ep.next = op->ep.next; else e->head = op->ep.next;
+    if (op->ep.next) op->ep.next->ep.prev = op->ep.prev;
+    op->ep.prev = op->ep.next = nullptr;
+    op->ep.entry = nullptr;
+}
+
+// Registers op as a waiter for `interest` on its fd (under op->mu). Returns
+// 0, or -errno when the fd cannot be watched (the op completes with it).
+int ep_wait(Shared* sh, IoOp* op, uint32_t interest) {
+    if (!op->ep.home) op->ep.home = fd_entry(sh, op->fd);
+    FdEntry* e = op->ep.home;
+    if (!e) return -ENOMEM;
+    Driver* d = io_current_driver(sh);
+    if (!d) {
+        IoState* st = io_state(sh);
+        d = &st->drivers[st->remote_rr.fetch_add(1, std::memory_order_relaxed) % sh->nworkers];
+    }
+    port::LockGuard g(e->mu);
+    if (op->ep.entry) return 0;  // already waiting
+    op->ep.interest = interest;
+    op->ep.entry = e;
+    op->ep.prev = nullptr;
+    op->ep.next = e->head;
+    if (e->head) e->head->ep.prev = op;
+    e->head = op;
+    int r = ep_arm(e, op->fd, d->epfd);
+    if (r < 0) {
+        ep_unlink(op);
+        // EPERM: a regular file (always ready); the caller retries it inline.
+        return r;
+    }
+    op->phase = IN_KERNEL;
+    return 0;
+}
+
+void ep_cancel_wait(IoOp* op) {
+    FdEntry* e = op->ep.home;
+    if (!e) return;
+    port::LockGuard g(e->mu);
+    if (op->ep.entry) ep_unlink(op);
+}
+
+// Wakes the waiters of fd that `events` satisfies; re-arms for the rest.
+void ep_event(Shared* sh, int fd, uint32_t events) {
+    FdEntry* e = fd_entry(sh, fd);
+    if (!e) return;
+    IoOp* ops[64];
+    int n = 0;
+    {
+        port::LockGuard g(e->mu);
+        uint32_t any = EPOLLERR | EPOLLHUP;
+        IoOp* o = e->head;
+        while (o && n < 64) {
+            IoOp* next = o->ep.next;
+            uint32_t hit = events & (o->ep.interest | any | (o->ep.interest & EPOLLIN ? (uint32_t)EPOLLRDHUP : 0u));
+            if (hit) {
+                ep_unlink(o);
+                // Keeps o alive past e->mu: its user may free it meanwhile.
+                o->refs.fetch_add(1, std::memory_order_relaxed);
+                ops[n++] = o;
+            }
+            o = next;
+        }
+        if (e->head && e->epfd >= 0) ep_arm(e, fd, e->epfd);
+    }
+    // Lock order is op, then entry (ep_wait): the ops' locks come after.
+    for (int i = 0; i < n; i++) {
+        IoOp* o = ops[i];
+        weft_waker w;
+        {
+            port::LockGuard g(o->mu);
+            o->ep_fired = true;
+            w = take_waker(o);
+        }
+        wake_taken(o, w);
+        op_release(o);
+    }
+}
+
+uint32_t ep_dispatch(Driver* d, int64_t timeout_ns) {
+    port::EpollEvent evs[64];
+    d->enters.fetch_add(1, std::memory_order_relaxed);
+    int n = port::epoll_wait_ns(d->epfd, evs, 64, timeout_ns);
+    uint32_t woken = 0;
+    for (int i = 0; i < n; i++) {
+        if (evs[i].data == UINT64_MAX) {
+            port::eventfd_drain(d->wake_fd);
+            continue;
+        }
+        ep_event(d->sh, (int)evs[i].data, evs[i].events);
+        woken++;
+    }
+    return woken;
+}
+
+// The epoll backend's attempt at op (under op->mu): the non-blocking call,
+// and a wait on readiness when it would block. Returns true when done
+// (op->result set).
+bool ep_attempt(Shared* sh, IoOp* op) {
+    int64_t r = 0;
+    uint32_t interest = EPOLLIN;
+    switch (op->kind) {
+    case K_RECV: r = port::sys_recv(op->fd, op->ptr, op->len, op->aux); break;
+    case K_SEND: r = port::sys_send(op->fd, op->ptr, op->len, op->aux); interest = EPOLLOUT; break;
+    case K_READ: r = port::sys_pread(op->fd, op->ptr, op->len, op->offset); break;
+    case K_WRITE: r = port::sys_pwrite(op->fd, op->ptr, op->len, op->offset); interest = EPOLLOUT; break;
+    case K_READV: r = port::sys_preadv(op->fd, op->iov, op->iovcnt, op->offset); break;
+    case K_WRITEV: r = port::sys_pwritev(op->fd, op->iov, op->iovcnt, op->offset); interest = EPOLLOUT; break;
+    case K_ACCEPT: r = port::sys_accept(op->fd); break;
+    case K_CONNECT:
+        interest = EPOLLOUT;
+        if (!op->connect_started) {
+            r = port::sys_connect(op->fd, reinterpret_cast<const struct sockaddr*>(op->addr), op->addrlen);
+            if (r == -EINPROGRESS) {
+                op->connect_started = true;
+                r = -EAGAIN;
+            }
+        } else {
+            int ready = port::sys_poll_now(op->fd, POLLOUT);
+            r = ready < 0 ? ready : ready == 0 ? -EAGAIN : port::sys_socket_error(op->fd);
+        }
+        break;
+    case K_CLOSE: {
+        if (FdEntry* e = fd_entry(sh, op->fd)) {
+            port::LockGuard g(e->mu);
+            e->epfd = -1;  // closing removes it from the set
+        }
+        r = port::close_fd(op->fd);
+        break;
+    }
+    case K_SHUTDOWN: r = port::sys_shutdown(op->fd, op->aux); break;
+    case K_POLL: {
+        int ready = port::sys_poll_now(op->fd, (uint32_t)op->aux);
+        r = ready == 0 ? -EAGAIN : ready;
+        interest = (((uint32_t)op->aux & POLLIN) ? (uint32_t)EPOLLIN : 0u) | (((uint32_t)op->aux & POLLOUT) ? (uint32_t)EPOLLOUT : 0u);
+        if (!interest) interest = EPOLLIN;
+        break;
+    }
+    }
+    if (r == -EINTR) r = -EAGAIN;
+    if (r == -EAGAIN || r == -EWOULDBLOCK) {
+        op->ep_fired = false;
+        int w = ep_wait(sh, op, interest);
+        if (w == 0) return false;
+        r = w;
+    }
+    if (op->kind == K_ACCEPT && op->multishot) {
+        if (r >= 0) acc_push(op, (int)r); else op->acc_error = (int)r;
+    } else {
+        op->result = r;
+    }
+    op->phase = DONE;
+    return true;
+}
+
+// ---- op lifetime -------------------------------------------------------------------
+
+void op_release(IoOp* op) {
+    if (op->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (op->timer_on) weft_timer_cancel(&op->timer);
+    if (op->has_waker) op->waker.vtable->drop(op->waker.data);
+    for (uint32_t i = 0; i < op->acc_n; i++) port::close_fd(op->acc[(op->acc_head + i) % op->acc_cap]);
+    port::free(op->acc);
+    port::free(op->iov);
+    weft_buf_free(op->keep);
+    Shared* sh = op->sh;
+    op->~IoOp();
+    port::free(op);
+    runtime_release(sh);
+}
+
+// Starts op (under op->mu) on the poller's driver, or queues it on one.
+void op_start(IoOp* op) {
+    Shared* sh = op->sh;
+    IoState* st = io_state(sh);
+    if (st->backend == IO_EPOLL) {
+        ep_attempt(sh, op);
+        return;
+    }
+    Worker* w = t_worker;
+    if (w && w->shared == sh) {
+        CoreOp guard(w);
+        if (guard.ok) {
+            Driver* d = driver_of(w);
+            bool closed = d->closed.load(std::memory_order_relaxed);
+            if (closed || !uring_prep(d, op)) {
+                op->result = closed ? WEFT_ECLOSED : -EBUSY;
+                op->phase = DONE;
+            }
+            return;
+        }
+    }
+    // A thread holding no worker: a driver's holder submits it.
+    Driver* d = &st->drivers[st->remote_rr.fetch_add(1, std::memory_order_relaxed) % sh->nworkers];
+    op->phase = REMOTE;
+    op->driver = d;
+    push_remote(d, op, false);
+}
+
+// Cancels op in the kernel (io_uring; under op->mu).
+void op_cancel(IoOp* op) {
+    if (op->phase != IN_KERNEL || op->cancel_sent) return;
+    op->cancel_sent = true;
+    Driver* d = op->driver;
+    // Closed: io_shutdown has waited for every operation the kernel held.
+    if (d->closed.load(std::memory_order_acquire)) return;
+    Worker* w = t_worker;
+    if (w && w->io == d) {
+        CoreOp guard(w);
+        if (guard.ok) {
+            uring_cancel(d, op);
+            return;
+        }
+    }
+    push_remote(d, op, true);
+}
+
+inline bool uring(const IoOp* op) { return io_state(op->sh)->backend == IO_URING; }
+
+}  // namespace
+
+Driver* io_current_driver(Shared* sh) {
+    Worker* w = t_worker;
+    return w && w->shared == sh ? w->io : nullptr;
+}
+
+// ---- scheduler hooks -------------------------------------------------------------
+
+bool io_has_pending(Worker* w) {
+    Driver* d = w->io;
+    return d && d->backend == IO_URING && d->ring.sq_pending() != 0;
+}
+
+uint32_t io_tick(Worker* w, bool submit) {
+    Driver* d = w->io;
+    if (d->backend == IO_EPOLL) return submit ? ep_dispatch(d, 0) : 0;
+    take_remote(d);
+    if (submit && d->ring.sq_pending()) {
+        d->enters.fetch_add(1, std::memory_order_relaxed);
+        d->ring.submit();
+    }
+    return uring_reap(d);
+}
+
+uint32_t io_park(Worker* w, int64_t timeout_ns) {
+    Driver* d = w->io;
+    if (d->backend == IO_EPOLL) {
+        uint32_t woken = 0;
+        w->parker.park_in(timeout_ns, [&](int64_t t) { woken = ep_dispatch(d, t); });
+        return woken;
+    }
+    take_remote(d);
+    uint32_t woken = uring_reap(d);
+    if (woken) {
+        if (d->ring.sq_pending()) {
+            d->enters.fetch_add(1, std::memory_order_relaxed);
+            d->ring.submit();
+        }
+        return woken;
+    }
+    post_wake_read(d);
+    w->parker.park_in(timeout_ns, [&](int64_t t) {
+        d->enters.fetch_add(1, std::memory_order_relaxed);
+        d->ring.submit_and_wait(1, t);
+    });
+    take_remote(d);
+    return uring_reap(d);
+}
+
+// ---- lifecycle ----------------------------------------------------------------------
+
+int io_init(Shared* sh) {
+    void* mem = port::alloc(sizeof(IoState));
+    if (!mem) return WEFT_ENOMEM;
+    IoState* st = new (mem) IoState();
+    sh->io = st;
+    mem = port::alloc(sizeof(Driver) * sh->nworkers);
+    if (!mem) return WEFT_ENOMEM;
+    st->drivers = static_cast<Driver*>(mem);
+    for (uint32_t i = 0; i < sh->nworkers; i++) new (&st->drivers[i]) Driver();
+
+    const char* force = getenv("WEFT_IO");
+    bool want_epoll = force && strcmp(force, "epoll") == 0;
+    bool want_uring = force && strcmp(force, "uring") == 0;
+    if (force && !want_epoll && !want_uring) {
+        port::write_stderr("weft: WEFT_IO must be 'uring' or 'epoll'; ignoring it\n");
+    }
+    int err = 0;
+    if (!want_epoll) {
+        err = port::uring_probe_available();
+        if (err == 0) {
+            // The opcodes the operations need (5.6 has them all but
+            // SHUTDOWN: 5.11, which EXT_ARG already requires).
+            port::Ring probe;
+            probe.init(4);
+            static const uint8_t need[] = {IORING_OP_RECV, IORING_OP_SEND, IORING_OP_READ, IORING_OP_WRITE,
+                                           IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_ACCEPT, IORING_OP_CONNECT,
+                                           IORING_OP_CLOSE, IORING_OP_SHUTDOWN, IORING_OP_POLL_ADD,
+                                           IORING_OP_ASYNC_CANCEL};
+            for (uint8_t op : need) {
+                if (!probe.supports(op)) err = -EOPNOTSUPP;
+            }
+        }
+    }
+    st->uring_error = err;
+    if (!want_epoll && err == 0) {
+        st->backend = IO_URING;
+        st->why = want_uring ? "io_uring (forced by WEFT_IO=uring)" : "io_uring (available, every opcode weft needs probed)";
+    } else if (want_uring) {
+        st->why = "WEFT_IO=uring, but io_uring cannot be used here";
+        return err ? err : WEFT_EINVAL;
+    } else {
+        st->backend = IO_EPOLL;
+        if (want_epoll) st->why = "epoll (forced by WEFT_IO=epoll)";
+        else if (err == -ENOSYS) st->why = "epoll: this kernel has no io_uring (ENOSYS)";
+        else if (err == -EPERM) st->why = "epoll: io_uring is forbidden here (EPERM: kernel.io_uring_disabled or seccomp)";
+        else if (err == -EOPNOTSUPP) st->why = "epoll: the kernel's io_uring lacks a feature weft needs (5.11+: EXT_ARG, SHUTDOWN)";
+        else st->why = "epoll: io_uring could not be set up (see uring_error)";
+    }
+    if (st->backend == IO_EPOLL) {
+        mem = port::alloc(sizeof(FdTable));
+        if (!mem) return WEFT_ENOMEM;
+        st->fds = new (mem) FdTable();
+    }
+    for (uint32_t i = 0; i < sh->nworkers; i++) {
+        Driver* d = &st->drivers[i];
+        d->sh = sh;
+        d->worker = &sh->workers[i];
+        d->backend = st->backend;
+        int fd = port::eventfd_new();
+        if (fd < 0) return fd;
+        d->wake_fd = fd;
+        if (st->backend == IO_URING) {
+            int r = d->ring.init(RING_ENTRIES);
+            if (r < 0) return r;
+        } else {
+            d->epfd = port::epoll_new();
+            if (d->epfd < 0) return d->epfd;
+            int r = port::epoll_ctl_add(d->epfd, d->wake_fd, EPOLLIN, UINT64_MAX);
+            if (r < 0) return r;
+        }
+        sh->workers[i].io = d;
+        sh->workers[i].parker.set_wake_fd(d->wake_fd, &d->wake_writes);
+    }
+    return 0;
+}
+
+void io_shutdown(Shared* sh) {
+    IoState* st = io_state(sh);
+    if (!st || !st->drivers) return;
+    for (uint32_t i = 0; i < sh->nworkers; i++) {
+        Driver* d = &st->drivers[i];
+        if (d->backend != IO_URING || !d->ring.ok()) {
+            d->closed.store(true, std::memory_order_release);
+            continue;
+        }
+        // Requests queued by the last drops (shutdown step 5), then cancel
+        // everything the kernel holds and wait for every answer: memory an
+        // operation lent the kernel is released only after it.
+        take_remote(d);
+        struct io_uring_sqe* sqe = sqe_for(d);
+        if (sqe) {
+            sqe->opcode = IORING_OP_ASYNC_CANCEL;
+            sqe->cancel_flags = (1u << 1) /* IORING_ASYNC_CANCEL_ANY (5.19) */ | (1u << 0) /* _ALL */;
+            sqe->user_data = TAG_IGNORE;
+        }
+        // Bounded: a kernel without CANCEL_ANY (5.19) still gets the
+        // per-op cancels sent when the tasks were dropped; past the bound
+        // the ring's close cancels the rest (and their memory is leaked
+        // rather than freed under the kernel).
+        uint64_t give_up = port::monotonic_ns() + 5000000000ull;
+        while (d->in_flight && port::monotonic_ns() < give_up) {
+            d->ring.submit_and_wait(1, 10000000);
+            uring_reap(d);
+            take_remote(d);
+        }
+        d->closed.store(true, std::memory_order_release);
+    }
+}
+
+void io_destroy(Shared* sh) {
+    IoState* st = io_state(sh);
+    if (!st) return;
+    if (st->drivers) {
+        for (uint32_t i = 0; i < sh->nworkers; i++) {
+            Driver* d = &st->drivers[i];
+            d->ring.exit();
+            if (d->epfd >= 0) port::close_fd(d->epfd);
+            if (d->wake_fd >= 0) port::close_fd(d->wake_fd);
+            d->~Driver();
+        }
+        port::free(st->drivers);
+    }
+    if (st->fds) {
+        for (uint32_t p = 0; p < FD_PAGES; p++) port::free(st->fds->pages[p].load(std::memory_order_relaxed));
+        port::free(st->fds);
+    }
+    st->~IoState();
+    port::free(st);
+    sh->io = nullptr;
+}
+
+}  // namespace weft::kernel
+
+// ---- the C ABI --------------------------------------------------------------------
+
+using namespace weft::kernel;
+
+extern "C" {
+
+weft_buf* weft_buf_new(size_t capacity) {
+    if (capacity == 0 || capacity > ((size_t)1 << 40)) return nullptr;
+    void* mem = weft::port::alloc_aligned(sizeof(weft_buf) + capacity, 16);
+    if (!mem) return nullptr;
+    weft_buf* b = static_cast<weft_buf*>(mem);
+    new (&b->refs) std::atomic<uint32_t>(1);
+    b->capacity = capacity;
+    return b;
+}
+void* weft_buf_data(const weft_buf* b) { return b ? const_cast<unsigned char*>(b->data) : nullptr; }
+size_t weft_buf_capacity(const weft_buf* b) { return b ? b->capacity : 0; }
+weft_buf* weft_buf_ref(weft_buf* b) {
+    if (b) b->refs.fetch_add(1, std::memory_order_relaxed);
+    return b;
+}
+void weft_buf_free(weft_buf* b) {
+    if (b && b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) weft::port::free(b);
+}
+
+}  // extern "C"
+
+namespace {
+
+Shared* live_runtime(weft_runtime* rt) {
+    Shared* sh = reinterpret_cast<Shared*>(rt);
+    if (!sh || sh->magic != Shared::MAGIC) return nullptr;
+    return sh;
+}
+
+int op_new(weft_runtime* rt, Kind kind, int fd, weft_io_op** out, IoOp** op_out) {
+    if (!out) return WEFT_EINVAL;
+    *out = nullptr;
+    Shared* sh = live_runtime(rt);
+    if (!sh || fd < 0) return WEFT_EINVAL;
+    if (sh->owned_closed.load(std::memory_order_acquire) || !sh->io) return WEFT_ECLOSED;
+    void* mem = weft::port::alloc_aligned(sizeof(IoOp), alignof(IoOp));
+    if (!mem) return WEFT_ENOMEM;
+    IoOp* op = new (mem) IoOp();
+    op->sh = sh;
+    op->kind = kind;
+    op->fd = fd;
+    runtime_retain(sh);
+    *op_out = op;
+    *out = reinterpret_cast<weft_io_op*>(op);
+    return 0;
+}
+
+int buf_op(weft_runtime* rt, Kind kind, int fd, const void* ptr, size_t len, weft_buf* keep, int aux,
+           int64_t offset, weft_io_op** out) {
+    if ((!ptr && len) || len > (size_t)INT32_MAX || offset < -1) {
+        if (out) *out = nullptr;
+        return WEFT_EINVAL;
+    }
+    IoOp* op;
+    int r = op_new(rt, kind, fd, out, &op);
+    if (r) return r;
+    op->ptr = const_cast<void*>(ptr);
+    op->len = (uint32_t)len;
+    op->aux = aux;
+    op->offset = offset;
+    op->keep = weft_buf_ref(keep);
+    return 0;
+}
+
+int vec_op(weft_runtime* rt, Kind kind, int fd, const struct iovec* iov, int iovcnt, weft_buf* keep,
+           int64_t offset, weft_io_op** out) {
+    if (!iov || iovcnt <= 0 || iovcnt > MAX_IOV || offset < -1) {
+        if (out) *out = nullptr;
+        return WEFT_EINVAL;
+    }
+    IoOp* op;
+    int r = op_new(rt, kind, fd, out, &op);
+    if (r) return r;
+    op->iov = static_cast<struct iovec*>(weft::port::alloc(sizeof(struct iovec) * (size_t)iovcnt));
+    if (!op->iov) {
+        weft_io_op_free(*out);
+        *out = nullptr;
+        return WEFT_ENOMEM;
+    }
+    memcpy(op->iov, iov, sizeof(struct iovec) * (size_t)iovcnt);
+    op->iovcnt = iovcnt;
+    op->offset = offset;
+    op->keep = weft_buf_ref(keep);
+    return 0;
+}
+
+inline IoOp* as_op(weft_io_op* o) { return reinterpret_cast<IoOp*>(o); }
+
+// Takes a finished result (under mu): READY, or PENDING for a multishot
+// accept with nothing queued (phase NEW then when it must be started again).
+int take_result(IoOp* op, int64_t* result) {
+    if (op->kind == K_ACCEPT && op->multishot) {
+        int r = WEFT_PENDING;
+        if (op->acc_n) {
+            *result = op->acc[op->acc_head];
+            op->acc_head = (op->acc_head + 1) % op->acc_cap;
+            op->acc_n--;
+            r = WEFT_READY;
+        } else if (op->acc_error) {
+            *result = op->acc_error;
+            op->acc_error = 0;
+            r = WEFT_READY;
+        }
+        if (op->phase == DONE && op->acc_n == 0 && !op->acc_error) op->phase = NEW;  // next poll re-arms
+        return r;
+    }
+    *result = op->result;
+    return WEFT_READY;
+}
+
+}  // namespace
+
+extern "C" {
+
+int weft_io_recv(weft_runtime* rt, int fd, void* ptr, size_t len, weft_buf* keep, int msg_flags, weft_io_op** out) {
+    return buf_op(rt, K_RECV, fd, ptr, len, keep, msg_flags, -1, out);
+}
+int weft_io_send(weft_runtime* rt, int fd, const void* ptr, size_t len, weft_buf* keep, int msg_flags,
+                 weft_io_op** out) {
+    return buf_op(rt, K_SEND, fd, ptr, len, keep, msg_flags, -1, out);
+}
+int weft_io_read(weft_runtime* rt, int fd, void* ptr, size_t len, weft_buf* keep, int64_t offset, weft_io_op** out) {
+    return buf_op(rt, K_READ, fd, ptr, len, keep, 0, offset, out);
+}
+int weft_io_write(weft_runtime* rt, int fd, const void* ptr, size_t len, weft_buf* keep, int64_t offset,
+                  weft_io_op** out) {
+    return buf_op(rt, K_WRITE, fd, ptr, len, keep, 0, offset, out);
+}
+int weft_io_readv(weft_runtime* rt, int fd, const struct iovec* iov, int iovcnt, weft_buf* keep, int64_t offset,
+                  weft_io_op** out) {
+    return vec_op(rt, K_READV, fd, iov, iovcnt, keep, offset, out);
+}
+int weft_io_writev(weft_runtime* rt, int fd, const struct iovec* iov, int iovcnt, weft_buf* keep, int64_t offset,
+                   weft_io_op** out) {
+    return vec_op(rt, K_WRITEV, fd, iov, iovcnt, keep, offset, out);
+}
+int weft_io_accept(weft_runtime* rt, int listen_fd, unsigned flags, weft_io_op** out) {
+    if (flags & ~WEFT_IO_MULTISHOT) {
+        if (out) *out = nullptr;
+        return WEFT_EINVAL;
+    }
+    IoOp* op;
+    int r = op_new(rt, K_ACCEPT, listen_fd, out, &op);
+    if (r) return r;
+    op->multishot = flags & WEFT_IO_MULTISHOT;
+    return 0;
+}
+int weft_io_connect(weft_runtime* rt, int fd, const struct sockaddr* addr, unsigned addrlen, weft_io_op** out) {
+    if (!addr || addrlen == 0 || addrlen > MAX_ADDR) {
+        if (out) *out = nullptr;
+        return WEFT_EINVAL;
+    }
+    IoOp* op;
+    int r = op_new(rt, K_CONNECT, fd, out, &op);
+    if (r) return r;
+    memcpy(op->addr, addr, addrlen);
+    op->addrlen = addrlen;
+    return 0;
+}
+int weft_io_close(weft_runtime* rt, int fd, weft_io_op** out) {
+    IoOp* op;
+    return op_new(rt, K_CLOSE, fd, out, &op);
+}
+int weft_io_shutdown(weft_runtime* rt, int fd, int how, weft_io_op** out) {
+    if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR) {
+        if (out) *out = nullptr;
+        return WEFT_EINVAL;
+    }
+    IoOp* op;
+    int r = op_new(rt, K_SHUTDOWN, fd, out, &op);
+    if (r) return r;
+    op->aux = how;
+    return 0;
+}
+int weft_io_poll_ready(weft_runtime* rt, int fd, uint32_t events, weft_io_op** out) {
+    if (events == 0 || (events & ~0xffffu)) {
+        if (out) *out = nullptr;
+        return WEFT_EINVAL;
+    }
+    IoOp* op;
+    int r = op_new(rt, K_POLL, fd, out, &op);
+    if (r) return r;
+    op->aux = (int)events;
+    return 0;
+}
+
+int weft_io_socket(int domain, int type, int protocol) { return weft::port::sys_socket(domain, type, protocol); }
+
+int weft_io_tcp_listen(const char* host, uint16_t port, int backlog, uint16_t* bound_port) {
+    if (!host || backlog < 0) return WEFT_EINVAL;
+    // IPv4 dotted quad (or "localhost"), parsed here: no resolver in the kernel.
+    if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
+    uint32_t ip = 0;
+    const char* p = host;
+    for (int part = 0; part < 4; part++) {
+        if (*p < '0' || *p > '9') return WEFT_EINVAL;
+        uint32_t v = 0;
+        int digits = 0;
+        while (*p >= '0' && *p <= '9') {
+            v = v * 10 + (uint32_t)(*p++ - '0');
+            if (++digits > 3 || v > 255) return WEFT_EINVAL;
+        }
+        ip = ip << 8 | v;
+        if (part < 3 && *p++ != '.') return WEFT_EINVAL;
+    }
+    if (*p) return WEFT_EINVAL;
+    return weft::port::sys_tcp_listen(ip, port, backlog ? backlog : 1024, bound_port);
+}
+
+int weft_runtime_io_status(const weft_runtime* rt, weft_io_status* out) {
+    Shared* sh = live_runtime(const_cast<weft_runtime*>(rt));
+    if (!sh || !out) return WEFT_EINVAL;
+    if (out->size != sizeof(weft_io_status)) return WEFT_EVERSION;
+    IoState* st = static_cast<IoState*>(sh->io);
+    memset(out, 0, sizeof *out);
+    out->size = sizeof *out;
+    if (!st) return WEFT_ECLOSED;
+    out->backend = st->backend;
+    out->uring_impl = WEFT_HAVE_LIBURING ? 1 : 2;
+    out->uring_error = st->uring_error;
+    out->why = st->why;
+    for (uint32_t i = 0; i < sh->nworkers; i++) {
+        const Driver* d = &st->drivers[i];
+        out->submitted += d->submitted.load(std::memory_order_relaxed);
+        out->completed += d->completed.load(std::memory_order_relaxed);
+        out->enters += d->enters.load(std::memory_order_relaxed);
+        out->wake_writes += d->wake_writes.load(std::memory_order_relaxed);
+    }
+    out->in_flight = out->submitted >= out->completed ? out->submitted - out->completed : 0;
+    return 0;
+}
+
+int weft_runtime_io_backend(const weft_runtime* rt) {
+    Shared* sh = live_runtime(const_cast<weft_runtime*>(rt));
+    if (!sh || !sh->io) return WEFT_EINVAL;
+    return static_cast<IoState*>(sh->io)->backend;
+}
+
+int weft_io_op_set_timeout(weft_io_op* o, int64_t timeout_ns) {
+    IoOp* op = as_op(o);
+    if (!op) return WEFT_EINVAL;
+    weft::port::LockGuard g(op->mu);
+    if (op->phase != NEW || op->timer_on) return WEFT_EALREADY;
+    op->timeout_ns = timeout_ns > 0 ? timeout_ns : 0;
+    return 0;
+}
+
+int weft_io_op_poll(weft_io_op* o, weft_context* cx, int64_t* result) {
+    IoOp* op = as_op(o);
+    if (!op || !cx || !cx->waker.vtable || !result) return WEFT_EINVAL;
+    bool is_uring = uring(op);
+    weft::port::LockGuard g(op->mu);
+    for (int round = 0; round < 2; round++) {
+        if (op->phase == DONE || (op->multishot && (op->acc_n || op->acc_error))) {
+            // Ready: an I/O poll that yields a result spends budget (pulse.h).
+            if (weft_budget_consume(1)) {
+                cx->waker.vtable->wake_by_ref(cx->waker.data);
+                return WEFT_PENDING;
+            }
+            int r = take_result(op, result);
+            if (r == WEFT_READY) return r;
+        }
+        if (op->phase == NEW) {
+            if (op->kind != K_ACCEPT && (op->kind == K_RECV || op->kind == K_SEND || op->kind == K_READ ||
+                                         op->kind == K_WRITE) && op->len == 0) {
+                op->result = 0;
+                op->phase = DONE;
+                continue;
+            }
+            set_waker(op, &cx->waker);
+            if (op->timeout_ns && !op->timer_on) {
+                if (weft_timer_init(&op->timer, reinterpret_cast<weft_runtime*>(op->sh)) == 0 &&
+                    weft_timer_sleep_for(&op->timer, op->timeout_ns) == 0)
+                    op->timer_on = true;
+            }
+            op_start(op);
+            if (op->phase == DONE) continue;
+        } else if (!is_uring && op->phase == IN_KERNEL && op->ep_fired) {
+            // epoll: woken by readiness (the entry unlinked us): try again.
+            set_waker(op, &cx->waker);
+            if (ep_attempt(op->sh, op)) continue;
+        } else {
+            set_waker(op, &cx->waker);
+        }
+        break;
+    }
+    if (op->timer_on && op->phase != DONE && !op->timed_out) {
+        int t = weft_timer_poll(&op->timer, cx);
+        if (t == WEFT_READY) {
+            op->timed_out = true;
+            if (is_uring) {
+                if (op->phase == IN_KERNEL) op_cancel(op);
+                // REMOTE: the holder submits it, the cancel follows it there.
+                else if (op->phase == REMOTE) op->dropped = true;
+            } else {
+                ep_cancel_wait(op);
+                op->result = WEFT_ETIMEDOUT;
+                op->phase = DONE;
+                if (weft_budget_consume(1)) {
+                    cx->waker.vtable->wake_by_ref(cx->waker.data);
+                    return WEFT_PENDING;
+                }
+                return take_result(op, result);
+            }
+        }
+    }
+    return WEFT_PENDING;
+}
+
+}  // extern "C"
+
+namespace {
+// The waker of a plain thread in weft_io_op_wait: unparks its stack Parker.
+// No refcount: op_wait returns only once no completer holds it (`waking`).
+void op_thread_wake(const void* p) { static_cast<Parker*>(const_cast<void*>(p))->unpark(); }
+void op_thread_drop(const void*) {}
+weft_waker op_thread_clone(const void* p);
+const weft_waker_vtable op_thread_vtable = {op_thread_clone, op_thread_wake, op_thread_wake, op_thread_drop};
+weft_waker op_thread_clone(const void* p) { return weft_waker{p, &op_thread_vtable}; }
+}  // namespace
+
+extern "C" {
+
+int weft_io_op_wait(weft_io_op* o, int64_t* result) {
+    IoOp* op = as_op(o);
+    if (!op || !result) return WEFT_EINVAL;
+    if (current_runtime()) return WEFT_EDEADLK;
+    Parker parker;
+    weft_context cx{weft_waker{&parker, &op_thread_vtable}};
+    int r;
+    while ((r = weft_io_op_poll(o, &cx, result)) == WEFT_PENDING) parker.park(-1);
+    {
+        weft::port::LockGuard g(op->mu);
+        if (op->has_waker && op->waker.vtable == &op_thread_vtable) op->has_waker = false;
+    }
+    // A completer that took the waker may still be about to unpark us.
+    while (op->waking.load(std::memory_order_acquire) != 0) weft::port::thread_yield();
+    return r == WEFT_READY ? 0 : r;
+}
+
+void weft_io_op_free(weft_io_op* o) {
+    IoOp* op = as_op(o);
+    if (!op) return;
+    {
+        weft::port::LockGuard g(op->mu);
+        op->dropped = true;
+        if (op->has_waker) {
+            op->waker.vtable->drop(op->waker.data);
+            op->has_waker = false;
+        }
+        if (uring(op)) {
+            if (op->phase == IN_KERNEL) op_cancel(op);
+        } else {
+            ep_cancel_wait(op);
+        }
+        if (op->timer_on) {
+            weft_timer_cancel(&op->timer);
+            op->timer_on = false;
+        }
+    }
+    op_release(op);
+}
+
+}  // extern "C"

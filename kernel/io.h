@@ -1,0 +1,116 @@
+// kernel/io.h — the I/O driver: one per worker, io_uring or epoll.
+//
+// Ownership. Each Worker owns a Driver (an io_uring instance, or an epoll set)
+// and an eventfd the driver watches. Only the thread holding the worker
+// touches the driver's ring or epoll set, so neither needs a lock; a pulse
+// handoff (pulse.h) moves the worker to a spare thread and the driver with
+// it, so a worker stuck in a long poll does not hold up the completions of
+// the operations submitted on it: the spare reaps them (tokio-rs/tokio#6315,
+// case 3). Another thread that must reach a driver (an operation polled on a
+// thread holding no worker, a cancel from a foreign thread) queues a request
+// on the driver's remote list and wakes the worker (Driver::remote).
+//
+// Sleeping in the driver. A worker with nothing to run parks in its driver
+// instead of on the futex (Parker::park_in): io_uring_enter(GETEVENTS, wait 1,
+// timeout = next timer deadline), submitting what it queued in the same call,
+// or epoll_wait. A waker on another thread reaches it through the eventfd,
+// which the ring always has a read posted on (or the epoll set watches). The
+// sleeping flag is the Parker's state word (parker.h): the eventfd write is
+// made only when the worker is in state PARKED_DRIVER, never when it is
+// awake. Protocol (both sides RMW the same word, so they are totally ordered):
+//   sleeper: post the eventfd read (if not posted); CAS EMPTY -> PARKED_DRIVER;
+//            wait in the kernel; exchange(EMPTY).
+//   waker:   prev = exchange(NOTIFIED); PARKED_DRIVER -> write the eventfd,
+//            PARKED -> futex_wake, else nothing (the sleeper is awake and
+//            will see NOTIFIED before it sleeps: its CAS fails).
+// A write that lands after the sleeper woke for another reason leaves one
+// eventfd completion behind: the next wait returns at once (a spurious wake,
+// which the scheduler tolerates), and the read is posted again.
+//
+// Operations (IoOp). Created by the ABI (weft_io_*), started by the first
+// poll: on io_uring, an SQE on the polling thread's driver (submitted at the
+// next park or maintenance tick: see io_tick); on epoll, the non-blocking
+// syscall right away, and on EAGAIN a waiter on the fd's readiness entry.
+// References: one for the user, one while the kernel holds the operation
+// (io_uring: from submission to the last CQE), so freeing a running
+// operation only cancels it, and its buffer (`keep`) stays alive until the
+// kernel is done with it.
+#ifndef WEFT_KERNEL_IO_H
+#define WEFT_KERNEL_IO_H
+
+#include <atomic>
+#include <stdint.h>
+
+#include "../port/port.h"
+#include "../port/uring.h"
+#include "weft/weft.h"
+#include "weft/weft_io.h"
+#include "weft/weft_time.h"
+
+namespace weft::kernel {
+
+struct Shared;
+struct Worker;
+struct IoOp;
+struct FdTable;
+
+enum IoBackend : uint8_t { IO_NONE = 0, IO_URING = WEFT_IO_URING, IO_EPOLL = WEFT_IO_EPOLL };
+
+struct Driver {
+    Shared* sh = nullptr;
+    Worker* worker = nullptr;
+    IoBackend backend = IO_NONE;
+    port::Ring ring;   // io_uring
+    int epfd = -1;     // epoll
+    int wake_fd = -1;  // the eventfd other threads write to wake the holder
+    uint64_t wake_buf = 0;   // the posted eventfd read's target (io_uring)
+    bool wake_posted = false;
+    // Set by io_shutdown once the kernel holds nothing of this driver's; a
+    // late free (after the runtime) then has nothing to cancel.
+    std::atomic<bool> closed{false};
+    // Operations the kernel holds (io_uring) or waiters registered (epoll),
+    // on this driver. Holder only; read at shutdown after the threads left.
+    uint32_t in_flight = 0;
+    // Requests from threads not holding the worker: ops to start or cancel.
+    // Guarded by remote_mu; `remote_any` lets the holder skip the lock.
+    port::Mutex remote_mu;
+    IoOp* remote_head = nullptr;
+    IoOp* remote_tail = nullptr;
+    std::atomic<bool> remote_any{false};
+    // Counters: written by the holder (relaxed), read by status.
+    std::atomic<uint64_t> submitted{0};
+    std::atomic<uint64_t> completed{0};
+    std::atomic<uint64_t> enters{0};
+    std::atomic<uint64_t> wake_writes{0};
+};
+
+// ---- runtime lifecycle (io.cpp) ----
+// Chooses the backend (WEFT_IO, then io_uring, then epoll) and sets up a
+// driver per worker. 0 or a negative code (the reason is kept for status).
+int io_init(Shared* sh);
+// Shutdown, after every runtime thread was joined and every task dropped:
+// cancels what the kernel still holds, waits for it, closes rings and fds.
+void io_shutdown(Shared* sh);
+// Frees what io_init allocated (the last reference on Shared).
+void io_destroy(Shared* sh);
+
+// ---- the scheduler's hooks (worker's holder only) ----
+// Whether w's driver has SQEs queued and not submitted.
+bool io_has_pending(Worker* w);
+// Maintenance: takes remote requests and reaps completions already posted
+// (no syscall); with `submit`, also submits the queued SQEs (one syscall
+// when there are any), and on epoll polls the set (a zero-timeout
+// epoll_wait). Returns the number of tasks woken.
+uint32_t io_tick(Worker* w, bool submit);
+// Sleeps in the driver for at most timeout_ns (-1: no limit), as the
+// parker's wait function; wakes tasks whose operations completed. Returns the
+// number of tasks woken (they were scheduled on w).
+uint32_t io_park(Worker* w, int64_t timeout_ns);
+
+// The driver a task polled on this thread submits to (nullptr: a thread
+// holding no worker of sh).
+Driver* io_current_driver(Shared* sh);
+
+}  // namespace weft::kernel
+
+#endif

@@ -1,0 +1,90 @@
+// port/uring.h — one io_uring instance: the submission and completion rings.
+//
+// Two implementations with one interface, chosen at build time:
+//   - liburing (port/linux/uring_liburing.cpp) when CMake finds Debian's
+//     liburing-dev (linked statically into libweft.so, so the library still
+//     depends on libc only);
+//   - weft's own raw-syscall ring (port/linux/uring_raw.cpp): io_uring_setup,
+//     io_uring_enter, io_uring_register, mmap of the rings and the barriers
+//     the kernel's ABI asks for. -DWEFT_URING_RAW=ON forces it.
+// The SQE and CQE layouts are the kernel's (<linux/io_uring.h>, or liburing's
+// copy of it); kernel/io_uring.cpp fills SQEs field by field, so it is the
+// same code on both.
+//
+// Threading: a Ring has a single user at a time (the thread holding the
+// worker that owns it, kernel/io.h). Nothing here locks.
+#ifndef WEFT_PORT_URING_H
+#define WEFT_PORT_URING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if WEFT_HAVE_LIBURING
+#include <liburing.h>
+#else
+#include <linux/io_uring.h>
+#endif
+
+namespace weft::port {
+
+struct RingImpl;  // the implementation's state (liburing's struct io_uring, or the raw ring's)
+
+class Ring {
+public:
+    Ring() = default;
+    Ring(const Ring&) = delete;
+    Ring& operator=(const Ring&) = delete;
+    ~Ring() { exit(); }
+
+    // Creates the ring with room for `entries` SQEs (a power of two, at most
+    // 4096) and 2x as many CQEs. No SQPOLL, no IOPOLL. Returns 0 or -errno:
+    // -ENOSYS (kernel without io_uring), -EPERM (io_uring_disabled sysctl,
+    // seccomp), -ENOMEM, ... Also fails with -EOPNOTSUPP when the kernel
+    // lacks IORING_FEAT_EXT_ARG (5.11), which submit_and_wait needs for its
+    // timeout; the caller then falls back to epoll.
+    int init(unsigned entries);
+    // Unmaps and closes. Safe to call twice, and on a ring that never inited.
+    void exit();
+    bool ok() const { return impl_ != nullptr; }
+
+    // The next free SQE, zeroed, or nullptr when the SQ is full (submit
+    // first). Visible to the kernel at the next submit.
+    struct io_uring_sqe* get_sqe();
+    // SQEs taken by get_sqe and not yet submitted.
+    unsigned sq_pending() const;
+
+    // Submits the pending SQEs without waiting. Returns the number the kernel
+    // took, or -errno (-EBUSY/-EAGAIN: CQ overflow or out of memory, retry
+    // after reaping).
+    int submit();
+    // Submits the pending SQEs and waits until at least wait_nr CQEs are
+    // ready, for at most timeout_ns (-1: no limit; 0: do not wait). One
+    // io_uring_enter. Returns >= 0, or -ETIME when the time ran out, -EINTR
+    // on a signal, other -errno on error.
+    int submit_and_wait(unsigned wait_nr, int64_t timeout_ns);
+
+    // The oldest ready CQE, or nullptr. Stays valid until cq_advance.
+    struct io_uring_cqe* peek_cqe();
+    // Marks the n oldest CQEs consumed.
+    void cq_advance(unsigned n);
+    // CQEs ready to be reaped (no syscall).
+    unsigned cq_ready() const;
+
+    // Whether the kernel supports opcode op (IORING_REGISTER_PROBE, read
+    // once at init).
+    bool supports(uint8_t op) const;
+    // IORING_FEAT_* bits the kernel reported at setup.
+    uint32_t features() const;
+    int ring_fd() const;
+
+private:
+    RingImpl* impl_ = nullptr;
+};
+
+// The kernel's io_uring_setup / io_uring_enter / io_uring_register, for
+// tests and for the epoll fallback's probe. -errno on failure.
+int uring_probe_available();  // 0 when a ring can be created here, else -errno
+
+}  // namespace weft::port
+
+#endif
