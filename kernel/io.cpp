@@ -16,7 +16,7 @@
 // the op lives on (the kernel's reference) until its last CQE.
 //
 // user_data of an SQE: the IoOp*, or one of the tags below (never a valid
-// pointer: IoOp is 64-byte aligned).
+// pointer: IoOp is 16-byte aligned).
 #include "io.h"
 
 #include <errno.h>
@@ -30,6 +30,7 @@
 #include <sys/uio.h>
 
 #include "../port/io_sys.h"
+#include "pool.h"
 #include "scheduler.h"
 #include "weft/weft_pulse.h"
 
@@ -74,7 +75,7 @@ struct EpWait {
     FdEntry* home = nullptr;
 };
 
-struct alignas(64) IoOp {
+struct alignas(16) IoOp {
     Shared* sh = nullptr;
     std::atomic<uint32_t> refs{1};  // user + kernel
     port::Mutex mu;
@@ -484,10 +485,12 @@ int ep_wait(Shared* sh, IoOp* op, uint32_t interest) {
     int r = ep_arm(e, op->fd, d->epfd);
     if (r < 0) {
         ep_unlink(op);
-        // EPERM: a regular file (always ready); the caller retries it inline.
-        return r;
+        return r;  // EPERM: a regular file, which epoll refuses; the op fails with it
     }
     op->phase = IN_KERNEL;
+    // Counted like io_uring's submissions (status): a wait the kernel holds.
+    op->driver = d;
+    d->submitted.fetch_add(1, std::memory_order_relaxed);
     return 0;
 }
 
@@ -495,7 +498,10 @@ void ep_cancel_wait(IoOp* op) {
     FdEntry* e = op->ep.home;
     if (!e) return;
     port::LockGuard g(e->mu);
-    if (op->ep.entry) ep_unlink(op);
+    if (op->ep.entry) {
+        ep_unlink(op);
+        op->driver->completed.fetch_add(1, std::memory_order_relaxed);
+    }
 }
 
 // Wakes the waiters of fd that `events` satisfies; re-arms for the rest.
@@ -513,6 +519,7 @@ void ep_event(Shared* sh, int fd, uint32_t events) {
             uint32_t hit = events & (o->ep.interest | any | (o->ep.interest & EPOLLIN ? (uint32_t)EPOLLRDHUP : 0u));
             if (hit) {
                 ep_unlink(o);
+                o->driver->completed.fetch_add(1, std::memory_order_relaxed);
                 // Keeps o alive past e->mu: its user may free it meanwhile.
                 o->refs.fetch_add(1, std::memory_order_relaxed);
                 ops[n++] = o;
@@ -579,9 +586,13 @@ bool ep_attempt(Shared* sh, IoOp* op) {
         }
         break;
     case K_CLOSE: {
+        // Waiters on this fd would never hear of it again: wake them all
+        // (their retry fails with EBADF), then forget the registration,
+        // which the close removes from the set.
+        ep_event(sh, op->fd, ~0u);
         if (FdEntry* e = fd_entry(sh, op->fd)) {
             port::LockGuard g(e->mu);
-            e->epfd = -1;  // closing removes it from the set
+            e->epfd = -1;
         }
         r = port::close_fd(op->fd);
         break;
@@ -623,7 +634,7 @@ void op_release(IoOp* op) {
     weft_buf_free(op->keep);
     Shared* sh = op->sh;
     op->~IoOp();
-    port::free(op);
+    pool::free(op, sizeof(IoOp));
     runtime_release(sh);
 }
 
@@ -901,7 +912,9 @@ int op_new(weft_runtime* rt, Kind kind, int fd, weft_io_op** out, IoOp** op_out)
     Shared* sh = live_runtime(rt);
     if (!sh || fd < 0) return WEFT_EINVAL;
     if (sh->owned_closed.load(std::memory_order_acquire) || !sh->io) return WEFT_ECLOSED;
-    void* mem = weft::port::alloc_aligned(sizeof(IoOp), alignof(IoOp));
+    // The worker's block cache (pool.h): an operation per read or write
+    // costs no malloc on the hot path.
+    void* mem = pool::alloc(sizeof(IoOp));
     if (!mem) return WEFT_ENOMEM;
     IoOp* op = new (mem) IoOp();
     op->sh = sh;

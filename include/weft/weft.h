@@ -259,5 +259,6 @@ WEFT_API void weft_free(void* p, size_t size);
 #include "weft_sync.h" /* semaphore, locks, notify, channels, barrier */
 #include "weft_pulse.h" /* preemption: budgets, tiers, worker handoff */
 #include "weft_metrics.h" /* counters, poll-time histogram, Prometheus text */
+#include "weft_io.h" /* I/O: io_uring or epoll; sockets, files, buffers */
 
 #endif /* WEFT_WEFT_H */

@@ -57,9 +57,9 @@ typedef struct weft_io_status {
     int uring_impl;     /* 1: liburing, 2: weft's raw-syscall ring (compiled in) */
     int uring_error;    /* why io_uring is not used (-errno), 0 when it is */
     const char* why;    /* one sentence: which backend and why (static storage) */
-    uint64_t submitted; /* operations handed to the kernel, all workers */
-    uint64_t completed; /* completions reaped */
-    uint64_t in_flight; /* operations the kernel holds now */
+    uint64_t submitted; /* operations handed to the kernel (epoll: waits registered), all workers */
+    uint64_t completed; /* completions reaped (epoll: waits ended) */
+    uint64_t in_flight; /* operations the kernel holds now (submitted - completed) */
     uint64_t enters;    /* io_uring_enter / epoll_wait calls made by the workers */
     uint64_t wake_writes; /* eventfd writes made to wake a worker sleeping in the driver */
 } weft_io_status;
@@ -127,7 +127,9 @@ WEFT_API int weft_io_op_set_timeout(weft_io_op* op, int64_t timeout_ns);
  * task is woken when there is news) or WEFT_READY with *result set. The first
  * call starts the operation. After READY, further polls return the same
  * result, except for a multishot accept (the next connection). Errors of the
- * call itself: WEFT_EINVAL (NULL op or cx, or cx from no task). */
+ * call itself: WEFT_EINVAL (NULL op, cx, result, or a cx without a waker).
+ * Any waker will do (a plain thread's, another runtime's): weft_io_op_wait is
+ * this with a waker that unparks the calling thread. */
 WEFT_API int weft_io_op_poll(weft_io_op* op, weft_context* cx, int64_t* result);
 /* Blocks a plain thread (not a runtime worker: WEFT_EDEADLK) until the
  * operation completes; returns 0 with *result set. */

@@ -25,9 +25,16 @@ int Ring::init(unsigned entries) {
     RingImpl* r = new (mem) RingImpl();
     struct io_uring_params p;
     memset(&p, 0, sizeof p);
-    p.flags = IORING_SETUP_CQSIZE;
+    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
     p.cq_entries = entries * 2;
     int rc = io_uring_queue_init_params(entries, &r->ring, &p);
+    if (rc == -EINVAL) {
+        // Before 5.19: no COOP_TASKRUN (port/uring.h).
+        memset(&p, 0, sizeof p);
+        p.flags = IORING_SETUP_CQSIZE;
+        p.cq_entries = entries * 2;
+        rc = io_uring_queue_init_params(entries, &r->ring, &p);
+    }
     if (rc < 0) {
         port::free(r);
         return rc;

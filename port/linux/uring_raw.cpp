@@ -130,9 +130,16 @@ int Ring::init(unsigned entries) {
 
     struct io_uring_params p;
     memset(&p, 0, sizeof p);
-    p.flags = IORING_SETUP_CQSIZE;
+    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
     p.cq_entries = entries * 2;
     long fd = syscall(SYS_io_uring_setup, entries, &p);
+    if (fd < 0 && errno == EINVAL) {
+        // Before 5.19: no COOP_TASKRUN (port/uring.h).
+        memset(&p, 0, sizeof p);
+        p.flags = IORING_SETUP_CQSIZE;
+        p.cq_entries = entries * 2;
+        fd = syscall(SYS_io_uring_setup, entries, &p);
+    }
     if (fd < 0) {
         int err = -errno;
         destroy(r);
