@@ -22,7 +22,8 @@
 // --workers N sets the number of worker threads (default 2); --quick runs one
 // round of tiny sizes in well under a second (the test suite runs it that way).
 //
-// A later issue adds scenes for I/O (io_uring).
+// The last scene is I/O: an echo server and its clients on loopback, all in
+// the runtime (io_uring, or epoll where io_uring cannot be used).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -38,6 +39,7 @@
 #include <utility>
 #include <vector>
 
+#include <weft/io.hpp>
 #include <weft/weft.hpp>
 
 namespace {
@@ -233,9 +235,68 @@ struct Sizes {
     uint64_t sleepers;        // timers
     uint64_t ticks;           // starvation: the ticker's 1 ms sleeps ...
     std::chrono::milliseconds hog_spin;  // ... while each hog spins this long
+    uint64_t echo_conns;      // tcp_echo: connections ...
+    uint64_t echo_trips;      // ... each making this many 64-byte round trips
 };
-constexpr Sizes kNormal{100'000, 200, 1'000, 1'000, 6, 100'000, 100, std::chrono::milliseconds(100)};
-constexpr Sizes kQuick{1'000, 20, 100, 100, 4, 1'000, 20, std::chrono::milliseconds(30)};
+constexpr Sizes kNormal{100'000, 200, 1'000, 1'000, 6, 100'000, 100, std::chrono::milliseconds(100), 64, 200};
+constexpr Sizes kQuick{1'000, 20, 100, 100, 4, 1'000, 20, std::chrono::milliseconds(30), 8, 20};
+
+// ---- I/O: a TCP echo server and its clients, all on the runtime ----------------
+
+weft::Task<void> echo_connection(weft::net::TcpStream s) {
+    weft::Buffer buf(4096);
+    for (;;) {
+        auto n = co_await s.read(buf);
+        if (!n.ok() || n.value() == 0) co_return;
+        if (!(co_await s.write_all(buf, 0, n.value())).ok()) co_return;
+    }
+}
+
+weft::Task<void> echo_accept(weft::net::TcpListener* listener, uint64_t conns) {
+    std::vector<weft::JoinHandle<void>> served;
+    for (uint64_t i = 0; i < conns; i++) {
+        auto s = co_await listener->accept();
+        if (!s.ok()) break;
+        served.push_back(weft::spawn(echo_connection(std::move(s).value())));
+    }
+    for (auto& h : served) co_await h;
+}
+
+// One client: `trips` round trips of 64 bytes, each checked byte for byte.
+// Returns the round trips that came back intact.
+weft::Task<uint64_t> echo_client(uint16_t port, uint64_t id, uint64_t trips) {
+    auto c = co_await weft::net::TcpStream::connect("127.0.0.1", port);
+    if (!c.ok()) co_return 0;
+    weft::net::TcpStream s = std::move(c).value();
+    weft::Buffer out(64), in(64);
+    uint64_t good = 0;
+    for (uint64_t t = 0; t < trips; t++) {
+        for (size_t i = 0; i < 64; i++) static_cast<char*>(out.data())[i] = (char)(id * 31 + t + i);
+        if (!(co_await s.write_all(out, 0, 64)).ok()) break;
+        size_t got = 0;
+        while (got < 64) {
+            auto n = co_await s.read(in, got, 64 - got);
+            if (!n.ok() || n.value() == 0) co_return good;
+            got += n.value();
+        }
+        good += std::equal(static_cast<char*>(in.data()), static_cast<char*>(in.data()) + 64,
+                           static_cast<char*>(out.data()));
+    }
+    co_return good;
+}
+
+weft::Task<uint64_t> tcp_echo(uint64_t conns, uint64_t trips) {
+    auto l = weft::net::TcpListener::bind("127.0.0.1", 0);
+    if (!l.ok()) co_return 0;
+    weft::net::TcpListener listener = std::move(l).value();
+    auto server = weft::spawn(echo_accept(&listener, conns));
+    std::vector<weft::JoinHandle<uint64_t>> clients;
+    for (uint64_t i = 0; i < conns; i++) clients.push_back(weft::spawn(echo_client(listener.local_port(), i, trips)));
+    uint64_t good = 0;
+    for (auto& c : clients) good += co_await c;
+    co_await server;
+    co_return good;
+}
 
 uint64_t pow10(unsigned n) {
     uint64_t v = 1;
@@ -423,10 +484,14 @@ int main(int argc, char** argv) {
 
     try {
         weft::Runtime rt(workers);
-        std::printf("weft %s demo: %u worker threads%s\n\n", weft_version_string(), rt.workers(),
+        std::printf("weft %s demo: %u worker threads%s\n", weft_version_string(), rt.workers(),
                     quick ? " (--quick)" : "");
+        weft_io_status io{};
+        io.size = sizeof io;
+        if (weft_runtime_io_status(rt.get(), &io) == 0) std::printf("I/O backend: %s\n", io.why);
+        std::printf("\n");
 
-        Progress progress(7);
+        Progress progress(8);
         std::vector<Result> results;
         auto scene = [&](int index, const char* name, auto round) {
             results.push_back(run_scene(progress, index, name, budget, min_rounds, round));
@@ -496,6 +561,16 @@ int main(int argc, char** argv) {
             return Round{2 * (1 + (uint64_t)starved_on.hogs), ticks == want && early == 0,
                          buf + expect(ticks, want, "ticks") + ", " + expect(early, 0, "woke early"), false};
         }));
+
+        // After the starvation scene's own runtimes: this one's workers again.
+        scene(8, "tcp_echo", [&] {
+            uint64_t want = size.echo_conns * size.echo_trips;
+            uint64_t good = rt.block_on(tcp_echo(size.echo_conns, size.echo_trips));
+            char buf[64];
+            std::snprintf(buf, sizeof buf, "%llu connections, ", (unsigned long long)size.echo_conns);
+            // A task is a round trip here (client and server side).
+            return Round{want, good == want, buf + expect(good, want, "64-byte round trips intact")};
+        });
 
         print_table(results);
         if (starved_on.ticks > 0) print_starvation(starved_off, starved_on, size);

@@ -337,6 +337,9 @@ void uring_complete(Driver* d, IoOp* op, int32_t res, uint32_t flags) {
     }
     wake_taken(op, w);
     if (last) {
+        // Counted once per submission, at its last CQE (a multishot accept
+        // has many), so the status's in_flight stays exact.
+        d->completed.fetch_add(1, std::memory_order_relaxed);
         d->in_flight--;
         op_release(op);
     }
@@ -405,7 +408,6 @@ uint32_t uring_reap(Driver* d) {
             continue;
         }
         if (ud == TAG_IGNORE) continue;
-        d->completed.fetch_add(1, std::memory_order_relaxed);
         uring_complete(d, reinterpret_cast<IoOp*>((uintptr_t)ud), res, flags);
         woken++;
     }
