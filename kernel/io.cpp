@@ -476,6 +476,7 @@ int ep_wait(Shared* sh, IoOp* op, uint32_t interest) {
         IoState* st = io_state(sh);
         d = &st->drivers[st->remote_rr.fetch_add(1, std::memory_order_relaxed) % sh->nworkers];
     }
+    if (d->closed.load(std::memory_order_acquire)) return WEFT_ECLOSED;
     port::LockGuard g(e->mu);
     if (op->ep.entry) return 0;  // already waiting
     op->ep.interest = interest;
@@ -644,6 +645,13 @@ void op_release(IoOp* op) {
 void op_start(IoOp* op) {
     Shared* sh = op->sh;
     IoState* st = io_state(sh);
+    // Started after the runtime's shutdown (a plain thread's operation): no
+    // driver will ever serve it.
+    if (st->drivers[0].closed.load(std::memory_order_acquire)) {
+        op->result = WEFT_ECLOSED;
+        op->phase = DONE;
+        return;
+    }
     if (st->backend == IO_EPOLL) {
         ep_attempt(sh, op);
         return;
@@ -816,9 +824,35 @@ int io_init(Shared* sh) {
     return 0;
 }
 
+namespace {
+// epoll at shutdown: every waiter left (a plain thread's operation: the
+// tasks' were freed with them) is woken; its retry finds the drivers closed
+// and completes with WEFT_ECLOSED.
+void ep_wake_all(Shared* sh) {
+    FdTable* t = io_state(sh)->fds;
+    for (uint32_t p = 0; p < FD_PAGES; p++) {
+        FdEntry* page = t->pages[p].load(std::memory_order_acquire);
+        if (!page) continue;
+        for (uint32_t i = 0; i < FD_PAGE; i++) {
+            bool waited_on;
+            {
+                port::LockGuard g(page[i].mu);
+                waited_on = page[i].head != nullptr;
+            }
+            if (waited_on) ep_event(sh, (int)(p * FD_PAGE + i), ~0u);
+        }
+    }
+}
+}  // namespace
+
 void io_shutdown(Shared* sh) {
     IoState* st = io_state(sh);
     if (!st || !st->drivers) return;
+    if (st->backend == IO_EPOLL) {
+        for (uint32_t i = 0; i < sh->nworkers; i++) st->drivers[i].closed.store(true, std::memory_order_release);
+        ep_wake_all(sh);
+        return;
+    }
     for (uint32_t i = 0; i < sh->nworkers; i++) {
         Driver* d = &st->drivers[i];
         if (d->backend != IO_URING || !d->ring.ok()) {
@@ -832,7 +866,9 @@ void io_shutdown(Shared* sh) {
         struct io_uring_sqe* sqe = sqe_for(d);
         if (sqe) {
             sqe->opcode = IORING_OP_ASYNC_CANCEL;
-            sqe->cancel_flags = (1u << 1) /* IORING_ASYNC_CANCEL_ANY (5.19) */ | (1u << 0) /* _ALL */;
+            // Every request of this ring (5.19); older kernels answer
+            // -EINVAL and rely on the per-op cancels of the drops.
+            sqe->cancel_flags = IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL;
             sqe->user_data = TAG_IGNORE;
         }
         // Bounded: a kernel without CANCEL_ANY (5.19) still gets the

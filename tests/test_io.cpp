@@ -800,6 +800,28 @@ TEST(Io, WaitBlocksAPlainThreadUntilDataArrives) {
     EXPECT_EQ(std::string(buf, 5), "woken");
 }
 
+// A plain thread's operation waiting in the kernel when the runtime is freed:
+// the shutdown cancels it (io_uring) or wakes it (epoll) and its wait returns
+// an error instead of hanging; afterwards a new start is refused.
+TEST(Io, APlainThreadsWaitEndsWhenTheRuntimeIsFreed) {
+    TcpPair pair = tcp_pair();
+    weft_runtime* rt = nullptr;
+    weft_runtime_config cfg;
+    weft_runtime_config_init(&cfg);
+    cfg.workers = 2;
+    ASSERT_EQ(weft_runtime_new(&cfg, &rt), 0);
+    char buf[16];
+    weft_io_op* op = nullptr;
+    ASSERT_EQ(weft_io_recv(rt, pair.weft_side.fd, buf, sizeof buf, nullptr, 0, &op), 0);
+    std::atomic<int64_t> result{INT64_MIN};
+    std::thread waiter([&] { result.store(wait_result(op)); });
+    std::this_thread::sleep_for(5ms);  // usually lets the wait start first; either order must end
+    ASSERT_EQ(weft_runtime_free(rt), 0);
+    waiter.join();
+    EXPECT_TRUE(result.load() == WEFT_ECANCELED || result.load() == WEFT_ECLOSED) << result.load();
+    weft_io_op_free(op);
+}
+
 struct WaitOnAWorker {
     weft_runtime* rt;
     int fd;

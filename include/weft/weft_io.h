@@ -30,6 +30,17 @@
  * and accept make them so) or the worker may block in a recv.
  *
  * Threads: an operation belongs to one thread at a time, like a join handle.
+ *
+ * Closing fds: an fd may be closed once no operation on it is pending, or
+ * right after weft_io_op_free of the ones that are (io_uring: the cancelled
+ * operation holds its own reference to the file until it completes; epoll:
+ * the free unregisters the wait). Prefer weft_io_close, which on epoll also
+ * wakes any waiter another task still has on that fd.
+ *
+ * Shutdown: weft_runtime_free cancels every operation the kernel still holds
+ * and waits for the kernel's answers, so no buffer is written after it
+ * returns. An operation that outlives its runtime (held by a plain thread)
+ * then completes with WEFT_ECANCELED or WEFT_ECLOSED, and must still be freed.
  */
 #ifndef WEFT_WEFT_IO_H
 #define WEFT_WEFT_IO_H
@@ -104,8 +115,11 @@ WEFT_API int weft_io_writev(weft_runtime* rt, int fd, const struct iovec* iov, i
                             int64_t offset, weft_io_op** out);
 /* Accept: the result is a new connected fd (non-blocking, close-on-exec).
  * WEFT_IO_MULTISHOT keeps the operation armed: after each READY result, poll
- * again for the next connection (io_uring multishot accept where the kernel
- * has it, 5.19; otherwise one accept at a time, transparently). */
+ * (or weft_io_op_wait) again for the next connection (io_uring multishot
+ * accept where the kernel has it, 5.19; otherwise one accept at a time,
+ * transparently). Connections accepted before they are asked for queue in
+ * the operation; an error (EMFILE, ...) is one READY result with the code,
+ * after which the operation re-arms itself at the next poll. */
 #define WEFT_IO_MULTISHOT 1u
 WEFT_API int weft_io_accept(weft_runtime* rt, int listen_fd, unsigned flags, weft_io_op** out);
 /* addr (addrlen <= 128 bytes) is copied. Result 0 once connected. */
