@@ -19,6 +19,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// Set by CMake (0 or 1); a build without it (tests/fuzz/build.sh) gets the
+// raw ring.
+#ifndef WEFT_HAVE_LIBURING
+#define WEFT_HAVE_LIBURING 0
+#endif
+
 #if WEFT_HAVE_LIBURING
 #include <liburing.h>
 #else

@@ -15,6 +15,9 @@ FLAGS=(-std=c++20 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
 # The kernel sources, as listed in CMakeLists.txt (WEFT_KERNEL_SOURCES).
 SRCS=$(sed -n '/^set(WEFT_KERNEL_SOURCES/,/)/p' "$ROOT/CMakeLists.txt" | grep -oE '[A-Za-z0-9_/]+\.cpp')
 [ -n "$SRCS" ] || { echo "build.sh: no WEFT_KERNEL_SOURCES found" >&2; exit 1; }
+# io_uring: the raw-syscall ring (CMake adds it, or liburing's, outside that
+# list); the fuzz build does not link liburing.
+SRCS="$SRCS port/linux/uring_raw.cpp"
 compile() {  # src obj extra-flags...
     local src=$1 obj=$2; shift 2
     if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ]; then
