@@ -705,9 +705,12 @@ Driver* io_current_driver(Shared* sh) {
 
 // ---- scheduler hooks -------------------------------------------------------------
 
-bool io_has_pending(Worker* w) {
+bool io_may_complete(Worker* w) {
     Driver* d = w->io;
-    return d && d->backend == IO_URING && d->ring.sq_pending() != 0;
+    if (!d) return false;
+    if (d->backend == IO_URING) return d->ring.sq_pending() != 0 || d->in_flight != 0;
+    // epoll: waits registered on this driver's set and not ended yet.
+    return d->submitted.load(std::memory_order_relaxed) != d->completed.load(std::memory_order_relaxed);
 }
 
 uint32_t io_tick(Worker* w, bool submit) {

@@ -95,8 +95,13 @@ void io_shutdown(Shared* sh);
 void io_destroy(Shared* sh);
 
 // ---- the scheduler's hooks (worker's holder only) ----
-// Whether w's driver has SQEs queued and not submitted.
-bool io_has_pending(Worker* w);
+// Whether something may arrive through w's driver: SQEs queued and not
+// submitted, operations the kernel holds, or (epoll) waits registered. A
+// worker that finds no work then parks in the driver at once instead of
+// spinning first: the spin neither submits nor sees completions (io_uring
+// completes them in task work that needs a syscall of this thread; epoll
+// needs epoll_wait), so it only delayed them, by up to SEARCH_SPIN_NS.
+bool io_may_complete(Worker* w);
 // Maintenance: takes remote requests and reaps completions already posted
 // (no syscall); with `submit`, also submits the queued SQEs (one syscall
 // when there are any), and on epoll polls the set (a zero-timeout

@@ -856,10 +856,10 @@ bool worker_loop(Worker* w) {
         // Completions already posted cost no syscall to reap.
         if (!t && w->io && io_tick(w, false)) t = next_task(w);
         if (!t) t = steal_work(w);
-        // Not with SQEs queued: parking submits them in the same syscall
-        // that waits (two syscalls per echo round trip, io.h); a spin would
-        // hold them back.
-        if (!t && w->searching && !io_has_pending(w)) t = spin_search(w);
+        // Not while I/O may complete on this worker (io.h, io_may_complete):
+        // parking submits what is queued and waits for completions in one
+        // syscall; a spin would only hold them back.
+        if (!t && w->searching && !io_may_complete(w)) t = spin_search(w);
         if (t) {
             if (!run_with_lifo(w, t)) return false;
             continue;
