@@ -26,6 +26,9 @@
 // A write that lands after the sleeper woke for another reason leaves one
 // eventfd completion behind: the next wait returns at once (a spurious wake,
 // which the scheduler tolerates), and the read is posted again.
+// Model-checked by kernel/driver_park.pml (SPIN; tests/check_models.sh): no
+// lost wake-up, and three mutations (a waker that ignores PARKED_DRIVER, a
+// read not posted again, a plain store instead of the CAS) are caught.
 //
 // Operations (IoOp). Created by the ABI (weft_io_*), started by the first
 // poll: on io_uring, an SQE on the polling thread's driver (submitted at the

@@ -6,6 +6,8 @@
 #   kernel/task_state.pml   TaskState transitions driven by run_task, wakers,
 #                           the join handle, abort, reap
 #   kernel/park.pml         Idle + Parker + park()/notify: no lost wake-up
+#   kernel/driver_park.pml  the sleeping flag: Parker::park_in in the I/O
+#                           driver and the eventfd write: no lost wake-up
 #
 # Each run: `spin -a` (with the run's -D flags) generates pan.c; it is
 # compiled and run with an exhaustive search: no -DBITSTATE, no hash
@@ -20,7 +22,7 @@
 # is built (-DMUT_...) and must be *caught* (pan reports an error): a model
 # that stops catching them has become vacuous.
 #
-# Usage: tests/check_models.sh [--no-mutations] [--only local_queue|task_state|park]
+# Usage: tests/check_models.sh [--no-mutations] [--only local_queue|task_state|park|driver_park]
 # Needs: spin (Debian package `spin`), cc. About 2 minutes on 2 cores.
 set -euo pipefail
 
@@ -141,6 +143,11 @@ if want park; then
     run park-3w-idle safety park -DNW=3 -DNPLAIN=0 -DSTART_PARKED
     run park-2w-live liveness park -DNW=2 -DNPLAIN=2
 fi
+if want driver_park; then
+    echo "--- kernel/driver_park.pml"
+    run driver-park-3x2 safety driver_park
+    run driver-park-4x3 safety driver_park -DNPARK=4 -DNWAKE=3
+fi
 
 if ((MUTATIONS)); then
     echo "--- mutations (each must be caught)"
@@ -164,6 +171,11 @@ if ((MUTATIONS)); then
         mutant park-no-push-fence park -DNW=2 -DNPLAIN=2 -DMUT_NO_PUSH_FENCE
         mutant park-no-park-fence park -DNW=2 -DNPLAIN=2 -DMUT_NO_PARK_FENCE
         mutant park-parker-forgets park -DNW=2 -DNPLAIN=2 -DMUT_PARKER_NO_NOTIFIED_STATE
+    fi
+    if want driver_park; then
+        mutant driver-park-wake-only-parked driver_park -DMUT_WAKE_ONLY_PARKED
+        mutant driver-park-no-repost driver_park -DMUT_NO_REPOST
+        mutant driver-park-store-not-cas driver_park -DMUT_CAS_BEFORE_CHECK
     fi
 fi
 
