@@ -77,7 +77,11 @@ struct EpWait {
 
 struct alignas(16) IoOp {
     Shared* sh = nullptr;
-    std::atomic<uint32_t> refs{1};  // user + kernel
+    // One for the user's handle, one while the kernel holds the op (io_uring,
+    // uring_prep to the last CQE), one per remote request or epoll event in
+    // hand. fetch_sub is acq_rel (op_release): the last one sees every
+    // write of the others before freeing.
+    std::atomic<uint32_t> refs{1};
     port::Mutex mu;
     Kind kind = K_RECV;
     Phase phase = NEW;
@@ -91,7 +95,10 @@ struct alignas(16) IoOp {
     bool connect_started = false;  // epoll connect: connect() returned EINPROGRESS
     bool has_waker = false;
     bool timer_on = false;
-    std::atomic<uint32_t> waking{0};  // completers between unlock and wake (op_wait)
+    // Completers that took the waker under mu and have not finished waking
+    // it (take_waker / wake_taken). The release decrement pairs with
+    // op_wait's acquire load: its stack Parker outlives every unpark.
+    std::atomic<uint32_t> waking{0};
     int fd = -1;
     int aux = 0;  // msg flags, shutdown how, poll events
     int64_t offset = -1;
@@ -131,6 +138,8 @@ struct FdEntry {
 };
 constexpr uint32_t FD_PAGE = 4096, FD_PAGES = 1024;  // fds up to 4M
 struct FdTable {
+    // Set once per page by fd_entry's CAS (acq_rel: publishes the constructed
+    // entries), read with acquire by anyone; freed only by io_destroy.
     std::atomic<FdEntry*> pages[FD_PAGES] = {};
 };
 
@@ -144,6 +153,8 @@ struct IoState {
     const char* why = "";
     Driver* drivers = nullptr;  // nworkers
     FdTable* fds = nullptr;
+    // Round-robin pick of a driver for threads holding no worker; relaxed:
+    // any driver will do, it only spreads the load.
     std::atomic<uint32_t> remote_rr{0};
 };
 

@@ -75,7 +75,10 @@ struct Driver {
     // on this driver. Holder only; read at shutdown after the threads left.
     uint32_t in_flight = 0;
     // Requests from threads not holding the worker: ops to start or cancel.
-    // Guarded by remote_mu; `remote_any` lets the holder skip the lock.
+    // Guarded by remote_mu. `remote_any`: set (release) by push_remote under
+    // the lock, read (acquire) by the holder in take_remote to skip the lock
+    // when nothing waits; a set that races the read is seen at the next look
+    // (push_remote unparks the worker after it).
     port::Mutex remote_mu;
     IoOp* remote_head = nullptr;
     IoOp* remote_tail = nullptr;

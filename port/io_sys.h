@@ -49,9 +49,6 @@ int sys_socket_error(int fd);  // getsockopt(SO_ERROR) as -errno (0: none)
 int sys_shutdown(int fd, int how);
 // poll(2) on one fd with timeout 0: the ready mask (POLL* bits), or -errno.
 int sys_poll_now(int fd, uint32_t events);
-// Whether fd is a socket (fstat), -errno on a bad fd.
-int sys_is_socket(int fd);
-int sys_set_nonblocking(int fd);
 // socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol).
 int sys_socket(int domain, int type, int protocol);
 // A non-blocking IPv4 TCP listener: SO_REUSEADDR, bind(ip:port), the address in host byte order, listen.

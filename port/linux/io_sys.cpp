@@ -8,7 +8,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -110,18 +109,6 @@ int sys_poll_now(int fd, uint32_t events) {
     if (p.revents & POLLNVAL) return -EBADF;
     return r ? (int)(uint16_t)p.revents : 0;
 }
-int sys_is_socket(int fd) {
-    struct stat st;
-    if (::fstat(fd, &st) < 0) return -errno;
-    return S_ISSOCK(st.st_mode) ? 1 : 0;
-}
-int sys_set_nonblocking(int fd) {
-    int fl = ::fcntl(fd, F_GETFL);
-    if (fl < 0) return -errno;
-    if (fl & O_NONBLOCK) return 0;
-    return neg(::fcntl(fd, F_SETFL, fl | O_NONBLOCK));
-}
-
 int sys_socket(int domain, int type, int protocol) {
     return neg(::socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol));
 }
