@@ -34,6 +34,13 @@ TARGETS = {
     "cross_thread_wake": 0.5,
     "timers": 0.3,
 }
+# weft-only workloads measured against a Tokio workload of the same definition
+# (the thread-per-core executor's, issue 7).
+PEER = {
+    "tpc_cross_thread_wake": "cross_thread_wake",
+    "tpc_spawn_local": "spawn_many_local",
+}
+TARGETS["tpc_cross_thread_wake"] = 0.5
 LINE = re.compile(r"^BENCH (\S+) workers=(\d+) median_ns=(\d+) ops=(\d+) ns_per_op=([\d.]+)")
 STARVATION = re.compile(r"^STARVATION max_tick_late_us=([\d.]+) p99_tick_late_us=([\d.]+) ticks=(\d+)")
 
@@ -77,8 +84,9 @@ def main():
         weft_late, tokio_late = [], []
         for r in range(a.rounds):
             xs, xl = run([a.weft, "--workers", str(a.workers), w])
-            ys, yl = run([a.tokio, "--workers", str(a.workers), w])
-            x, y = xs.get(w), ys.get(w)
+            pw = PEER.get(w, w)
+            ys, yl = run([a.tokio, "--workers", str(a.workers), pw])
+            x, y = xs.get(w), ys.get(pw)
             if w in xl and w in yl:
                 weft_late.append(xl[w])
                 tokio_late.append(yl[w])

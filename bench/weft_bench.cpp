@@ -28,9 +28,11 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <weft/weft.hpp>
+#include <weft/tpc.hpp>
 
 #include "../kernel/wake_list.h"  // wake_list_32 (weft-bench links the static library)
 
@@ -368,6 +370,149 @@ void bench_cross_thread_wake(unsigned workers) {
         h.join();
         return since(start);
     });
+}
+
+// ---- thread-per-core executor (filter "tpc") ------------------------------------
+// tpc_spawn_local: workload 1 on one executor. The main thread owns a
+// weft::tpc::Executor and block_on's the root there (no worker threads: the
+// executor is the main thread), so the whole batch is local spawns.
+weft::Task<void> tpc_spawn_many_root(std::atomic<uint64_t>* counter) {
+    std::vector<weft::JoinHandle<void>> handles;
+    handles.reserve(SPAWN_MANY_TASKS);
+    for (int i = 0; i < SPAWN_MANY_TASKS; i++) handles.push_back(weft::tpc::spawn(bump(counter)));
+    for (auto& h : handles) co_await h;
+}
+
+void bench_tpc_spawn_local(unsigned) {
+    weft::tpc::Executor ex;
+    std::atomic<uint64_t> counter{0};
+    run_bench("tpc_spawn_local", 1, SPAWN_MANY_TASKS, [&](bool) {
+        counter.store(0, std::memory_order_relaxed);
+        auto start = Clock::now();
+        ex.block_on(tpc_spawn_many_root(&counter));
+        uint64_t ns = since(start);
+        check(counter.load() == SPAWN_MANY_TASKS, "tpc_spawn_local counter");
+        return ns;
+    });
+}
+
+// tpc_cross_thread_wake: workload 7 with the task on a one-shard ShardSet:
+// the main thread (no executor) notifies, the task answers on a channel.
+void bench_tpc_cross_thread_wake_mode(const char* name, uint32_t wake) {
+    weft::tpc::ShardSet shards(1, false, wake);
+    uint64_t signals = 0, wakes = 0;
+    run_bench(name, 1, CROSS_THREAD_ROUND_TRIPS, [&](bool) {
+        weft::Notify ping;
+        auto [pong_tx, pong_rx] = weft::mpsc::channel<uint8_t>(1);
+        auto before = shards.metrics(0);
+        auto start = Clock::now();
+        shards.spawn_on(0, cross_thread_task(&ping, std::move(pong_tx)));
+        for (int i = 0; i < CROSS_THREAD_ROUND_TRIPS; i++) {
+            ping.notify_one();
+            check(pong_rx.recv_blocking().has_value(), "tpc_cross_thread_wake: pong recv");
+        }
+        check(!pong_rx.recv_blocking().has_value(), "tpc_cross_thread_wake: task finished");
+        uint64_t ns = since(start);
+        auto after = shards.metrics(0);
+        signals += after.signals - before.signals;
+        wakes += after.wakes_remote - before.wakes_remote;
+        return ns;
+    });
+    std::fprintf(stderr, "# %s: %.3f parked-owner signals per remote wake (%" PRIu64 " wakes)\n", name,
+                 wakes ? (double)signals / (double)wakes : 0.0, wakes);
+}
+void bench_tpc_cross_thread_wake(unsigned) {
+    bench_tpc_cross_thread_wake_mode("tpc_cross_thread_wake", WEFT_TPC_WAKE_DEFAULT);
+}
+
+// tpc_shard_ping_pong_{eventfd,msg_ring}: the cross-shard wake path. Two
+// shards of one set bounce a token through two Notify objects
+// (PING_PONG_ROUNDS round trips): each wake crosses threads and finds the
+// other shard parked, so each costs a signal. Run with each wake mode to
+// pick the default (bench/RESULTS.md). The shards do not spin before
+// parking (WEFT_TPC_NO_SPIN), so every wake takes a signal path.
+constexpr int TPC_PING_PONG_ROUNDS = 10000;
+weft::Task<void> tpc_ponger(weft::Notify* in, weft::Notify* out, int rounds, std::atomic<int>* done) {
+    for (int i = 0; i < rounds; i++) {
+        co_await in->notified();
+        out->notify_one();
+    }
+    done->fetch_add(1, std::memory_order_release);
+}
+weft::Task<void> tpc_pinger(weft::Notify* in, weft::Notify* out, int rounds, std::atomic<int>* done) {
+    for (int i = 0; i < rounds; i++) {
+        out->notify_one();
+        co_await in->notified();
+    }
+    done->fetch_add(1, std::memory_order_release);
+}
+void bench_tpc_ping_pong_mode(const char* name, uint32_t wake) {
+    // No spin: the wakes must find the other shard parked to measure the
+    // signal paths.
+    weft::tpc::ShardSet shards(2, true, wake, nullptr, WEFT_TPC_NO_SPIN);
+    uint64_t msg = 0, signals = 0;
+    run_bench(name, 2, TPC_PING_PONG_ROUNDS, [&](bool) {
+        weft::Notify a, b;
+        std::atomic<int> done{0};
+        auto m0 = shards.metrics(0), m1 = shards.metrics(1);
+        auto start = Clock::now();
+        shards.spawn_on(1, tpc_ponger(&a, &b, TPC_PING_PONG_ROUNDS, &done));
+        shards.spawn_on(0, tpc_pinger(&b, &a, TPC_PING_PONG_ROUNDS, &done));
+        while (done.load(std::memory_order_acquire) != 2) std::this_thread::yield();
+        uint64_t ns = since(start);
+        auto n0 = shards.metrics(0), n1 = shards.metrics(1);
+        msg += n0.msg_ring_signals - m0.msg_ring_signals + n1.msg_ring_signals - m1.msg_ring_signals;
+        signals += n0.signals - m0.signals + n1.signals - m1.signals;
+        return ns;
+    });
+    std::fprintf(stderr, "# %s: %" PRIu64 " signals, %" PRIu64 " of them MSG_RING\n", name, signals, msg);
+}
+void bench_tpc_ping_pong_eventfd(unsigned) {
+    bench_tpc_ping_pong_mode("tpc_shard_ping_pong_eventfd", WEFT_TPC_WAKE_EVENTFD);
+}
+void bench_tpc_ping_pong_msg_ring(unsigned) {
+    bench_tpc_ping_pong_mode("tpc_shard_ping_pong_msg_ring", WEFT_TPC_WAKE_MSG_RING);
+}
+
+// tpc_awake_wakes: system calls per cross-thread wake while the owner is
+// awake. A task on a one-shard set keeps yielding (the owner never parks)
+// while the main thread wakes a second task TPC_AWAKE_WAKES times; the line
+// reports how many of those wakes had to signal (eventfd write or MSG_RING:
+// the only system calls on the wake path).
+constexpr int TPC_AWAKE_WAKES = 100000;
+weft::Task<void> tpc_busy(std::atomic<bool>* stop) {
+    while (!stop->load(std::memory_order_relaxed)) co_await weft::yield_now();
+}
+weft::Task<void> tpc_counting(weft::Notify* n, std::atomic<uint64_t>* seen, int wakes) {
+    while (seen->load(std::memory_order_relaxed) < (uint64_t)wakes) {
+        co_await n->notified();
+        seen->fetch_add(1, std::memory_order_relaxed);
+    }
+}
+void bench_tpc_awake_wakes(unsigned) {
+    weft::tpc::ShardSet shards(1);
+    std::atomic<bool> stop{false};
+    std::atomic<uint64_t> seen{0};
+    weft::Notify n;
+    shards.spawn_on(0, tpc_busy(&stop));
+    shards.spawn_on(0, tpc_counting(&n, &seen, TPC_AWAKE_WAKES));
+    while (shards.metrics(0).polls < 3) std::this_thread::yield();  // both tasks started
+    auto before = shards.metrics(0);
+    auto start = Clock::now();
+    for (int i = 0; i < TPC_AWAKE_WAKES; i++) {
+        n.notify_one();
+        // Pace the wakes so most find the task waiting (not merged).
+        while (seen.load(std::memory_order_relaxed) < (uint64_t)i + 1 && seen.load() < (uint64_t)TPC_AWAKE_WAKES)
+            std::this_thread::yield();
+    }
+    uint64_t ns = since(start);
+    auto after = shards.metrics(0);
+    stop.store(true);
+    std::printf("TPC_AWAKE_WAKES wakes=%d remote_wakes=%" PRIu64 " signals=%" PRIu64 " parks=%" PRIu64
+                " ns_per_wake=%.1f\n",
+                TPC_AWAKE_WAKES, after.wakes_remote - before.wakes_remote, after.signals - before.signals,
+                after.parks - before.parks, (double)ns / TPC_AWAKE_WAKES);
+    std::fflush(stdout);
 }
 
 // ---- 8. timers ---------------------------------------------------------------
@@ -860,6 +1005,11 @@ const Bench BENCHES[] = {
     {"timer_insert_cancel", bench_timer_insert_cancel},
     {"pulse_hook_cost", bench_pulse_hook_cost},
     {"budget_consume", bench_budget_consume},
+    {"tpc_spawn_local", bench_tpc_spawn_local},
+    {"tpc_cross_thread_wake", bench_tpc_cross_thread_wake},
+    {"tpc_shard_ping_pong_eventfd", bench_tpc_ping_pong_eventfd},
+    {"tpc_shard_ping_pong_msg_ring", bench_tpc_ping_pong_msg_ring},
+    {"tpc_awake_wakes", bench_tpc_awake_wakes},
 };
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "../include/weft/weft.h"
 #include "pool.h"
 #include "scheduler.h"
+#include "tpc.h"
 
 using namespace weft::kernel;
 
@@ -69,6 +70,35 @@ TimerEntry* as_timer(weft_timer* t) {
     TimerEntry* e = reinterpret_cast<TimerEntry*>(t);
     return t && e->magic == TimerEntry::MAGIC ? e : nullptr;
 }
+
+}  // namespace
+
+namespace weft::kernel {
+int ctask_new(const weft_task_desc* desc, TaskHeader** out) {
+    int r = check_desc(desc);
+    if (r != 0) {
+        // The task is not ours to keep: honour "drop runs exactly once".
+        if (desc && desc->drop) desc->drop(desc->data);
+        return r;
+    }
+    TaskHeader* t = task_alloc(sizeof(CTask) + desc->output_size, &ctask_vtable);
+    if (!t) {
+        if (desc->drop) desc->drop(desc->data);
+        return WEFT_ENOMEM;
+    }
+    CTask* c = static_cast<CTask*>(t->state_ptr());
+    c->poll = desc->poll;
+    c->drop = desc->drop;
+    c->data = desc->data;
+    c->output_size = desc->output_size;
+    c->dropped = false;
+    memset(c->output, 0, desc->output_size);
+    *out = t;
+    return 0;
+}
+}  // namespace weft::kernel
+
+namespace {
 
 int resolve_runtime(weft_runtime* rt, Shared** out) {
     if (rt) {
@@ -178,18 +208,8 @@ int weft_spawn(weft_runtime* rt, const weft_task_desc* desc, weft_join** join) {
         if (desc->drop) desc->drop(desc->data);
         return r;
     }
-    TaskHeader* t = task_alloc(sizeof(CTask) + desc->output_size, &ctask_vtable);
-    if (!t) {
-        if (desc->drop) desc->drop(desc->data);
-        return WEFT_ENOMEM;
-    }
-    CTask* c = static_cast<CTask*>(t->state_ptr());
-    c->poll = desc->poll;
-    c->drop = desc->drop;
-    c->data = desc->data;
-    c->output_size = desc->output_size;
-    c->dropped = false;
-    memset(c->output, 0, desc->output_size);
+    TaskHeader* t;
+    if ((r = ctask_new(desc, &t)) != 0) return r;
     r = task_spawn(sh, t, join != nullptr);
     if (r == 0 && join) *join = reinterpret_cast<weft_join*>(t);
     return r;
@@ -240,29 +260,33 @@ void weft_task_free_state(void* state) {
 
 uint64_t weft_task_current_id(void) {
     TaskHeader* t = current_task();
+    if (!t) t = tpc::current_task();
     return t ? t->id : 0;
 }
 
 int weft_join_poll(weft_join* join, weft_context* cx) {
     if (!join || !cx || !cx->waker.vtable) return WEFT_EINVAL;
-    return join_poll(as_task(join), &cx->waker);
+    TaskHeader* t = as_task(join);
+    return t->kind == TASK_TPC ? tpc::join_poll(t, &cx->waker) : join_poll(t, &cx->waker);
 }
 
 int weft_join_wait(weft_join* join, int64_t timeout_ns) {
     if (!join) return WEFT_EINVAL;
-    return join_wait(as_task(join), timeout_ns);
+    TaskHeader* t = as_task(join);
+    return t->kind == TASK_TPC ? tpc::join_wait(t, timeout_ns) : join_wait(t, timeout_ns);
 }
 
 int weft_join_status(const weft_join* join) {
     if (!join) return WEFT_EINVAL;
-    return join_status(as_task(join));
+    const TaskHeader* t = as_task(join);
+    return t->kind == TASK_TPC ? tpc::join_status(t) : join_status(t);
 }
 
 int weft_join_take(weft_join* join, void* dst, size_t dst_size) {
     if (!join) return WEFT_EINVAL;
     TaskHeader* t = as_task(join);
     if (t->vtable != &ctask_vtable) return WEFT_EINVAL;  // raw tasks: read weft_join_state
-    int st = join_status(t);
+    int st = t->kind == TASK_TPC ? tpc::join_status(t) : join_status(t);
     if (st != 0) return st;
     CTask* c = static_cast<CTask*>(t->state_ptr());
     if (t->join_taken) return WEFT_EALREADY;
@@ -276,11 +300,18 @@ void* weft_join_state(weft_join* join) { return join ? as_task(join)->state_ptr(
 
 int weft_join_abort(weft_join* join) {
     if (!join) return WEFT_EINVAL;
-    return join_abort(as_task(join));
+    TaskHeader* t = as_task(join);
+    return t->kind == TASK_TPC ? tpc::join_abort(t) : join_abort(t);
 }
 
 void weft_join_free(weft_join* join) {
-    if (join) join_free(as_task(join));
+    if (!join) return;
+    TaskHeader* t = as_task(join);
+    if (t->kind == TASK_TPC) {
+        tpc::join_free(t);
+    } else {
+        join_free(t);
+    }
 }
 
 uint64_t weft_join_task_id(const weft_join* join) { return join ? as_task(join)->id : 0; }

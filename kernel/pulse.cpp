@@ -479,6 +479,7 @@ int weft_join_task_tier(const weft_join* join) {
     if (!join) return WEFT_EINVAL;
     // SAFETY: a join handle is the TaskHeader* holding the join reference.
     const TaskHeader* t = reinterpret_cast<const TaskHeader*>(join);
+    if (t->kind == TASK_TPC) return 0;  // no budgets on the thread-per-core executor
     return t->budget.tier.load(std::memory_order_relaxed);
 }
 

@@ -40,6 +40,8 @@ __attribute__((tls_model("initial-exec"))) thread_local uint64_t t_id_end = 0;
 std::atomic<uint64_t> g_id_blocks{0};
 constexpr uint64_t ID_BLOCK = 1024;
 
+}  // namespace
+
 uint64_t next_task_id() {
     if (t_id_next == t_id_end) {
         // relaxed: only uniqueness matters.
@@ -49,6 +51,8 @@ uint64_t next_task_id() {
     }
     return t_id_next++;
 }
+
+namespace {
 
 void shared_release(Shared* sh);
 void dealloc(TaskHeader* t);
@@ -1110,6 +1114,7 @@ TaskHeader* task_alloc(size_t state_size, const weft_task_vtable* vt) {
     t->orphan = 0;
     t->spawned = 0;
     t->resume_running = 0;
+    t->kind = TASK_MT;
     return t;
 }
 

@@ -285,6 +285,8 @@ TaskHeader* task_alloc(size_t state_size, const weft_task_vtable* vt);
 int task_spawn(Shared* sh, TaskHeader* t, bool with_join, bool fork = false);
 // Frees a never-spawned task (drop_future runs).
 void task_release_unspawned(TaskHeader* t);
+// A C task (weft_task_desc) not yet spawned; on failure desc->drop has run.
+int ctask_new(const weft_task_desc* desc, TaskHeader** out);
 
 // ---- wakes and scheduling ----
 // Queues the tasks collected while firing timers (Worker::fired_*).
@@ -335,6 +337,8 @@ extern constinit __attribute__((tls_model("initial-exec"))) thread_local Shared*
 // The runtime whose thread this is, or nullptr.
 inline Shared* current_runtime() { return t_runtime; }
 TaskHeader* current_task();  // the task being polled here, or nullptr
+// A new task id (unique in the process, never 0; no shared RMW per call).
+uint64_t next_task_id();
 
 }  // namespace weft::kernel
 

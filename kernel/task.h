@@ -47,15 +47,32 @@ enum class Stage : uint8_t {
     Dropped = 2,   // drop_future ran: nothing left to release
 };
 
+enum TaskKind : uint8_t {
+    TASK_MT = 0,   // the work-stealing runtime (scheduler.h)
+    TASK_TPC = 1,  // a thread-per-core executor (tpc.h)
+};
+
 struct alignas(16) TaskHeader {
     TaskState state;                 // 8
     Budget budget;                   // 16  pulse.h (beside state: wakers read the tier)
     TaskHeader* queue_next;          // 8   inject-queue link
     const weft_task_vtable* vtable;  // 8
     Shared* shared;                  // 8   the runtime that runs it
-    TaskHeader* owned_prev;          // 8
-    TaskHeader* owned_next;          // 8
-    TaskHeader* owned_done_next;     // 8   owner's done stack (owned_tasks.h)
+    // Multi-thread runtime tasks: the owned-task links. Thread-per-core tasks
+    // (kind == TASK_TPC) never use those and keep their own fields in the
+    // same bytes (kernel/tpc.h).
+    union {
+        TaskHeader* owned_prev;      // 8
+        void* tpc_exec;              //     tpc::Executor* that runs it
+    };
+    union {
+        TaskHeader* owned_next;      // 8
+        uint64_t tpc_identity;       //     the waker identity (tpc.h)
+    };
+    union {
+        TaskHeader* owned_done_next; // 8   owner's done stack (owned_tasks.h)
+        uint64_t tpc_flags;          //     owner-thread state (tpc.cpp)
+    };
     weft_waker join_waker;           // 16
     uint64_t id;
     uint32_t alloc_size;             // bytes of the whole allocation
@@ -66,6 +83,7 @@ struct alignas(16) TaskHeader {
     uint8_t orphan;                  // runtime freed while this task was alive
     uint8_t spawned;                 // the kernel owns the memory (set at spawn)
     uint8_t resume_running;          // queued while still RUNNING (self-wake; see run_task)
+    uint8_t kind;                    // TaskKind: which executor runs it (set at spawn)
 
     void* state_ptr() { return reinterpret_cast<char*>(this) + sizeof(TaskHeader); }
     static TaskHeader* from_state(void* state) {
@@ -75,6 +93,7 @@ struct alignas(16) TaskHeader {
     }
 };
 static_assert(sizeof(TaskHeader) % 16 == 0 && sizeof(TaskHeader) <= 128, "state stays 16-aligned");
+static_assert(sizeof(TaskHeader) == 112, "the header grew: every task's allocation grows with it");
 
 // The waker of a task: data is the TaskHeader*.
 extern const weft_waker_vtable task_waker_vtable;

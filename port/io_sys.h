@@ -49,6 +49,9 @@ int sys_socket_error(int fd);  // getsockopt(SO_ERROR) as -errno (0: none)
 int sys_shutdown(int fd, int how);
 // poll(2) on one fd with timeout 0: the ready mask (POLL* bits), or -errno.
 int sys_poll_now(int fd, uint32_t events);
+// poll(2) on one fd for at most timeout_ns (-1: forever; rounded up to ms):
+// the ready mask, 0 on timeout, or -errno (-EINTR).
+int sys_poll_wait(int fd, uint32_t events, int64_t timeout_ns);
 // socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol).
 int sys_socket(int domain, int type, int protocol);
 // A non-blocking IPv4 TCP listener: SO_REUSEADDR, bind(ip:port), the address in host byte order, listen.

@@ -47,6 +47,9 @@ int thread_start(Thread* t, void* (*fn)(void*), void* arg, const char* name);
 int thread_join(Thread* t);
 // Gives the CPU to another runnable thread (sched_yield).
 void thread_yield();
+// Pins the calling thread to the nth CPU (counting from 0, modulo their
+// number) of those this process may run on. 0 or -errno.
+int thread_pin_self(unsigned nth);
 
 // ---- mutex -----------------------------------------------------------------
 // A three-state futex mutex (Drepper, "Futexes Are Tricky", mutex3):

@@ -260,5 +260,6 @@ WEFT_API void weft_free(void* p, size_t size);
 #include "weft_pulse.h" /* preemption: budgets, tiers, worker handoff */
 #include "weft_metrics.h" /* counters, poll-time histogram, Prometheus text */
 #include "weft_io.h" /* I/O: io_uring or epoll; sockets, files, buffers */
+#include "weft_tpc.h" /* the thread-per-core executor and shard sets */
 
 #endif /* WEFT_WEFT_H */

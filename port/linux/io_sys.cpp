@@ -109,6 +109,18 @@ int sys_poll_now(int fd, uint32_t events) {
     if (p.revents & POLLNVAL) return -EBADF;
     return r ? (int)(uint16_t)p.revents : 0;
 }
+int sys_poll_wait(int fd, uint32_t events, int64_t timeout_ns) {
+    struct pollfd p = {fd, (short)events, 0};
+    int ms = -1;
+    if (timeout_ns >= 0) {
+        int64_t m = (timeout_ns + 999999) / 1000000;
+        ms = m > 0x7fffffff ? 0x7fffffff : (int)m;
+    }
+    int r = ::poll(&p, 1, ms);
+    if (r < 0) return -errno;
+    if (p.revents & POLLNVAL) return -EBADF;
+    return r ? (int)(uint16_t)p.revents : 0;
+}
 int sys_socket(int domain, int type, int protocol) {
     return neg(::socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol));
 }

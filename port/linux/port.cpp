@@ -82,6 +82,23 @@ int thread_join(Thread* t) {
 
 void thread_yield() { sched_yield(); }
 
+int thread_pin_self(unsigned nth) {
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return -errno;
+    int n = CPU_COUNT(&allowed);
+    if (n <= 0) return -EINVAL;
+    unsigned want = nth % (unsigned)n, seen = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &allowed)) continue;
+        if (seen++ != want) continue;
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        return -pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+    }
+    return -EINVAL;
+}
+
 void Mutex::lock_slow(uint32_t c) {
     // Critical sections in weft are a few dozen instructions: spin a little
     // (reads only) before paying for a futex sleep and wake-up.
