@@ -96,13 +96,8 @@ void mailbox_release(Mailbox* mb) {
 
 // ---- slots -------------------------------------------------------------------
 
-// A free slot index, or -1 (MAX_SLOTS live tasks, or out of memory).
-int64_t slot_alloc(Mailbox* mb) {
-    if (mb->free_head) {
-        uint32_t idx = mb->free_head - 1;
-        mb->free_head = mb->owned_slot(idx)->free_next;
-        return idx;
-    }
+// A never-used slot index, or -1 (MAX_SLOTS live tasks, or out of memory).
+__attribute__((noinline)) int64_t slot_alloc_fresh(Mailbox* mb) {
     if (mb->nslots == MAX_SLOTS) return -1;
     uint32_t idx = mb->nslots;
     uint32_t c = idx >> CHUNK_SHIFT;
@@ -125,6 +120,16 @@ int64_t slot_alloc(Mailbox* mb) {
     }
     mb->nslots = idx + 1;
     return idx;
+}
+
+// A free slot index, or -1.
+inline int64_t slot_alloc(Mailbox* mb) {
+    if (mb->free_head) {
+        uint32_t idx = mb->free_head - 1;
+        mb->free_head = mb->owned_slot(idx)->free_next;
+        return idx;
+    }
+    return slot_alloc_fresh(mb);
 }
 
 // The slot's task went away: new generation (stale wakers stop matching),
@@ -237,7 +242,7 @@ void run_one(Executor* ex, TaskHeader* t) {
 }
 
 // Gives t a slot and queues it (local spawn, or a remote spawn taken over).
-int adopt(Executor* ex, TaskHeader* t, uint64_t flags) {
+__attribute__((always_inline)) inline int adopt(Executor* ex, TaskHeader* t, uint64_t flags) {
     int64_t idx = slot_alloc(ex->mb);
     if (idx < 0) return WEFT_ENOMEM;
     Slot* s = ex->mb->owned_slot((uint32_t)idx);
@@ -250,7 +255,7 @@ int adopt(Executor* ex, TaskHeader* t, uint64_t flags) {
     return 0;
 }
 
-void prepare(TaskHeader* t, Executor* ex) {
+__attribute__((always_inline)) inline void prepare(TaskHeader* t, Executor* ex) {
     t->kind = TASK_TPC;
     t->shared = nullptr;
     t->tpc_exec = ex;
@@ -260,8 +265,8 @@ void prepare(TaskHeader* t, Executor* ex) {
     t->join_waker = weft_waker{nullptr, nullptr};
 }
 
-int spawn_local(Executor* ex, TaskHeader* t, bool with_join) {
-    if (ex->closing) {
+__attribute__((always_inline)) inline int spawn_local(Executor* ex, TaskHeader* t, bool with_join) {
+    if (__builtin_expect(ex->closing, 0)) {
         task_release_unspawned(t);
         return WEFT_ECLOSED;
     }
@@ -588,7 +593,6 @@ Executor* executor_new() {
     return mem ? new (mem) Executor() : nullptr;
 }
 
-bool owns(const Executor* ex) { return t_exec == ex; }
 
 }  // namespace
 
@@ -649,10 +653,6 @@ int check_config(const weft_tpc_config* cfg) {
 
 // ---- join handles (owner thread) --------------------------------------------------
 
-namespace {
-// Join handles belong to the executor's thread while it lives.
-bool join_usable(const TaskHeader* t) { return (t->tpc_flags & F_ORPHAN) || owns(static_cast<Executor*>(t->tpc_exec)); }
-}  // namespace
 
 int join_poll(TaskHeader* t, const weft_waker* w) {
     if (!join_usable(t)) return WEFT_EINVAL;
@@ -673,10 +673,6 @@ int join_wait(TaskHeader* t, int64_t) {
     return WEFT_EDEADLK;
 }
 
-int join_status(const TaskHeader* t) {
-    if (!join_usable(t)) return WEFT_EINVAL;
-    return (t->tpc_flags & ST_MASK) == ST_DONE ? t->result : WEFT_EAGAIN;
-}
 
 int join_abort(TaskHeader* t) {
     if (!join_usable(t)) return WEFT_EINVAL;

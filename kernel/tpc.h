@@ -49,8 +49,7 @@
 // tolerate anyway (the C++ wrappers re-check their awaiter). It never
 // touches freed memory and never loses a wake.
 //
-// Sleeping flag (Dekker, both sides sequentially consistent; the same
-// protocol as the multi-thread runtime's driver park, kernel/driver_park.pml):
+// Sleeping flag (Dekker, both sides sequentially consistent):
 //
 //   owner park:                           producer (after its push):
 //     sleeping.store(1)                     if sleeping.load() &&
@@ -67,6 +66,11 @@
 // IORING_OP_MSG_RING into the owner's ring (the set closes its rings only
 // after every shard thread is joined, so the fd is valid while a sibling
 // can send).
+//
+// Model-checked by kernel/tpc_wake.pml (SPIN; tests/check_models.sh): the
+// queued flag, the wake stack and the sleeping flag lose no wake-up; three
+// mutations (clear queued before reading remote_next, park without the
+// re-check, never signal) are caught.
 //
 // Remote spawns use a second Treiber stack of TaskHeader* (through
 // queue_next) whose low bit is CLOSED: the owner sets it at shutdown and
@@ -216,7 +220,15 @@ extern const weft_waker_vtable waker_vtable;
 // Join-handle operations on a TASK_TPC task (kernel/abi.cpp dispatches here).
 int join_poll(TaskHeader* t, const weft_waker* w);
 int join_wait(TaskHeader* t, int64_t timeout_ns);
-int join_status(const TaskHeader* t);
+inline bool owns(const Executor* ex) { return t_exec == ex; }
+// Join handles belong to the executor's thread while it lives.
+inline bool join_usable(const TaskHeader* t) {
+    return (t->tpc_flags & F_ORPHAN) || owns(static_cast<const Executor*>(t->tpc_exec));
+}
+inline int join_status(const TaskHeader* t) {
+    if (!join_usable(t)) return WEFT_EINVAL;
+    return (t->tpc_flags & ST_MASK) == ST_DONE ? t->result : WEFT_EAGAIN;
+}
 int join_abort(TaskHeader* t);
 void join_free(TaskHeader* t);
 // The task being polled by this thread's executor, or nullptr.

@@ -8,6 +8,8 @@
 #   kernel/park.pml         Idle + Parker + park()/notify: no lost wake-up
 #   kernel/driver_park.pml  the sleeping flag: Parker::park_in in the I/O
 #                           driver and the eventfd write: no lost wake-up
+#   kernel/tpc_wake.pml     the thread-per-core executor's cross-thread wake:
+#                           queued flag, wake stack, sleeping flag: no lost wake-up
 #
 # Each run: `spin -a` (with the run's -D flags) generates pan.c; it is
 # compiled and run with an exhaustive search: no -DBITSTATE, no hash
@@ -22,7 +24,7 @@
 # is built (-DMUT_...) and must be *caught* (pan reports an error): a model
 # that stops catching them has become vacuous.
 #
-# Usage: tests/check_models.sh [--no-mutations] [--only local_queue|task_state|park|driver_park]
+# Usage: tests/check_models.sh [--no-mutations] [--only local_queue|task_state|park|driver_park|tpc_wake]
 # Needs: spin (Debian package `spin`), cc. About 2 minutes on 2 cores.
 set -euo pipefail
 
@@ -148,6 +150,11 @@ if want driver_park; then
     run driver-park-3x2 safety driver_park
     run driver-park-4x3 safety driver_park -DNPARK=4 -DNWAKE=3
 fi
+if want tpc_wake; then
+    echo "--- kernel/tpc_wake.pml"
+    run tpc-wake-2 safety tpc_wake
+    run tpc-wake-3 safety tpc_wake -DNWAKE=3
+fi
 
 if ((MUTATIONS)); then
     echo "--- mutations (each must be caught)"
@@ -176,6 +183,11 @@ if ((MUTATIONS)); then
         mutant driver-park-wake-only-parked driver_park -DMUT_WAKE_ONLY_PARKED
         mutant driver-park-no-repost driver_park -DMUT_NO_REPOST
         mutant driver-park-store-not-cas driver_park -DMUT_CAS_BEFORE_CHECK
+    fi
+    if want tpc_wake; then
+        mutant tpc-wake-clear-before-next tpc_wake -DMUT_CLEAR_BEFORE_NEXT -DNWAKE=3
+        mutant tpc-wake-no-recheck tpc_wake -DMUT_NO_RECHECK
+        mutant tpc-wake-never-signal tpc_wake -DMUT_SIGNAL_ALWAYS_SKIP
     fi
 fi
 
