@@ -203,6 +203,9 @@ int weft_spawn(weft_runtime* rt, const weft_task_desc* desc, weft_join** join) {
         if (desc && desc->drop) desc->drop(desc->data);
         return r;
     }
+    // rt NULL on a thread-per-core executor's thread: spawn there (the same
+    // code runs on either executor).
+    if (!rt && !t_runtime && tpc::t_exec) return weft_tpc_spawn(nullptr, desc, join);
     Shared* sh;
     if ((r = resolve_runtime(rt, &sh)) != 0) {
         if (desc->drop) desc->drop(desc->data);
@@ -230,6 +233,11 @@ int weft_task_spawn_ex(weft_runtime* rt, void* state, weft_join** join, uint32_t
         int r = task_spawn(t_runtime, t, join != nullptr, flags != 0);
         if (r == 0 && join) *join = reinterpret_cast<weft_join*>(t);
         return r;
+    }
+    if (!rt && !t_runtime && tpc::t_exec && flags <= WEFT_SPAWN_FORK) {
+        // A thread-per-core executor's thread: a local spawn there (a fork
+        // child is an ordinary local task: nothing to steal it anyway).
+        return weft_tpc_task_spawn(nullptr, state, join);
     }
     Shared* sh;
     int r = (flags & ~WEFT_SPAWN_FORK) ? WEFT_EINVAL : resolve_runtime(rt, &sh);
@@ -362,20 +370,27 @@ int weft_runtime_clock_changed(weft_runtime* rt) {
 int weft_timer_init(weft_timer* t, weft_runtime* rt) {
     if (!t) return WEFT_EINVAL;
     Shared* sh = nullptr;
-    int r = resolve_runtime(rt, &sh);
-    if (r != 0) return r;
+    tpc::Executor* ex = nullptr;
+    if (!rt && !current_runtime() && tpc::t_exec) {
+        ex = tpc::t_exec;  // a thread-per-core executor's thread: its wheel
+    } else {
+        int r = resolve_runtime(rt, &sh);
+        if (r != 0) return r;
+    }
     // Re-initialising a waiting timer: unregister it first.
-    if (TimerEntry* old = as_timer(t)) timer_cancel(old);
+    if (as_timer(t)) weft_timer_cancel(t);
     // SAFETY: weft_timer is caller memory of the right size and alignment
     // (static_asserts above); a TimerEntry is constructed in it here.
     TimerEntry* e = new (t) TimerEntry;
     e->rt = sh;
+    e->tpc = ex;
     return 0;
 }
 
 int weft_timer_reset(weft_timer* t, uint64_t deadline_ns) {
     TimerEntry* e = as_timer(t);
     if (!e) return WEFT_EINVAL;
+    if (e->tpc) return tpc::timer_reset(e, deadline_ns);
     timer_reset(e, deadline_ns);
     return 0;
 }
@@ -383,9 +398,11 @@ int weft_timer_reset(weft_timer* t, uint64_t deadline_ns) {
 int weft_timer_sleep_for(weft_timer* t, int64_t duration_ns) {
     TimerEntry* e = as_timer(t);
     if (!e || duration_ns < 0) return WEFT_EINVAL;
-    uint64_t now = runtime_now(e->rt);
+    uint64_t now = e->tpc ? process_clock().now() : runtime_now(e->rt);
     uint64_t d = (uint64_t)duration_ns;
-    timer_reset(e, d > ~uint64_t(0) - now ? ~uint64_t(0) : now + d);
+    uint64_t deadline = d > ~uint64_t(0) - now ? ~uint64_t(0) : now + d;
+    if (e->tpc) return tpc::timer_reset(e, deadline);
+    timer_reset(e, deadline);
     return 0;
 }
 
@@ -393,6 +410,7 @@ int weft_timer_poll(weft_timer* t, weft_context* cx) {
     TimerEntry* e = as_timer(t);
     if (!e || !cx || !cx->waker.vtable) return WEFT_EINVAL;
     if (e->state.load(std::memory_order_relaxed) == TimerEntry::UNSET) return WEFT_EINVAL;
+    if (e->tpc) return tpc::timer_poll(e, &cx->waker);
     // The cooperative budget (weft_pulse.h): a task looping over timers that
     // are always due still yields.
     if (weft_budget_consume(1)) {
@@ -403,7 +421,13 @@ int weft_timer_poll(weft_timer* t, weft_context* cx) {
 }
 
 void weft_timer_cancel(weft_timer* t) {
-    if (TimerEntry* e = as_timer(t)) timer_cancel(e);
+    TimerEntry* e = as_timer(t);
+    if (!e) return;
+    if (e->tpc) {
+        tpc::timer_cancel(e);
+    } else {
+        timer_cancel(e);
+    }
 }
 
 uint64_t weft_timer_deadline(const weft_timer* t) {

@@ -68,7 +68,8 @@ struct TimerEntry : WheelEntry {
     enum : uint32_t { UNSET, IDLE, REGISTERED, FIRED, CLOSED };
 
     weft_waker waker;             // guarded by the shard lock while REGISTERED
-    Shared* rt = nullptr;
+    Shared* rt = nullptr;         // the multi-thread runtime it belongs to, or
+    void* tpc = nullptr;          // the thread-per-core executor (tpc.h) instead
     uint64_t deadline_ns = 0;     // in rt's clock
     std::atomic<uint32_t> state{UNSET};
     uint32_t shard = 0;           // the wheel it is registered in

@@ -11,6 +11,7 @@
 
 #include "../port/io_sys.h"
 #include "../port/port.h"
+#include "clock.h"
 #include "pool.h"
 #include "scheduler.h"
 
@@ -433,6 +434,57 @@ void reap(Executor* ex) {
     }
 }
 
+// ---- timers (owner thread) ----------------------------------------------------------
+
+uint64_t deadline_tick(const Executor* ex, uint64_t deadline_ns) {
+    if (deadline_ns <= ex->timer_epoch_ns) return 0;
+    uint64_t d = deadline_ns - ex->timer_epoch_ns;
+    return d / TICK_NS + (d % TICK_NS != 0);  // round up: never early
+}
+uint64_t now_tick(const Executor* ex, uint64_t now_ns) {
+    return now_ns <= ex->timer_epoch_ns ? 0 : (now_ns - ex->timer_epoch_ns) / TICK_NS;
+}
+
+// Wakes the timers whose tick has come.
+void fire_timers(Executor* ex) {
+    if (ex->wheel.empty()) return;
+    uint64_t now = now_tick(ex, process_clock().now());
+    if (ex->wheel.next_expiration() > now) return;
+    TimerWheel::List due;
+    ex->wheel.advance(now, due);
+    // A waker may cancel another entry of `due` (timer_cancel unlinks it
+    // from this list: it is at level EXPIRED).
+    while (WheelEntry* we = due.pop_front()) {
+        TimerEntry* e = static_cast<TimerEntry*>(we);
+        weft_waker w = e->waker;
+        e->state.store(TimerEntry::FIRED, std::memory_order_release);
+        weft_waker_wake(w);
+    }
+}
+
+// ns until the earliest timer (0: due now), or -1 without timers.
+int64_t timer_timeout(const Executor* ex) {
+    if (ex->wheel.empty()) return -1;
+    uint64_t next = ex->wheel.next_expiration();
+    if (next >= (UINT64_MAX - ex->timer_epoch_ns) / TICK_NS) return -1;  // years away
+    uint64_t at = ex->timer_epoch_ns + next * TICK_NS;
+    uint64_t now = process_clock().now();
+    return at > now ? (int64_t)(at - now) : 0;
+}
+
+// Shutdown: every entry still registered (a C caller's, outside tasks)
+// becomes CLOSED; its waker is dropped.
+void close_timers(Executor* ex) {
+    TimerWheel::List all;
+    ex->wheel.advance(TimerWheel::NONE - 1, all);
+    while (WheelEntry* we = all.pop_front()) {
+        TimerEntry* e = static_cast<TimerEntry*>(we);
+        weft_waker w = e->waker;
+        e->state.store(TimerEntry::CLOSED, std::memory_order_release);
+        weft_waker_drop(w);
+    }
+}
+
 void poll_remote(Executor* ex) {
     Mailbox* mb = ex->mb;
     if (mb->spawn_head.load(std::memory_order_relaxed)) take_spawns(ex);
@@ -453,8 +505,8 @@ bool remote_pending(const Mailbox* mb) {
            mb->stop.load(std::memory_order_relaxed);
 }
 
-bool spin_for_work(Executor* ex) {
-    uint64_t deadline = port::monotonic_ns() + SPIN_NS;
+bool spin_for_work(Executor* ex, uint64_t spin_ns) {
+    uint64_t deadline = port::monotonic_ns() + spin_ns;
     do {
         for (int i = 0; i < 64; i++) {
             if (remote_pending(ex->mb)) return true;
@@ -466,7 +518,13 @@ bool spin_for_work(Executor* ex) {
 
 void park(Executor* ex) {
     Mailbox* mb = ex->mb;
-    if (ex->spin && ex->inflight == 0 && spin_for_work(ex)) return;
+    int64_t timeout = timer_timeout(ex);
+    if (timeout == 0) return;  // a timer is due: fire it first
+    if (ex->spin && ex->inflight == 0) {
+        bool timer_first = timeout > 0 && (uint64_t)timeout <= SPIN_NS;
+        if (spin_for_work(ex, timer_first ? (uint64_t)timeout : SPIN_NS) || timer_first) return;
+        if ((timeout = timer_timeout(ex)) == 0) return;
+    }
     // seq_cst: the store side of the Dekker pair (tpc.h).
     mb->sleeping.store(1, std::memory_order_seq_cst);
     if (mb->wake_head.load(std::memory_order_seq_cst) || mb->spawn_head.load(std::memory_order_seq_cst) ||
@@ -477,10 +535,10 @@ void park(Executor* ex) {
     bump(ex->parks);
     if (ex->use_ring) {
         if (!ex->efd_read_armed) arm_eventfd_read(ex);
-        ex->ring.submit_and_wait(1, -1);  // -EINTR: look again
+        ex->ring.submit_and_wait(1, timeout);  // -ETIME, -EINTR: look again
         reap(ex);
     } else {
-        port::sys_poll_wait(mb->eventfd, 1 /* POLLIN */, -1);
+        port::sys_poll_wait(mb->eventfd, 1 /* POLLIN */, timeout);
         port::eventfd_drain(mb->eventfd);
     }
     mb->sleeping.store(0, std::memory_order_relaxed);
@@ -494,6 +552,7 @@ void run(Executor* ex, TaskHeader* until) {
             return;
         }
         poll_remote(ex);
+        fire_timers(ex);
         for (uint32_t n = 0; n < POLLS_PER_TICK && ex->ready_head; n++) {
             run_one(ex, pop_ready(ex));
             if (until && (until->tpc_flags & ST_MASK) == ST_DONE) return;
@@ -524,6 +583,7 @@ void shutdown_tasks(Executor* ex) {
             drop_task(ex, t);
         }
     }
+    close_timers(ex);
     uint32_t w = mb->wake_head.exchange(0, std::memory_order_acquire);
     while (w) {
         Slot* s = mb->owned_slot(w - 1);
@@ -566,6 +626,7 @@ int executor_init(Executor* ex, const weft_tpc_config* cfg, ShardSet* set, uint6
             return err ? err : WEFT_EINVAL;
         }
     }
+    ex->timer_epoch_ns = process_clock().now();
     ex->signals_base = mb->signals.load(std::memory_order_relaxed);
     ex->msg_ring_base = mb->msg_ring_signals.load(std::memory_order_relaxed);
     mb->stop.store(0, std::memory_order_relaxed);
@@ -702,6 +763,78 @@ void join_free(TaskHeader* t) {
 }
 
 TaskHeader* current_task() { return t_cur; }
+
+// ---- timer entries (abi.cpp's weft_timer_* for entries with `tpc` set) ---------------
+
+void timer_cancel(TimerEntry* e) {
+    uint32_t st = e->state.load(std::memory_order_acquire);
+    if (st == TimerEntry::FIRED) {
+        e->state.store(TimerEntry::IDLE, std::memory_order_relaxed);
+        return;
+    }
+    if (st != TimerEntry::REGISTERED) return;  // IDLE, UNSET, or CLOSED by shutdown
+    Executor* ex = static_cast<Executor*>(e->tpc);
+    if (!owns(ex)) {
+        // Only the executor's thread may touch its wheel; it polled this
+        // timer there, so this is a contract violation. Leave it registered
+        // rather than corrupt the wheel.
+        port::write_stderr("weft: weft_timer_cancel of a thread-per-core timer from a thread other than its "
+                           "executor's; the timer stays registered. Cancel it where it was polled.\n");
+        return;
+    }
+    if (e->level == TimerWheel::EXPIRED) {
+        TimerWheel::List::remove(e);  // on fire_timers' batch list
+    } else {
+        ex->wheel.remove(e);
+    }
+    weft_waker w = e->waker;
+    e->state.store(TimerEntry::IDLE, std::memory_order_relaxed);
+    weft_waker_drop(w);
+}
+
+int timer_reset(TimerEntry* e, uint64_t deadline_ns) {
+    tpc::timer_cancel(e);
+    e->deadline_ns = deadline_ns;
+    if (e->state.load(std::memory_order_relaxed) != TimerEntry::CLOSED)
+        e->state.store(TimerEntry::IDLE, std::memory_order_relaxed);
+    return 0;
+}
+
+int timer_poll(TimerEntry* e, const weft_waker* waker) {
+    uint32_t st = e->state.load(std::memory_order_acquire);
+    if (st == TimerEntry::FIRED) return WEFT_READY;
+    if (st == TimerEntry::CLOSED) return WEFT_ECLOSED;
+    Executor* ex = static_cast<Executor*>(e->tpc);
+    if (!owns(ex)) return WEFT_EINVAL;  // polled off its executor's thread
+    if (st == TimerEntry::REGISTERED) {
+        if (!weft_waker_will_wake(&e->waker, waker)) {
+            weft_waker old = e->waker;
+            e->waker = weft_waker_clone(waker);
+            weft_waker_drop(old);
+        }
+        return WEFT_PENDING;
+    }
+    // IDLE: already due? (clock.h: a raw reading suffices to say no.)
+    uint64_t now = process_clock().raw();
+    if (now >= e->deadline_ns) {
+        process_clock().observe(now);
+        e->state.store(TimerEntry::FIRED, std::memory_order_relaxed);
+        return WEFT_READY;
+    }
+    uint64_t when = deadline_tick(ex, e->deadline_ns);
+    ex->wheel.catch_up_if_empty(now_tick(ex, now));
+    if (when <= ex->wheel.elapsed()) {
+        // The wheel has passed that tick already (it saw a later clock).
+        process_clock().observe(ex->timer_epoch_ns + ex->wheel.elapsed() * TICK_NS);
+        e->state.store(TimerEntry::FIRED, std::memory_order_relaxed);
+        return WEFT_READY;
+    }
+    e->when = when;
+    e->waker = weft_waker_clone(waker);
+    e->state.store(TimerEntry::REGISTERED, std::memory_order_relaxed);
+    ex->wheel.insert(e);
+    return WEFT_PENDING;
+}
 
 }  // namespace weft::kernel::tpc
 

@@ -87,6 +87,7 @@
 #include "../include/weft/weft.h"
 #include "../port/uring.h"
 #include "task.h"
+#include "timer.h"
 
 namespace weft::kernel::tpc {
 
@@ -201,6 +202,8 @@ struct Executor {
     bool cqe_skip = false;      // IORING_FEAT_CQE_SKIP
     uint32_t inflight = 0;      // ring operations other than the eventfd read (none yet: I/O on this
                                 // executor is future work)
+    TimerWheel wheel;           // this executor's timers (1 ms ticks from timer_epoch_ns)
+    uint64_t timer_epoch_ns = 0;
     uint64_t signals_base = 0;  // the mailbox's counters when this executor took it
     uint64_t msg_ring_base = 0;
     port::Ring ring;
@@ -231,6 +234,15 @@ inline int join_status(const TaskHeader* t) {
 }
 int join_abort(TaskHeader* t);
 void join_free(TaskHeader* t);
+// Timers of this executor (weft_timer_* dispatch here for an entry whose
+// `tpc` is set; weft_timer_init binds one on an executor's thread). The
+// entry is the owner thread's alone: no lock. WEFT_EINVAL from any other
+// thread while the executor lives; after its end every registered entry is
+// CLOSED and only cancel is meaningful.
+int timer_reset(TimerEntry* e, uint64_t deadline_ns);
+int timer_poll(TimerEntry* e, const weft_waker* waker);
+void timer_cancel(TimerEntry* e);
+
 // The task being polled by this thread's executor, or nullptr.
 TaskHeader* current_task();
 

@@ -165,7 +165,7 @@ typedef struct weft_task_desc {
 #define WEFT_MAX_OUTPUT 4096
 
 /* Spawns a task onto rt (or, when rt is NULL, onto the runtime of the calling
- * worker). When join is non-NULL, *join receives the handle; otherwise the
+ * worker, or the thread-per-core executor of the calling thread: weft_tpc.h). When join is non-NULL, *join receives the handle; otherwise the
  * task is detached. On failure the task's drop function has already run. */
 WEFT_API int weft_spawn(weft_runtime* rt, const weft_task_desc* desc, weft_join** join);
 

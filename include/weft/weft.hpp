@@ -411,7 +411,8 @@ JoinHandle<T> spawn_on(weft_runtime* rt, Task<T>&& task) {
 }
 }  // namespace detail
 
-// Spawns onto the runtime of the calling worker.
+// Spawns onto the runtime of the calling worker (or the thread-per-core
+// executor of the calling thread: tpc.hpp).
 template <class T>
 JoinHandle<T> spawn(Task<T>&& task) {
     return detail::spawn_on<T>(nullptr, std::move(task));

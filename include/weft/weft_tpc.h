@@ -30,9 +30,16 @@
  * executor from another thread is detached (pass join = NULL); get results
  * back through a channel (weft_sync.h), whose wakers work across executors.
  *
- * Not on this executor (yet): weft timers and weft I/O operations, which
- * belong to a multi-thread runtime (they return WEFT_EINVAL here), and the
- * preemption budget (weft_budget_consume always allows). */
+ * Timers work here: weft_timer_init(t, NULL) on an executor's thread binds
+ * the timer to that executor's own wheel (no lock), and its park sleeps no
+ * longer than the next deadline; weft::sleep, weft::timeout and
+ * weft::interval (time.hpp) work unchanged. weft_spawn / weft_task_spawn
+ * with rt NULL spawn onto the calling thread's executor, so weft::spawn and
+ * weft::ForkJoin work here too.
+ *
+ * Not on this executor (yet): weft I/O operations, which belong to a
+ * multi-thread runtime (they return WEFT_EINVAL here), and the preemption
+ * budget (weft_budget_consume always allows). */
 #ifndef WEFT_WEFT_TPC_H
 #define WEFT_WEFT_TPC_H
 
