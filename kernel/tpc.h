@@ -224,9 +224,13 @@ extern const weft_waker_vtable waker_vtable;
 int join_poll(TaskHeader* t, const weft_waker* w);
 int join_wait(TaskHeader* t, int64_t timeout_ns);
 inline bool owns(const Executor* ex) { return t_exec == ex; }
-// Join handles belong to the executor's thread while it lives.
+// Join handles belong to the executor's thread while the task runs. Once it
+// is finished (ST_DONE: the executor never touches it again) or its executor
+// is gone (F_ORPHAN), any thread that holds the handle may use it: that is
+// how a handle outlives weft_tpc_free.
 inline bool join_usable(const TaskHeader* t) {
-    return (t->tpc_flags & F_ORPHAN) || owns(static_cast<const Executor*>(t->tpc_exec));
+    return (t->tpc_flags & F_ORPHAN) || (t->tpc_flags & ST_MASK) == ST_DONE ||
+           owns(static_cast<const Executor*>(t->tpc_exec));
 }
 inline int join_status(const TaskHeader* t) {
     if (!join_usable(t)) return WEFT_EINVAL;

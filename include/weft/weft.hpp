@@ -392,6 +392,9 @@ private:
         } guard{j};
         int st = weft_join_status(j);
         if (st == WEFT_ECANCELED) throw Cancelled();
+        // Not finished, or not usable from this thread (a thread-per-core
+        // task's handle off its executor's thread): the box holds nothing.
+        if (st == WEFT_EAGAIN || st == WEFT_EINVAL) throw Error(st, "weft::JoinHandle");
         detail::ResultBox<T>* box = detail::box_of_state<T>(weft_join_state(j));
         if (box->exception) std::rethrow_exception(box->exception);
         if constexpr (!std::is_void_v<T>) return std::move(*box->value);

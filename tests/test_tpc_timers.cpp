@@ -1,0 +1,204 @@
+// Timers on the thread-per-core executor (kernel/tpc.cpp: the per-executor
+// wheel, park timeouts, shutdown): sleeps never fire early, weft::timeout and
+// weft::interval work there, the C timer API binds to the executor, shutdown
+// closes registered timers, and a timer used off its executor's thread is
+// refused. No test asserts how late a timer fires (the machines are shared):
+// only that it is never early and that it fires.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include <weft/sync.hpp>
+#include <weft/time.hpp>
+#include <weft/tpc.hpp>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+weft::Task<uint64_t> sleep_and_report(std::chrono::milliseconds d) {
+    uint64_t deadline = weft_now() + (uint64_t)std::chrono::nanoseconds(d).count();
+    co_await weft::sleep(d);
+    uint64_t now = weft_now();
+    EXPECT_GE(now, deadline) << "a timer fired early";
+    co_return now;
+}
+
+TEST(TpcTimers, SleepsFireInDeadlineOrderAndNeverEarly) {
+    weft::tpc::Executor ex;
+    auto order = ex.block_on([]() -> weft::Task<std::vector<int>> {
+        std::vector<weft::JoinHandle<uint64_t>> hs;
+        // Spawned in reverse order of their deadlines.
+        for (int ms = 12; ms >= 1; ms--) hs.push_back(weft::tpc::spawn(sleep_and_report(std::chrono::milliseconds(ms))));
+        std::vector<uint64_t> woke;
+        for (auto& h : hs) woke.push_back(co_await h);
+        // hs[0] slept 12 ms ... hs[11] slept 1 ms: wake times must not decrease
+        // as the deadline grows (same 1 ms tick allowed).
+        std::vector<int> bad;
+        for (size_t i = 0; i + 1 < woke.size(); i++)
+            if (woke[i] + 1000000 < woke[i + 1]) bad.push_back((int)i);
+        co_return bad;
+    }());
+    EXPECT_TRUE(order.empty());
+    EXPECT_EQ(ex.metrics().live_tasks, 0u);
+}
+
+TEST(TpcTimers, WeftSpawnInsideATpcTaskSpawnsLocally) {
+    weft::tpc::Executor ex;
+    int v = ex.block_on([]() -> weft::Task<int> {
+        auto h = weft::spawn([]() -> weft::Task<int> { co_return 20; }());  // the generic spawn
+        co_return co_await h + 1;
+    }());
+    EXPECT_EQ(v, 21);
+    EXPECT_EQ(ex.metrics().spawned_local, 2u);
+}
+
+TEST(TpcTimers, TimeoutFiresAndCompletes) {
+    weft::tpc::Executor ex;
+    bool timed_out = ex.block_on([]() -> weft::Task<bool> {
+        auto r = co_await weft::timeout(5ms, sleep_and_report(10s));
+        co_return r.timed_out;
+    }());
+    EXPECT_TRUE(timed_out);
+    bool finished = ex.block_on([]() -> weft::Task<bool> {
+        auto r = co_await weft::timeout(10s, sleep_and_report(1ms));
+        co_return !r.timed_out;
+    }());
+    EXPECT_TRUE(finished);
+    EXPECT_EQ(ex.metrics().live_tasks, 0u);
+}
+
+TEST(TpcTimers, IntervalTicks) {
+    weft::tpc::Executor ex;
+    int ticks = ex.block_on([]() -> weft::Task<int> {
+        weft::Interval iv(1ms);
+        uint64_t start = weft_now();
+        int n = 0;
+        for (; n < 5; n++) co_await iv.tick();
+        // The first tick is immediate; four more periods follow.
+        EXPECT_GE(weft_now() - start, 4 * 1000000ull);
+        co_return n;
+    }());
+    EXPECT_EQ(ticks, 5);
+}
+
+// ---- the C timer API on an executor ------------------------------------------------
+
+struct CSleep {
+    weft_timer timer;
+    int64_t ns;
+    int polls = 0;
+    int drops = 0;
+    bool armed = false;
+};
+
+int csleep_poll(void* data, weft_context* cx, void* out) {
+    CSleep* s = static_cast<CSleep*>(data);
+    s->polls++;
+    if (!s->armed) {
+        if (weft_timer_init(&s->timer, nullptr) != 0) return WEFT_EINVAL;
+        if (weft_timer_sleep_for(&s->timer, s->ns) != 0) return WEFT_EINVAL;
+        s->armed = true;
+    }
+    int r = weft_timer_poll(&s->timer, cx);
+    if (r == WEFT_PENDING) return WEFT_PENDING;
+    *static_cast<int*>(out) = r;
+    return WEFT_READY;
+}
+void csleep_drop(void* data) {
+    CSleep* s = static_cast<CSleep*>(data);
+    if (s->armed) weft_timer_cancel(&s->timer);
+    s->drops++;
+}
+
+TEST(TpcTimers, CTimerOnAnExecutor) {
+    weft_tpc* ex = nullptr;
+    ASSERT_EQ(weft_tpc_new(nullptr, &ex), 0);
+    CSleep s;
+    s.ns = 2000000;
+    weft_task_desc d{sizeof(d), csleep_poll, csleep_drop, &s, sizeof(int)};
+    int out = -1;
+    uint64_t t0 = weft_now();
+    ASSERT_EQ(weft_tpc_block_on(ex, &d, &out), 0);
+    EXPECT_EQ(out, WEFT_READY);
+    EXPECT_GE(weft_now() - t0, 2000000u);
+    EXPECT_GE(s.polls, 2);  // pending first, then ready
+    EXPECT_EQ(s.drops, 1);
+    EXPECT_EQ(weft_tpc_free(ex), 0);
+}
+
+TEST(TpcTimers, ShutdownDropsSleepersOnceAndClosesCallerTimers) {
+    weft_tpc* ex = nullptr;
+    ASSERT_EQ(weft_tpc_new(nullptr, &ex), 0);
+    // Three C tasks asleep for an hour, never run to completion.
+    CSleep s[3];
+    weft_join* j[3];
+    for (int i = 0; i < 3; i++) {
+        s[i].ns = 3600ll * 1000000000ll;
+        weft_task_desc d{sizeof(d), csleep_poll, csleep_drop, &s[i], sizeof(int)};
+        ASSERT_EQ(weft_tpc_spawn(ex, &d, &j[i]), 0);
+    }
+    // A timer owned by the caller, registered from the owner thread outside
+    // any task (with a no-op waker), so only shutdown can close it.
+    weft_timer t;
+    ASSERT_EQ(weft_timer_init(&t, nullptr), 0);
+    ASSERT_EQ(weft_timer_sleep_for(&t, 3600ll * 1000000000ll), 0);
+    weft_context cx{weft_waker_noop()};
+    EXPECT_EQ(weft_timer_poll(&t, &cx), WEFT_PENDING);
+    // Run the three tasks once (each registers its timer), via a block_on of
+    // a task that finishes at once.
+    weft_task_desc quick{sizeof(quick), [](void*, weft_context*, void*) { return WEFT_READY; }, nullptr, nullptr, 0};
+    ASSERT_EQ(weft_tpc_block_on(ex, &quick, nullptr), 0);
+    for (auto& x : s) EXPECT_EQ(x.polls, 1);
+    EXPECT_EQ(weft_tpc_free(ex), 0);
+    for (auto& x : s) EXPECT_EQ(x.drops, 1);
+    for (auto* h : j) {
+        EXPECT_EQ(weft_join_status(h), WEFT_ECANCELED);
+        weft_join_free(h);
+    }
+    EXPECT_EQ(weft_timer_poll(&t, &cx), WEFT_ECLOSED);
+    weft_timer_cancel(&t);  // safe after the executor's end
+}
+
+TEST(TpcTimers, TimerUsedOffItsExecutorThreadIsRefused) {
+    weft::tpc::Executor ex;
+    weft_timer t;
+    ASSERT_EQ(weft_timer_init(&t, nullptr), 0);
+    ASSERT_EQ(weft_timer_sleep_for(&t, 3600ll * 1000000000ll), 0);
+    int from_other = 0;
+    std::thread([&] {
+        weft_context cx{weft_waker_noop()};
+        from_other = weft_timer_poll(&t, &cx);
+    }).join();
+    EXPECT_EQ(from_other, WEFT_EINVAL);
+    weft_timer_cancel(&t);
+}
+
+// Shards sleep with park timeouts; a shard whose only task sleeps must wake
+// for it (no other event arrives).
+weft::Task<void> shard_sleeper(weft::mpsc::Sender<uint32_t> tx_arg) {
+    auto tx = std::move(tx_arg);
+    for (int i = 0; i < 3; i++) co_await weft::sleep(2ms);
+    (void)co_await tx.send(weft::tpc::current_shard());
+}
+
+TEST(TpcTimers, ShardsWakeForTheirOwnTimers) {
+    for (uint32_t flags : {0u, (uint32_t)WEFT_TPC_NO_SPIN}) {
+        weft::tpc::ShardSet shards(2, false, WEFT_TPC_WAKE_DEFAULT, nullptr, flags);
+        auto [tx, rx] = weft::mpsc::channel<uint32_t>(4);
+        shards.spawn_on(0, shard_sleeper(tx));
+        shards.spawn_on(1, shard_sleeper(tx));
+        uint32_t seen = 0;
+        for (int i = 0; i < 2; i++) {
+            auto v = rx.recv_blocking();
+            ASSERT_TRUE(v.has_value());
+            seen |= 1u << *v;
+        }
+        EXPECT_EQ(seen, 3u);
+    }
+}
+
+}  // namespace
