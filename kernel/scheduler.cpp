@@ -691,10 +691,16 @@ bool run_with_lifo(Worker* w, TaskHeader* t) {
     uint32_t lifo_polls = 0;
     while (TaskHeader* next = w->lifo) {
         w->lifo = nullptr;
-        if (++lifo_polls > MAX_LIFO_POLLS && (!w->queue.is_empty() || !w->shared->inject.is_empty())) {
+        if (++lifo_polls > MAX_LIFO_POLLS &&
+            (!w->queue.is_empty() || !w->shared->inject.is_empty() ||
+             w->shared->shutdown.load(std::memory_order_relaxed))) {
             // Cap reached and other tasks wait (see scheduler.h): to the back
             // of the queue. With nothing waiting the cap would only hand a
             // sequential chain to a thief, a core migration every few polls.
+            // At shutdown, too: two tasks that wake each other on this worker
+            // form an endless chain, and worker_loop must get to see the flag
+            // (found by tests/test_shutdown_stress.cpp: weft_runtime_free
+            // waited for ever on such a pair). The shutdown drain drops it.
             InjectSink sink{w->shared};
             if (w->queue.push_back(next, sink)) WorkerMetrics::bump(w->metrics.overflows);
             notify_parked_local(w->shared);
