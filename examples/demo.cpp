@@ -12,6 +12,10 @@
 //   starvation         a ticker sleeps 1 ms over and over while one CPU hog per
 //                      worker spins 100 ms without awaiting: once with pulse
 //                      (weft's preemption) off, once on; how late did it tick?
+//   tcp_echo           an echo server and its clients on loopback
+//   tpc_shards         the thread-per-core executor: one shard per worker, each
+//                      spawning tasks on its own thread, then a token passed
+//                      round the shards (every hop a cross-thread wake)
 //
 // Each scene repeats its workload for about a second (the tour takes about
 // six seconds; starvation runs once), then a table shows the median round of
@@ -22,8 +26,9 @@
 // --workers N sets the number of worker threads (default 2); --quick runs one
 // round of tiny sizes in well under a second (the test suite runs it that way).
 //
-// The last scene is I/O: an echo server and its clients on loopback, all in
-// the runtime (io_uring, or epoll where io_uring cannot be used).
+// tcp_echo runs an echo server and its clients on loopback, all in the runtime
+// (io_uring, or epoll where io_uring cannot be used); tpc_shards runs on a
+// weft::tpc::ShardSet beside it.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -40,6 +45,8 @@
 #include <vector>
 
 #include <weft/io.hpp>
+#include <weft/sync.hpp>
+#include <weft/tpc.hpp>
 #include <weft/weft.hpp>
 
 namespace {
@@ -237,9 +244,49 @@ struct Sizes {
     std::chrono::milliseconds hog_spin;  // ... while each hog spins this long
     uint64_t echo_conns;      // tcp_echo: connections ...
     uint64_t echo_trips;      // ... each making this many 64-byte round trips
+    uint64_t tpc_tasks;       // tpc_shards: local tasks per shard ...
+    uint64_t tpc_laps;        // ... and laps of the token round the shards
 };
-constexpr Sizes kNormal{100'000, 200, 1'000, 1'000, 6, 100'000, 100, std::chrono::milliseconds(100), 64, 200};
-constexpr Sizes kQuick{1'000, 20, 100, 100, 4, 1'000, 20, std::chrono::milliseconds(30), 8, 20};
+constexpr Sizes kNormal{100'000, 200, 1'000, 1'000, 6, 100'000, 100, std::chrono::milliseconds(100), 64, 200,
+                        10'000, 1'000};
+constexpr Sizes kQuick{1'000, 20, 100, 100, 4, 1'000, 20, std::chrono::milliseconds(30), 8, 20, 100, 10};
+
+// ---- the thread-per-core executor: shards, local spawns, a token ring ------------
+
+// On a shard: spawn n local tasks (no atomics on that path), await them all.
+weft::Task<uint64_t> shard_spawns(uint64_t n) {
+    std::atomic<uint64_t> counter{0};
+    std::vector<weft::JoinHandle<void>> handles;
+    handles.reserve(n);
+    for (uint64_t i = 0; i < n; i++) handles.push_back(weft::spawn(bump(counter)));
+    for (auto& h : handles) co_await h;
+    co_return counter.load();
+}
+
+// Waits on `in`, rings `out`, `laps` times; then reports its spawns' count.
+weft::Task<void> shard_relay(uint64_t tasks, weft::Notify* in, weft::Notify* out, uint64_t laps,
+                             weft::mpsc::Sender<uint64_t> done_arg) {
+    auto done = std::move(done_arg);
+    uint64_t spawned = co_await shard_spawns(tasks);
+    for (uint64_t i = 0; i < laps; i++) {
+        co_await in->notified();
+        out->notify_one();
+    }
+    (void)co_await done.send(spawned);
+}
+
+// One round: every shard spawns its tasks, then the token goes `laps` times
+// round the ring of shards. Returns the tasks counted on all shards.
+uint64_t tpc_round(weft::tpc::ShardSet& shards, uint64_t tasks, uint64_t laps) {
+    uint32_t n = shards.size();
+    std::vector<weft::Notify> bells(n);
+    auto [tx, rx] = weft::mpsc::channel<uint64_t>(n);
+    for (uint32_t i = 0; i < n; i++) shards.spawn_on(i, shard_relay(tasks, &bells[i], &bells[(i + 1) % n], laps, tx));
+    bells[0].notify_one();
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < n; i++) total += rx.recv_blocking().value_or(0);
+    return total;
+}
 
 // ---- I/O: a TCP echo server and its clients, all on the runtime ----------------
 
@@ -491,7 +538,7 @@ int main(int argc, char** argv) {
         if (weft_runtime_io_status(rt.get(), &io) == 0) std::printf("I/O backend: %s\n", io.why);
         std::printf("\n");
 
-        Progress progress(8);
+        Progress progress(9);
         std::vector<Result> results;
         auto scene = [&](int index, const char* name, auto round) {
             results.push_back(run_scene(progress, index, name, budget, min_rounds, round));
@@ -570,6 +617,18 @@ int main(int argc, char** argv) {
             std::snprintf(buf, sizeof buf, "%llu connections, ", (unsigned long long)size.echo_conns);
             // A task is a round trip here (client and server side).
             return Round{want, good == want, buf + expect(good, want, "64-byte round trips intact")};
+        });
+
+        // The thread-per-core executor: one shard per worker, each on its own
+        // thread with its own ready queue and ring.
+        weft::tpc::ShardSet shards(workers);
+        scene(9, "tpc_shards", [&] {
+            uint64_t want = (uint64_t)shards.size() * size.tpc_tasks;
+            uint64_t got = tpc_round(shards, size.tpc_tasks, size.tpc_laps);
+            char buf[96];
+            std::snprintf(buf, sizeof buf, "%u shards, token %llu laps, ", shards.size(),
+                          (unsigned long long)size.tpc_laps);
+            return Round{want, got == want, buf + expect(got, want, "local tasks")};
         });
 
         print_table(results);
