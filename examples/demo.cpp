@@ -253,21 +253,13 @@ constexpr Sizes kQuick{1'000, 20, 100, 100, 4, 1'000, 20, std::chrono::milliseco
 
 // ---- the thread-per-core executor: shards, local spawns, a token ring ------------
 
-// On a shard: spawn n local tasks (no atomics on that path), await them all.
-weft::Task<uint64_t> shard_spawns(uint64_t n) {
-    std::atomic<uint64_t> counter{0};
-    std::vector<weft::JoinHandle<void>> handles;
-    handles.reserve(n);
-    for (uint64_t i = 0; i < n; i++) handles.push_back(weft::spawn(bump(counter)));
-    for (auto& h : handles) co_await h;
-    co_return counter.load();
-}
-
 // Waits on `in`, rings `out`, `laps` times; then reports its spawns' count.
 weft::Task<void> shard_relay(uint64_t tasks, weft::Notify* in, weft::Notify* out, uint64_t laps,
                              weft::mpsc::Sender<uint64_t> done_arg) {
     auto done = std::move(done_arg);
-    uint64_t spawned = co_await shard_spawns(tasks);
+    // The same coroutine as the spawn_many_local scene: on a shard, weft::spawn
+    // is a local spawn (no atomics on that path).
+    uint64_t spawned = co_await spawn_many_local(tasks);
     for (uint64_t i = 0; i < laps; i++) {
         co_await in->notified();
         out->notify_one();
