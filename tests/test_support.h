@@ -14,7 +14,7 @@
 
 namespace weft_test {
 
-#ifdef WEFT_TEST_SANITIZED
+#if defined(WEFT_TEST_SANITIZED) || defined(WEFT_TEST_INSTRUMENTED)
 inline constexpr bool kSanitized = true;
 inline constexpr uint64_t kScaleDiv = 10;
 #else

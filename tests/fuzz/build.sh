@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# tests/fuzz/build.sh OUTDIR — builds the libFuzzer targets fuzz_abi and
-# fuzz_queue into OUTDIR with clang++ -fsanitize=fuzzer,address,undefined,
+# tests/fuzz/build.sh OUTDIR — builds the libFuzzer targets fuzz_abi,
+# fuzz_queue and fuzz_tpc into OUTDIR with clang++ -fsanitize=fuzzer,address,undefined,
 # compiling the kernel sources directly (WEFT_KERNEL_SOURCES in CMakeLists.txt).
 # CXX overrides the compiler (default: clang++). JOBS: parallel compiles (2).
 set -euo pipefail
@@ -40,7 +40,10 @@ compile "$ROOT/tests/fuzz/fuzz_abi.cpp" "$OUT/obj/fuzz_abi.o" -fsanitize=fuzzer-
 a=$!
 compile "$ROOT/tests/fuzz/fuzz_queue.cpp" "$OUT/obj/fuzz_queue.o" -fsanitize=fuzzer-no-link &
 q=$!
-wait $a; wait $q
+compile "$ROOT/tests/fuzz/fuzz_tpc.cpp" "$OUT/obj/fuzz_tpc.o" -fsanitize=fuzzer-no-link &
+c=$!
+wait $a; wait $q; wait $c
 "$CXX" -fsanitize=fuzzer,address,undefined "$OUT/obj/fuzz_abi.o" "${objs[@]}" -lpthread -o "$OUT/fuzz_abi"
 "$CXX" -fsanitize=fuzzer,address,undefined "$OUT/obj/fuzz_queue.o" -lpthread -o "$OUT/fuzz_queue"
-echo "built $OUT/fuzz_abi $OUT/fuzz_queue"
+"$CXX" -fsanitize=fuzzer,address,undefined "$OUT/obj/fuzz_tpc.o" "${objs[@]}" -lpthread -o "$OUT/fuzz_tpc"
+echo "built $OUT/fuzz_abi $OUT/fuzz_queue $OUT/fuzz_tpc"

@@ -21,42 +21,13 @@
 #include <set>
 #include <vector>
 
-#define CHECK(c)                                                                     \
-    do {                                                                             \
-        if (!(c)) {                                                                  \
-            fprintf(stderr, "fuzz_abi: contract violation at line %d: %s\n", __LINE__, #c); \
-            abort();                                                                 \
-        }                                                                            \
-    } while (0)
-#define CHECK_IN(r, ...)                                                             \
-    do {                                                                             \
-        int r_ = (r);                                                                \
-        const int ok_[] = {__VA_ARGS__};                                             \
-        bool f_ = false;                                                             \
-        for (int o_ : ok_) f_ |= (o_ == r_);                                         \
-        if (!f_) {                                                                   \
-            fprintf(stderr, "fuzz_abi: line %d: %s returned %d, allowed: %s\n", __LINE__, #r, r_, #__VA_ARGS__); \
-            abort();                                                                 \
-        }                                                                            \
-    } while (0)
+#define FUZZ_NAME "fuzz_abi"
+#include "fuzz_support.h"
+
 
 namespace {
 
-struct Reader {
-    const uint8_t* p;
-    size_t n;
-    bool empty() const { return n == 0; }
-    uint8_t u8() {
-        if (!n) return 0;
-        n--;
-        return *p++;
-    }
-    uint64_t u64(unsigned bytes) {
-        uint64_t v = 0;
-        for (unsigned i = 0; i < bytes; i++) v |= uint64_t(u8()) << (8 * i);
-        return v;
-    }
-};
+using fuzz::Reader;
 
 // ---- a counting waker: every clone must be released (woken or dropped) ---------
 std::atomic<int64_t> g_live_wakers{0};

@@ -18,36 +18,17 @@
 #include "../../kernel/local_queue.h"
 #include "../../kernel/timer_wheel.h"
 
+#define FUZZ_NAME "fuzz_queue"
+#include "fuzz_support.h"
+
 using weft::kernel::LocalQueue;
 using weft::kernel::TaskHeader;
 using weft::kernel::TimerWheel;
 using weft::kernel::WheelEntry;
 
-#define CHECK(c)                                                                  \
-    do {                                                                          \
-        if (!(c)) {                                                               \
-            fprintf(stderr, "fuzz_queue: check failed at line %d: %s\n", __LINE__, #c); \
-            abort();                                                              \
-        }                                                                         \
-    } while (0)
-
 namespace {
 
-struct Reader {
-    const uint8_t* p;
-    size_t n;
-    bool empty() const { return n == 0; }
-    uint8_t u8() {
-        if (!n) return 0;
-        n--;
-        return *p++;
-    }
-    uint64_t u64(unsigned bytes) {
-        uint64_t v = 0;
-        for (unsigned i = 0; i < bytes; i++) v |= uint64_t(u8()) << (8 * i);
-        return v;
-    }
-};
+using fuzz::Reader;
 
 struct Sink {
     std::vector<TaskHeader*> got;

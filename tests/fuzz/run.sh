@@ -11,7 +11,7 @@ SECS=${1:-60}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 B=${FUZZ_BUILD:-/tmp/weft-fuzz}
 "$ROOT/tests/fuzz/build.sh" "$B"
-for t in abi queue; do
+for t in abi queue tpc; do
     work="$B/corpus-$t"
     rm -rf "$work"
     mkdir -p "$work"
