@@ -26,6 +26,8 @@ constinit __attribute__((tls_model("initial-exec"))) thread_local TaskHeader* t_
 // Every mailbox ever created, by executor slot; entries are set once and
 // never cleared (mailboxes are never freed: tpc.h).
 std::atomic<Mailbox*> g_mailboxes[MAX_EXECUTORS];
+// Shard-set ids (never 0: 0 means "no set"). relaxed: only uniqueness
+// matters; the id is published to shards by thread start.
 std::atomic<uint64_t> g_set_ids{0};
 
 // CQE tags in the executor's ring.

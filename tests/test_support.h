@@ -10,6 +10,8 @@
 
 #include <sched.h>
 
+#include <chrono>
+
 #include <cstdint>
 
 namespace weft_test {
@@ -41,6 +43,26 @@ void spin_until(Pred pred) {
             sched_yield();
         }
     }
+}
+
+// spin_until with a way out: false once `seconds` pass without pred(), so a
+// test can fail with a message instead of hanging until ctest's timeout. The
+// deadline only turns a hang into a failure; nothing measures it.
+template <class Pred>
+bool wait_for(Pred pred, int seconds = 60) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+    uint32_t spins = 0;
+    while (!pred()) {
+        if (++spins < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+            continue;
+        }
+        if (std::chrono::steady_clock::now() > deadline) return pred();
+        sched_yield();
+    }
+    return true;
 }
 
 }  // namespace weft_test

@@ -47,39 +47,17 @@
 
 #include "test_support.h"
 
-// The idle spin before parking (weft_tpc.h); 0 where the header has no such flag.
-#ifdef WEFT_TPC_NO_SPIN
+// The idle spin before parking (weft_tpc.h).
 constexpr uint32_t kNoSpin = WEFT_TPC_NO_SPIN;
-#else
-constexpr uint32_t kNoSpin = 0;
-#endif
 
 using weft_test::kSanitized;
 using weft_test::scaled;
 using weft_test::spin_until;
+using weft_test::wait_for;
 
 namespace {
 
 // ---- helpers ------------------------------------------------------------------------
-
-// Waits until pred() holds or `seconds` pass (the suite runs on 2 noisy
-// cores: the deadline only turns a hang into a failure, it never measures).
-template <class Pred>
-bool wait_for(Pred pred, int seconds = 60) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    uint32_t spins = 0;
-    while (!pred()) {
-        if (++spins < 64) {
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
-            continue;
-        }
-        if (std::chrono::steady_clock::now() > deadline) return pred();
-        sched_yield();
-    }
-    return true;
-}
 
 weft_task_desc make_desc(weft_poll_fn poll, weft_drop_fn drop, void* data, size_t output_size = 0) {
     weft_task_desc d;
