@@ -164,7 +164,8 @@ int weft_runtime_new(const weft_runtime_config* cfg, weft_runtime** out) {
     if (cfg) {
         // Callers built against older headers pass the struct without the
         // clock fields (CLOCK_MONOTONIC) or without `pulse` (the defaults).
-        if (cfg->size == offsetof(weft_runtime_config, clock) || cfg->size == offsetof(weft_runtime_config, pulse)) {
+        if (cfg->size == offsetof(weft_runtime_config, clock) || cfg->size == offsetof(weft_runtime_config, pulse) ||
+            cfg->size == offsetof(weft_runtime_config, failure_policy)) {
             memcpy(&c, cfg, cfg->size);
             c.size = sizeof(c);
         } else if (cfg->size == sizeof(weft_runtime_config)) {
@@ -173,10 +174,16 @@ int weft_runtime_new(const weft_runtime_config* cfg, weft_runtime** out) {
             return WEFT_EVERSION;
         }
     }
-    if (c.flags != 0) return WEFT_EINVAL;
+    if (c.flags != 0 || c._reserved2 != 0) return WEFT_EINVAL;
+    if (c.failure_policy > WEFT_FAILURE_ABORT) return WEFT_EINVAL;
     Shared* sh = nullptr;
     int r = runtime_new(c.workers, c.name, c.clock, c.clock_ctx, c.pulse, &sh);
     if (r != 0) return r;
+    // No task can run before the handle is returned, and every report comes
+    // from a task or a drop: these are set before any reader (failure.h).
+    sh->failures.fn = c.on_failure;
+    sh->failures.ctx = c.on_failure_ctx;
+    sh->failures.policy = c.failure_policy;
     *out = reinterpret_cast<weft_runtime*>(sh);
     return 0;
 }
@@ -287,20 +294,52 @@ int weft_join_wait(weft_join* join, int64_t timeout_ns) {
 int weft_join_status(const weft_join* join) {
     if (!join) return WEFT_EINVAL;
     const TaskHeader* t = as_task(join);
-    return t->kind == TASK_TPC ? tpc::join_status(t) : join_status(t);
+    if (t->kind == TASK_TPC && !tpc::join_usable(t)) return WEFT_EINVAL;  // not from this thread
+    int st = t->kind == TASK_TPC ? tpc::join_status(t) : join_status(t);
+    // The handle has seen the outcome: a failure is not reported again when
+    // the handle is freed (failure.h). Written by the handle's thread only.
+    if (st != WEFT_EAGAIN) const_cast<TaskHeader*>(t)->join_taken |= JOIN_OBSERVED;
+    return st;
+}
+
+int weft_join_finished(const weft_join* join) {
+    if (!join) return WEFT_EINVAL;
+    const TaskHeader* t = as_task(join);
+    if (t->kind == TASK_TPC && !tpc::join_usable(t)) return WEFT_EINVAL;  // not from this thread
+    return (t->kind == TASK_TPC ? tpc::join_status(t) : join_status(t)) != WEFT_EAGAIN;
+}
+
+int weft_join_report_failure(weft_join* join, const char* message) {
+    if (!join) return WEFT_EINVAL;
+    TaskHeader* t = as_task(join);
+    if (t->kind == TASK_TPC && !tpc::join_usable(t)) return WEFT_EINVAL;
+    int st = t->kind == TASK_TPC ? tpc::join_status(t) : join_status(t);
+    if (st == WEFT_EAGAIN) return WEFT_EAGAIN;
+    if (!failure_unobserved(t)) return WEFT_EALREADY;  // read already, or not a failure
+    t->join_taken |= JOIN_OBSERVED;
+    weft_failure f{};
+    f.size = sizeof f;
+    f.kind = WEFT_FAILURE_TASK;
+    f.code = st;
+    f.task_id = t->id;
+    f.message = message ? message : weft_strerror(st);
+    report_failure(f, failure_target_of(t));
+    return 0;
 }
 
 int weft_join_take(weft_join* join, void* dst, size_t dst_size) {
     if (!join) return WEFT_EINVAL;
     TaskHeader* t = as_task(join);
     if (t->vtable != &ctask_vtable) return WEFT_EINVAL;  // raw tasks: read weft_join_state
+    if (t->kind == TASK_TPC && !tpc::join_usable(t)) return WEFT_EINVAL;  // not from this thread
     int st = t->kind == TASK_TPC ? tpc::join_status(t) : join_status(t);
+    if (st != WEFT_EAGAIN) t->join_taken |= JOIN_OBSERVED;
     if (st != 0) return st;
     CTask* c = static_cast<CTask*>(t->state_ptr());
-    if (t->join_taken) return WEFT_EALREADY;
+    if (t->join_taken & JOIN_TAKEN) return WEFT_EALREADY;
     if (c->output_size && (!dst || dst_size < c->output_size)) return WEFT_EINVAL;
     if (c->output_size) memcpy(dst, c->output, c->output_size);
-    t->join_taken = 1;
+    t->join_taken |= JOIN_TAKEN;
     return 0;
 }
 

@@ -295,6 +295,9 @@ void begin_handoff(Shared* sh, Monitor* m, uint32_t i, ThreadRec* h, uint64_t wo
 void* monitor_main(void* arg) {
     Shared* sh = static_cast<Shared*>(arg);
     Monitor* m = sh->monitor;
+    // The hooks it calls (on_event) report their failures to this runtime
+    // (failure.h); the monitor is not one of its task threads (t_runtime).
+    t_failure_runtime = sh;
     // An eighth of the threshold between looks: a poll's age is known to a
     // period (from when it was first seen), and the monitor wakes when a
     // watched poll comes due. Clamped to [0.2 ms, 50 ms].

@@ -173,6 +173,8 @@ void reap(Worker* w) {
 // ---- completion ---------------------------------------------------------------
 
 void dealloc(TaskHeader* t) {
+    // What the drop functions report goes to t's runtime (failure.h).
+    FailureScope failure_scope(failure_target_of(t));
     if (t->stage == Stage::Finished) {
         if (t->vtable->drop_output) t->vtable->drop_output(t->state_ptr());
     } else if (t->stage == Stage::Future) {
@@ -197,7 +199,14 @@ void dealloc(TaskHeader* t) {
 void complete(TaskHeader* t, uint32_t runner_refs) {
     // Unlinking first is fine: only a joined-workers shutdown walks the lists.
     uint32_t refs = runner_refs + (owned_remove(t->shared, t) ? 1 : 0);
+    // Read before COMPLETE is published: after it, another holder may free t.
+    int result = t->result;
+    uint64_t id = t->id;
+    Shared* failure_to = failure_target_of(t);
     TaskState::Completed c = t->state.transition_to_complete(refs);
+    // Failure containment, layer 1 (failure.h): a failure nobody can join.
+    if (__builtin_expect(result < 0, 0) && result != WEFT_ECANCELED && !c.after.join_interest())
+        report_detached_failure(failure_to, id, result);
     if (c.kept_ref) {
         // JOIN_WAKER set: the field is ours to read until we clear the bit.
         t->join_waker.vtable->wake_by_ref(t->join_waker.data);
@@ -219,6 +228,7 @@ void complete(TaskHeader* t, uint32_t runner_refs) {
 void cancel_task(TaskHeader* t, uint32_t runner_refs) {
     if (t->stage == Stage::Future) {
         t->stage = Stage::Dropped;
+        FailureScope failure_scope(failure_target_of(t));
         TaskHeader* prev = t_current;
         t_current = t;
         if (t->vtable->drop_future) t->vtable->drop_future(t->state_ptr());
@@ -606,6 +616,7 @@ TaskHeader* next_task(Worker* w) {
     }
     if (--w->ticks_to_fairness == 0) {
         w->ticks_to_fairness = INJECT_INTERVAL;
+        if (__builtin_expect(w->shared->failed.load(std::memory_order_relaxed), 0)) cancel_owned(w);
         reap(w);
         // I/O maintenance while busy: submit what the tasks queued, reap
         // completions (Tokio's event_interval; io.h).
@@ -734,6 +745,7 @@ void release_worker() {
 bool park(Worker* w) {
     Shared* sh = w->shared;
     t_win_start = 0;
+    if (__builtin_expect(sh->failed.load(std::memory_order_relaxed), 0)) cancel_owned(w);
     reap(w);
     if (w->lifo || w->fork_top != w->fork_bottom || !w->queue.is_empty()) return true;
     // The parker's half of the no-lost-wake-up protocol (idle.h): to_parked
@@ -776,6 +788,13 @@ bool park(Worker* w) {
         else w->parker.park(timeout);
         if (sh->shutdown.load(std::memory_order_acquire)) {
             sh->idle.unpark_self(w->index);
+            break;
+        }
+        if (__builtin_expect(sh->failed.load(std::memory_order_relaxed), 0) && !w->failed_seen) {
+            // The failure policy shut the runtime down: leave park to cancel
+            // what this worker owns (the next park() does it).
+            w->failed_seen = true;
+            if (sh->idle.unpark_self(w->index)) w->searching = true;
             break;
         }
         if (!still_holds(w)) {
@@ -880,6 +899,38 @@ bool worker_loop(Worker* w) {
 }
 
 }  // namespace
+
+// WEFT_FAILURE_SHUTDOWN (failure.h).
+void cancel_owned(Worker* w) {
+    Shared* sh = w->shared;
+    reap(w);
+    // join_abort only queues the task (it is cancelled when dequeued), so
+    // the list is not changed under us; next is read first all the same.
+    for (TaskHeader* t = w->owned.list.head; t;) {
+        TaskHeader* next = t->owned_next;
+        join_abort(t);
+        t = next;
+    }
+    // The loose list (tasks that first suspended on a coreless thread) is
+    // under loose_mu. A task there may complete and be freed once the lock
+    // is released, so only the cancel transition happens under the lock;
+    // the tasks it says to schedule (it took a queue reference for each)
+    // are scheduled after, in batches.
+    for (;;) {
+        TaskHeader* batch[32];
+        uint32_t n = 0;
+        {
+            port::LockGuard g(sh->loose_mu);
+            for (TaskHeader* t = sh->loose.head; t && n < 32; t = t->owned_next) {
+                if (t->state.load().complete()) continue;
+                if (t->state.transition_to_notified_and_cancel()) batch[n++] = t;
+            }
+        }
+        for (uint32_t i = 0; i < n; i++) schedule(batch[i], false);
+        if (n < 32) break;
+    }
+}
+
 
 // Every runtime thread runs this: it holds the worker it was given until
 // shutdown, or until it loses it to a handoff; then it is a spare and waits
@@ -1159,7 +1210,9 @@ int task_spawn(Shared* sh, TaskHeader* t, bool with_join, bool fork) {
         }
     }
     t->owned_shard = OWNED_UNBOUND;  // linked if it ever suspends (owned_tasks.h)
-    if (!remote_push(sh, t)) {
+    // Closed by the failure policy (failure.h) or by shutdown step 1 (then
+    // the inject queue is closed too and remote_push refuses anyway).
+    if (__builtin_expect(sh->owned_closed.load(std::memory_order_acquire), 0) || !remote_push(sh, t)) {
         task_release_unspawned(t);
         return WEFT_ECLOSED;
     }
@@ -1256,14 +1309,30 @@ int join_abort(TaskHeader* t) {
 }
 
 void join_free(TaskHeader* t) {
-    if (!t->state.load().join_waker() && !t->join_waker.vtable) {
+    Snapshot s = t->state.load();
+    // Failure containment (failure.h): a failure this handle never read is
+    // reported now. Finished before this load: the completion saw the
+    // handle and reported nothing; result is stable (read after COMPLETE).
+    bool done = s.complete();
+    if (__builtin_expect(done && failure_unobserved(t), 0)) report_unread_failure(t);
+    if (!s.join_waker() && !t->join_waker.vtable) {
         // Nothing published and nothing to drop (detach right after spawn,
         // or after the result was taken and the waker retracted): clear
-        // JOIN_INTEREST and drop the handle's ref in one step.
-        if (t->state.transition_to_join_handle_dropped_and_unref()) dealloc(t);
-        return;
+        // JOIN_INTEREST and drop the handle's ref in one step. Refused
+        // when the task completes in between (it saw the handle, so the
+        // slow path below must look at its result).
+        switch (t->state.transition_to_join_handle_dropped_and_unref(!done)) {
+        case TaskState::Unref::Last: dealloc(t); return;
+        case TaskState::Unref::Done: return;
+        case TaskState::Unref::Refused: break;
+        }
     }
-    if (t->state.transition_to_join_handle_dropped() && t->join_waker.vtable) {
+    bool was_complete = false;
+    bool drop_waker = t->state.transition_to_join_handle_dropped(&was_complete);
+    // Completed after the load above, before JOIN_INTEREST went: still ours
+    // to report (we hold the handle's ref, so t is alive).
+    if (__builtin_expect(was_complete && !done && failure_unobserved(t), 0)) report_unread_failure(t);
+    if (drop_waker && t->join_waker.vtable) {
         weft_waker w = t->join_waker;
         t->join_waker = weft_waker{nullptr, nullptr};
         w.vtable->drop(w.data);
@@ -1424,6 +1493,9 @@ int runtime_new(uint32_t workers, const char* name, ClockFn clock, void* clock_c
 
 int runtime_free(Shared* sh) {
     if (t_runtime == sh) return WEFT_EDEADLK;
+    // Failures reported by the drops below go to this runtime (failure.h).
+    Shared* prev_failure_runtime = t_failure_runtime;
+    t_failure_runtime = sh;
     // Steps as numbered in scheduler.h.
     close_owned(sh);                                      // 1
     sh->shutdown.store(true, std::memory_order_release);  // 2
@@ -1467,6 +1539,7 @@ int runtime_free(Shared* sh) {
     }
     io_shutdown(sh);                                      // 5a
     timers_shutdown(sh);                                  // 5b
+    t_failure_runtime = prev_failure_runtime;
     shared_release(sh);                                   // 6
     return 0;
 }

@@ -80,6 +80,7 @@
 #include "../arch/padding.h"
 #include "../port/port.h"
 #include "clock.h"
+#include "failure.h"
 #include "idle.h"
 #include "inject_queue.h"
 #include "local_queue.h"
@@ -147,6 +148,7 @@ struct alignas(WEFT_CACHE_LINE) Worker {
     uint32_t index = 0;
     uint32_t ticks_to_fairness = INJECT_INTERVAL;  // polls until the next inject-first look
     bool searching = false;
+    bool failed_seen = false;  // park() woke for the runtime's `failed` already (failure.h)
     // While firing timers (timer.cpp), woken tasks of this runtime are
     // collected here instead of scheduled one by one; flush_fired then
     // queues them (see there).
@@ -199,6 +201,13 @@ struct Shared {
     // store is still drained or walked: both happen after the workers are
     // joined (owned_tasks.h).
     alignas(WEFT_CACHE_LINE) std::atomic<bool> owned_closed{false};
+    // Raised once by the WEFT_FAILURE_SHUTDOWN policy (failure.h); workers
+    // read it (relaxed) at each park and fairness tick. Shares owned_closed's
+    // read-mostly line.
+    std::atomic<bool> failed{false};
+    // Failure reports on this runtime's threads (failure.h): the handler and
+    // policy are set before the handle is returned, then only read.
+    FailureTarget failures;
     // ---- pulse (pulse.h, pulse.cpp) ----
     PulseSettings pulse;
     uint64_t pulse_cycles_per_us = 0;  // 0: ticks are clock ns

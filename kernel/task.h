@@ -79,7 +79,7 @@ struct alignas(16) TaskHeader {
     int32_t result;                  // 0, WEFT_ECANCELED or a failure code
     uint16_t owned_shard;
     Stage stage;
-    uint8_t join_taken;
+    uint8_t join_taken;              // JOIN_TAKEN | JOIN_OBSERVED (below)
     uint8_t orphan;                  // runtime freed while this task was alive
     uint8_t spawned;                 // the kernel owns the memory (set at spawn)
     uint8_t resume_running;          // queued while still RUNNING (self-wake; see run_task)
@@ -94,6 +94,15 @@ struct alignas(16) TaskHeader {
 };
 static_assert(sizeof(TaskHeader) % 16 == 0 && sizeof(TaskHeader) <= 128, "state stays 16-aligned");
 static_assert(sizeof(TaskHeader) == 112, "the header grew: every task's allocation grows with it");
+
+// join_taken bits (the join handle's thread only).
+inline constexpr uint8_t JOIN_TAKEN = 1;     // weft_join_take copied the output
+inline constexpr uint8_t JOIN_OBSERVED = 2;  // the handle read the final status
+// A failure the join handle is dropped without having read (failure.h): it
+// is reported then, since the completion saw a handle and reported nothing.
+inline bool failure_unobserved(const TaskHeader* t) {
+    return t->result < 0 && t->result != WEFT_ECANCELED && !(t->join_taken & JOIN_OBSERVED);
+}
 
 // The waker of a task: data is the TaskHeader*.
 extern const weft_waker_vtable task_waker_vtable;

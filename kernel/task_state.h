@@ -238,15 +238,17 @@ public:
     // is clear afterwards. When the task completed but JOIN_WAKER is still set,
     // the runtime is waking that waker right now and drops it when it sees
     // JOIN_INTEREST gone (unset_join_waker_after_complete).
-    bool transition_to_join_handle_dropped() {
+    bool transition_to_join_handle_dropped(bool* was_complete_out = nullptr) {
         bool drop_waker = true;
+        bool was_complete = false;
         fetch_update([&](Snapshot& s) {
-            bool was_complete = s.complete();
+            was_complete = s.complete();
             s.unset(Snapshot::JOIN_INTEREST);
             if (!was_complete) s.unset(Snapshot::JOIN_WAKER);
             drop_waker = !s.join_waker();
             return true;
         });
+        if (was_complete_out) *was_complete_out = was_complete;
         return drop_waker;
     }
 
@@ -254,15 +256,22 @@ public:
     // none (JOIN_WAKER clear, checked by the caller; it stays clear, since
     // only the handle sets it): clears JOIN_INTEREST and drops the handle's
     // ref at once. Returns true when that was the last ref.
-    bool transition_to_join_handle_dropped_and_unref() {
-        bool last = false;
+    // refuse_if_complete: leave the state alone (Refused) when the task is
+    // complete by now (the caller then takes the slow path).
+    enum class Unref { Done, Last, Refused };
+    Unref transition_to_join_handle_dropped_and_unref(bool refuse_if_complete = false) {
+        Unref out = Unref::Done;
         fetch_update([&](Snapshot& s) {
+            if (refuse_if_complete && s.complete()) {
+                out = Unref::Refused;
+                return false;
+            }
             s.unset(Snapshot::JOIN_INTEREST);
             s.ref_dec();
-            last = s.refs() == 0;
+            out = s.refs() == 0 ? Unref::Last : Unref::Done;
             return true;
         });
-        return last;
+        return out;
     }
 
     // Publishes the join waker the handle just wrote. Fails (returns the

@@ -99,6 +99,9 @@
  *                                join waker (and then touch the task)
  *   -DMUT_BYREF_NO_RESET         transition_to_notified_by_ref does not reset
  *                                its outcome when the CAS retries
+ *   -DMUT_UNREF_NO_REFUSE        join_free's fast path goes ahead when the
+ *                                task completed after its load (the outcome
+ *                                then reaches no reporter: notices == 0)
  *   -DMUT_JOIN_DROP_CLEARS_WAKER transition_to_join_handle_dropped clears
  *                                JOIN_WAKER even after COMPLETE (while the
  *                                runtime may be waking that waker)
@@ -171,6 +174,9 @@ byte yields;
 /* ghosts */
 bit freed;
 byte completed;
+byte notices;   /* the outcome handed to exactly one of: the completion (no
+                 * handle left) or join_free (complete when the handle went):
+                 * where an unread failure is reported (kernel/failure.h) */
 byte polling;
 byte taken;
 byte output_drops;
@@ -308,7 +314,11 @@ inline transition_to_complete(release, kept, dl) {
            /* cas(cur, s, ok), and the ghost count in the same step */
            assert(!freed);
            if
-           :: word == cur -> word = s; ok = 1; assert(completed == 0); completed++   /* published once */
+           :: word == cur -> word = s; ok = 1; assert(completed == 0); completed++;   /* published once */
+              if
+              :: (s & JOIN_INTEREST) == 0 -> notices++   /* no handle: the completion reports */
+              :: else -> skip
+              fi
            :: else -> cur = word; ok = 0
            fi
        };
@@ -402,11 +412,12 @@ inline transition_to_notified_and_cancel(out) {
     od; RMW_END
 }
 
-/* returns drop_waker */
-inline transition_to_join_handle_dropped(out) {
+/* returns drop_waker; was: COMPLETE was set when the handle went */
+inline transition_to_join_handle_dropped(out, was) {
     RMW_BEGIN load(cur);
     do
     :: s = cur & ~JOIN_INTEREST;
+       was = ((cur & COMPLETE) != 0);
        if
        :: (cur & COMPLETE) == 0 -> s = s & ~JOIN_WAKER
 #ifdef MUT_JOIN_DROP_CLEARS_WAKER
@@ -424,11 +435,13 @@ inline transition_to_join_handle_dropped(out) {
     od; RMW_END
 }
 
-/* returns last */
-inline transition_to_join_handle_dropped_and_unref(out) {
+/* out: 0 done, 1 last, 2 refused (complete, and refuse_if_complete set) */
+inline transition_to_join_handle_dropped_and_unref(out, refuse) {
     RMW_BEGIN load(cur);
     do
-    :: s = cur & ~JOIN_INTEREST;
+    :: refuse && (cur & COMPLETE) != 0 -> out = 2; break
+    :: else ->
+       s = cur & ~JOIN_INTEREST;
        assert(REFS(s) >= 1);
        s = s - REF_ONE;
        out = (REFS(s) == 0);
@@ -718,8 +731,8 @@ jp_done:
 
 proctype joiner() {
     short cur, s;
-    byte out, w = 1, polls = 0;
-    bit ok, ok2, last, ready;
+    byte out, w = 1, polls = 0, last;
+    bit ok, ok2, ready, hdone, was, fast;
     /* join_abort */
     if
 #ifndef NO_ABORT
@@ -762,17 +775,37 @@ end_wait:       join_woken; join_waiting = 0; join_woken = 0
        }
     :: skip
     fi;
-    /* join_free */
+    /* join_free: a task complete at this load saw the handle at its
+     * completion, so the handle takes the outcome (reports an unread
+     * failure) here */
     load(cur);
+    hdone = ((cur & COMPLETE) != 0);
     if
-    :: (cur & JOIN_WAKER) == 0 && jw_field == 0 ->
-       transition_to_join_handle_dropped_and_unref(last);
+    :: hdone -> atomic { assert(!freed); notices++ }
+    :: else -> skip
+    fi;
+    last = 0;
+    fast = ((cur & JOIN_WAKER) == 0 && jw_field == 0);
+    if
+    :: fast ->
+#ifdef MUT_UNREF_NO_REFUSE
+       transition_to_join_handle_dropped_and_unref(last, 0);
+#else
+       transition_to_join_handle_dropped_and_unref(last, !hdone);
+#endif
        if
-       :: last -> dealloc()
+       :: last == 1 -> dealloc()
        :: else -> skip
        fi
-    :: else ->
-       transition_to_join_handle_dropped(out);
+    :: else -> skip
+    fi;
+    if
+    :: last == 2 || !fast ->
+       transition_to_join_handle_dropped(out, was);
+       if
+       :: was && !hdone -> atomic { assert(!freed); notices++ }   /* completed in between */
+       :: else -> skip
+       fi;
        if
        :: out && jw_field != 0 ->
           atomic {
@@ -782,6 +815,7 @@ end_wait:       join_woken; join_waiting = 0; join_woken = 0
        :: else -> skip
        fi;
        drop_ref()
+    :: else -> skip   /* the fast path released the handle */
     fi
 }
 
@@ -802,7 +836,9 @@ proctype checker() {
         :: else ->
            /* pending for ever: legitimately alive (shutdown would reclaim it) */
            assert(completed == 0 && !freed)
-        fi
+        fi;
+        /* the outcome went to exactly one reporter (none if never completed) */
+        assert(notices == completed)
     }
 }
 

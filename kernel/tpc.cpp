@@ -241,6 +241,9 @@ void run_one(Executor* ex, TaskHeader* t) {
     }
     t->stage = Stage::Finished;
     t->result = r == WEFT_READY ? 0 : (r < 0 ? r : WEFT_EINVAL);
+    // Failure containment, layer 1 (failure.h): a failure nobody can join
+    // goes to the process-wide target (this thread belongs to no runtime).
+    if (__builtin_expect(t->result < 0, 0) && !(t->tpc_flags & F_JOIN)) report_detached_failure(nullptr, t->id, t->result);
     finish(ex, t);
 }
 
@@ -755,6 +758,9 @@ void join_free(TaskHeader* t) {
         return;
     }
     uint64_t f = t->tpc_flags;
+    // A failure this handle never read (failure.h). One thread: no race
+    // with the completion, which saw F_JOIN and reported nothing.
+    if ((f & ST_MASK) == ST_DONE && failure_unobserved(t)) report_unread_failure(t);
     t->tpc_flags = f & ~(F_JOIN | F_JOIN_WAKER);
     if (f & F_JOIN_WAKER) {
         weft_waker w = t->join_waker;

@@ -81,7 +81,22 @@ def main():
             ("clock", ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p)),
             ("clock_ctx", ctypes.c_void_p),
             ("pulse", ctypes.c_void_p),  # const weft_pulse_config*; NULL = defaults
+            ("failure_policy", ctypes.c_uint32),
+            ("_reserved2", ctypes.c_uint32),
+            ("on_failure", ctypes.c_void_p),  # int (*)(void*, const weft_failure*)
+            ("on_failure_ctx", ctypes.c_void_p),
         ]
+
+    class Failure(ctypes.Structure):
+        _fields_ = [
+            ("size", ctypes.c_size_t),
+            ("kind", ctypes.c_int),
+            ("code", ctypes.c_int),
+            ("task_id", ctypes.c_uint64),
+            ("message", ctypes.c_char_p),
+        ]
+
+    FailureFn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(Failure))
 
     rt_p = ctypes.c_void_p
     join_p = ctypes.c_void_p
@@ -128,6 +143,24 @@ def main():
     old.workers = 1
     check(lib.weft_runtime_new(ctypes.byref(old), ctypes.byref(rt)) == 0, "0.1.0-sized config accepted")
     check(lib.weft_runtime_free(rt) == 0, "free the 0.1.0-config runtime")
+    # A caller built against the header before failure containment.
+    old.size = RuntimeConfig.failure_policy.offset
+    check(lib.weft_runtime_new(ctypes.byref(old), ctypes.byref(rt)) == 0, "pre-failure-policy config accepted")
+    check(lib.weft_runtime_free(rt) == 0, "free the pre-failure-policy runtime")
+
+    # Failure containment: a Python handler sees detached tasks' reported.
+    reported = []
+
+    def on_failure(ctx, f):
+        with lock:
+            reported.append((f.contents.kind, f.contents.code, f.contents.task_id, f.contents.message))
+        return 0
+
+    failure_cb = FailureFn(on_failure)
+    cfg.on_failure = ctypes.cast(failure_cb, ctypes.c_void_p)
+    cfg.failure_policy = 3
+    check(lib.weft_runtime_new(ctypes.byref(cfg), ctypes.byref(rt)) == WEFT_EINVAL, "unknown failure policy refused")
+    cfg.failure_policy = 0
     check(lib.weft_runtime_new(ctypes.byref(cfg), ctypes.byref(rt)) == 0, "weft_runtime_new")
     check(lib.weft_runtime_workers(rt) == 2, "two workers")
 
@@ -148,7 +181,7 @@ def main():
             threads_seen.add(threading.get_ident())
         if data == 999:  # the never-finishing one
             return WEFT_PENDING
-        if data == 666:
+        if data in (666, 667):
             return -77  # a failure code
         if n <= data:
             w = cx.contents.waker
@@ -184,6 +217,21 @@ def main():
     check(lib.weft_join_wait(failing, -1) == 0, "wait failing")
     check(lib.weft_join_status(failing) == -77, "failure code is the status")
     lib.weft_join_free(failing)
+
+    check(not reported, "a failure read through its join handle is not reported")
+    d = TaskDesc(ctypes.sizeof(TaskDesc), poll_cb, drop_cb, 667, 0)
+    check(lib.weft_spawn(rt, ctypes.byref(d), None) == 0, "spawn a detached failing task")
+    for _ in range(5000):
+        with lock:
+            if reported:
+                break
+        threading.Event().wait(0.001)
+    with lock:
+        check(len(reported) == 1, "the detached failure reached the handler once: %r" % reported)
+        if reported:
+            kind, code, task_id, message = reported[0]
+            check(kind == 1 and code == -77 and task_id != 0, "kind TASK, code -77, a task id: %r" % (reported[0],))
+            check(message is not None and len(message) > 0, "the report has a message")
 
     never = spawn(999)
     while polls.get(999, 0) == 0:

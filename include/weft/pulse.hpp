@@ -12,6 +12,8 @@
 #ifndef WEFT_PULSE_HPP
 #define WEFT_PULSE_HPP
 
+#include <functional>
+
 #include "weft.hpp"
 
 namespace weft {
@@ -37,9 +39,48 @@ struct checkpoint {
 inline bool budget_spent(uint32_t n = 1) noexcept { return weft_budget_consume(n) != 0; }
 
 // Pulse settings for weft::Runtime(cfg): cfg.pulse = &pulse.c.
+//
+// The hooks take any callable. weft's core cannot catch exceptions, so the
+// callable runs inside a try: whatever it throws is reported as a
+// WEFT_FAILURE_HOOK failure (weft.h, "failures") and never reaches the
+// scheduler. With hooks set, the PulseConfig must outlive the runtime (the
+// runtime keeps a pointer to it); it cannot be copied or moved.
 struct PulseConfig {
     weft_pulse_config c;
     PulseConfig() { weft_pulse_config_init(&c); }
+    PulseConfig(const PulseConfig&) = delete;
+    PulseConfig& operator=(const PulseConfig&) = delete;
+
+    // Called once per promotion into WARN (weft_pulse_config.on_warn).
+    void on_warn(std::function<void(uint64_t task_id, uint64_t poll_ns)> fn) {
+        warn_ = std::move(fn);
+        c.on_warn = warn_ ? &call_warn : nullptr;
+        c.ctx = this;
+    }
+    // Every tier change and handoff (weft_pulse_config.on_event).
+    void on_event(std::function<void(const weft_pulse_event&)> fn) {
+        event_ = std::move(fn);
+        c.on_event = event_ ? &call_event : nullptr;
+        c.ctx = this;
+    }
+
+private:
+    static void call_warn(void* ctx, uint64_t task_id, uint64_t poll_ns) noexcept {
+        try {
+            static_cast<PulseConfig*>(ctx)->warn_(task_id, poll_ns);
+        } catch (...) {
+            detail::report_current_exception(WEFT_FAILURE_HOOK, task_id);
+        }
+    }
+    static void call_event(void* ctx, const weft_pulse_event* ev) noexcept {
+        try {
+            static_cast<PulseConfig*>(ctx)->event_(*ev);
+        } catch (...) {
+            detail::report_current_exception(WEFT_FAILURE_HOOK, ev->task_id);
+        }
+    }
+    std::function<void(uint64_t, uint64_t)> warn_;
+    std::function<void(const weft_pulse_event&)> event_;
 };
 
 }  // namespace weft

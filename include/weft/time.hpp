@@ -181,7 +181,7 @@ public:
     ~RaceJoinDeadline() {
         if (inited_) weft_timer_cancel(&timer_);
     }
-    bool await_ready() const noexcept { return weft_join_status(j_) != WEFT_EAGAIN; }
+    bool await_ready() const noexcept { return weft_join_finished(j_) == 1; }
     template <class P>
     bool await_suspend(std::coroutine_handle<P> h) {
         weft_context* cx = require_cx("co_await weft::timeout");

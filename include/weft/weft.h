@@ -98,7 +98,7 @@ typedef struct weft_context {
 
 /* ---- runtime ----------------------------------------------------------- */
 typedef struct weft_runtime weft_runtime;
-
+struct weft_failure; /* defined below, with failure containment */
 typedef struct weft_runtime_config {
     size_t size;            /* sizeof(weft_runtime_config) */
     uint32_t workers;       /* worker threads; 0 = one per CPU */
@@ -111,6 +111,14 @@ typedef struct weft_runtime_config {
     void* clock_ctx;
     /* Preemption settings (weft_pulse.h); NULL: the defaults (pulse on). */
     const struct weft_pulse_config* pulse;
+    /* Failure containment (see "failures" below): what this runtime does
+     * with a failure that no handler took (WEFT_FAILURE_IGNORE, the default;
+     * WEFT_FAILURE_SHUTDOWN; WEFT_FAILURE_ABORT), and an optional handler
+     * called for every failure reported on this runtime's threads. */
+    uint32_t failure_policy;
+    uint32_t _reserved2;    /* 0 */
+    int (*on_failure)(void* ctx, const struct weft_failure* failure);
+    void* on_failure_ctx;
 } weft_runtime_config;
 
 /* Fills *cfg with the defaults (size set, one worker per CPU). */
@@ -218,8 +226,12 @@ WEFT_API int weft_join_poll(weft_join* join, weft_context* cx);
  * timeout_ns passes (negative: forever). 0, WEFT_ETIMEDOUT, WEFT_EDEADLK. */
 WEFT_API int weft_join_wait(weft_join* join, int64_t timeout_ns);
 /* Once finished: 0 (completed), WEFT_ECANCELED, or the task's failure code.
- * Before: WEFT_EAGAIN. */
+ * Before: WEFT_EAGAIN. Reading a failure here counts as handling it: it is
+ * not reported when the handle is freed (see "failures"). */
 WEFT_API int weft_join_status(const weft_join* join);
+/* 1 once the task has finished, 0 before, WEFT_EINVAL for NULL. Unlike
+ * weft_join_status it does not count as reading the outcome. */
+WEFT_API int weft_join_finished(const weft_join* join);
 /* Copies the output of a completed C task into dst (output_size bytes) and
  * marks it taken: 0, WEFT_EAGAIN (not finished), WEFT_EALREADY (taken), or
  * the status (cancelled/failed). */
@@ -230,10 +242,93 @@ WEFT_API void* weft_join_state(weft_join* join);
  * scheduling point instead of being polled; its join reports WEFT_ECANCELED.
  * Returns 0, or WEFT_EALREADY when it already finished. */
 WEFT_API int weft_join_abort(weft_join* join);
-/* Releases the handle; the task keeps running (detached). NULL is a no-op. */
+/* Releases the handle; the task keeps running (detached). NULL is a no-op.
+ * A task that failed and whose status was never read (weft_join_status,
+ * weft_join_take, a C++ co_await or join) is reported as a
+ * WEFT_FAILURE_TASK failure here; one still running is reported when it
+ * fails. */
 WEFT_API void weft_join_free(weft_join* join);
 /* The task's id (unique per process, never 0). */
 WEFT_API uint64_t weft_join_task_id(const weft_join* join);
+
+/* ---- failures ---------------------------------------------------------------
+ * Failure containment, in three layers:
+ *   1. A task that fails (a C poll function returns a negative code; a C++
+ *      task throws) completes with that code; its join handle reports it
+ *      (C++: JoinHandle rethrows the exception). A task that fails with no
+ *      join handle left (detached) is reported here instead (WEFT_FAILURE_TASK).
+ *   2. Failures in code weft calls that has nobody to return to -- releasing
+ *      a task's future or output (C++: a destructor threw), a waker
+ *      (C++: weft::make_waker's callable threw), a user hook (the pulse
+ *      on_warn / on_event hooks through weft::PulseConfig) -- are caught by
+ *      the C++ wrappers and reported here. C callbacks cannot throw; C++ code
+ *      handing weft raw function pointers must not let exceptions escape
+ *      them (weft's core is built without exceptions: one would unwind
+ *      through the scheduler), which is what the wrappers guarantee.
+ *   3. A report goes to the handler of the runtime whose thread reports it
+ *      (weft_runtime_config.on_failure; for threads of no runtime, the
+ *      process-wide handler, weft_failure_handler_set). When there is no
+ *      handler, or the handler returns nonzero (C++: weft::FailureHandler's
+ *      callable threw), the failure is unhandled and the policy applies:
+ *        WEFT_FAILURE_IGNORE    count it (weft_failure_stats) and go on;
+ *        WEFT_FAILURE_SHUTDOWN  close the runtime: spawns fail with
+ *                               WEFT_ECLOSED and every task is cancelled
+ *                               (its join reports WEFT_ECANCELED); the
+ *                               runtime must still be freed;
+ *        WEFT_FAILURE_ABORT     write the failure to stderr and abort().
+ * Whatever happens, the scheduler's own state is never left inconsistent:
+ * every failure is caught at the boundary of the user code that raised it. */
+#define WEFT_FAILURE_TASK 1  /* a detached task failed (code: its failure code) */
+#define WEFT_FAILURE_DROP 2  /* releasing a task's future or output failed */
+#define WEFT_FAILURE_WAKE 3  /* a waker failed (wake, clone or drop) */
+#define WEFT_FAILURE_HOOK 4  /* a user hook failed (pulse on_warn / on_event) */
+#define WEFT_FAILURE_KINDS 5 /* kinds are 1 .. WEFT_FAILURE_KINDS - 1 */
+
+#define WEFT_FAILURE_IGNORE 0
+#define WEFT_FAILURE_SHUTDOWN 1
+#define WEFT_FAILURE_ABORT 2
+
+typedef struct weft_failure {
+    size_t size;          /* sizeof(weft_failure) */
+    int kind;             /* WEFT_FAILURE_* */
+    int code;             /* the failure code (WEFT_ETASKFAILED for a C++ exception) */
+    uint64_t task_id;     /* the task concerned (weft_join_task_id), or 0 */
+    const char* message;  /* what failed (an exception's what()); never NULL; valid during the call */
+} weft_failure;
+typedef int (*weft_failure_fn)(void* ctx, const weft_failure* failure);
+
+/* For a handle about to be freed whose task failed and was never read:
+ * reports the failure now (WEFT_FAILURE_TASK, to the task's runtime) with
+ * this message (NULL: the code's description) and marks it read, so freeing
+ * the handle reports nothing more. 0, WEFT_EAGAIN (not finished),
+ * WEFT_EALREADY (read already, or it did not fail), WEFT_EINVAL. The C++
+ * JoinHandle calls it with what the task threw. */
+WEFT_API int weft_join_report_failure(weft_join* join, const char* message);
+/* Reports a failure (the C++ wrappers call this; C code may too). Routed as
+ * described above. Returns 0 when a handler took it, 1 when it was unhandled
+ * and the policy applied (ABORT does not return), WEFT_EINVAL for a NULL
+ * pointer, a bad kind or size. */
+WEFT_API int weft_report_failure(const weft_failure* failure);
+/* From inside a poll function about to return a failure code: a one-line
+ * description of the failure, used if the task turns out to be detached
+ * (copied; at most 255 bytes are kept). The C++ wrappers pass what(). */
+WEFT_API void weft_task_failure_note(const char* message);
+/* The handler and policy for failures reported on threads of no runtime
+ * (a foreign thread waking a weft::make_waker waker, a thread-per-core
+ * executor). policy: WEFT_FAILURE_IGNORE or WEFT_FAILURE_ABORT (no runtime
+ * to shut down: WEFT_EINVAL). Set it before starting threads that report. */
+WEFT_API int weft_failure_handler_set(weft_failure_fn fn, void* ctx, uint32_t policy);
+
+typedef struct weft_failure_stats {
+    size_t size;                            /* sizeof(weft_failure_stats), set by the caller */
+    uint64_t reported;                      /* failures reported, every kind */
+    uint64_t unhandled;                     /* ... that no handler took (the policy applied) */
+    uint64_t by_kind[WEFT_FAILURE_KINDS];   /* reported, by kind (index 0 unused) */
+    uint32_t shut_down;                     /* 1 once WEFT_FAILURE_SHUTDOWN closed the runtime */
+    uint32_t _reserved;
+} weft_failure_stats;
+/* Counts for rt, or for the process-wide target when rt is NULL. */
+WEFT_API int weft_failure_stats_get(const weft_runtime* rt, weft_failure_stats* out);
 
 /* ---- helpers --------------------------------------------------------------- */
 /* Spawns desc and blocks the calling non-worker thread until it finishes,

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <atomic>
 #include <exception>
+#include <functional>
 #include <new>
 #include <optional>
 #include <stdexcept>
@@ -70,6 +71,29 @@ inline weft_context* require_cx(const char* what) {
     return cx;
 }
 
+// Failure containment (weft.h, "failures"). Call inside a catch handler:
+// the current exception's what(), or a fixed text for a non-std exception.
+inline const char* current_exception_text() noexcept {
+    try {
+        throw;
+    } catch (const std::exception& e) {
+        return e.what();
+    } catch (...) {
+        return "an exception not derived from std::exception";
+    }
+}
+// Reports the exception being handled (inside a catch handler) as a failure
+// of the given kind; never throws.
+inline void report_current_exception(int kind, uint64_t task_id) noexcept {
+    weft_failure f{};
+    f.size = sizeof f;
+    f.kind = kind;
+    f.code = WEFT_ETASKFAILED;
+    f.task_id = task_id;
+    f.message = current_exception_text();
+    weft_report_failure(&f);
+}
+
 struct PromiseBase {
     // The outermost promise of this task, and the innermost coroutine that is
     // currently suspended (the one a poll must resume). A Task awaited inline
@@ -79,6 +103,10 @@ struct PromiseBase {
     std::coroutine_handle<> continuation;  // set when awaited inline
     std::exception_ptr exception;
     bool done = false;
+    // Set while the frame is being destroyed (not finished: cancelled,
+    // dropped): an exception thrown by a local's destructor then reaches
+    // unhandled_exception, and is a drop failure, not the task's result.
+    bool dropping = false;
 
     // Root only: what the suspended awaiter waits for. A task can be polled
     // without its awaiter being ready (a stale or foreign waker, a wake meant
@@ -123,7 +151,13 @@ struct PromiseBase {
 
     std::suspend_always initial_suspend() noexcept { return {}; }
     FinalAwaiter final_suspend() noexcept { return {}; }
-    void unhandled_exception() noexcept { exception = std::current_exception(); }
+    void unhandled_exception() noexcept {
+        if (dropping) {
+            report_current_exception(WEFT_FAILURE_DROP, weft_task_current_id());
+            return;
+        }
+        exception = std::current_exception();
+    }
 };
 
 template <class T>
@@ -187,7 +221,15 @@ struct TaskVTable {
         h.promise().move_result_to(*box);
         destroy_frame(h);
         box->frame_alive = false;
-        return box->exception ? WEFT_ETASKFAILED : WEFT_READY;
+        if (!box->exception) return WEFT_READY;
+        // Failed: if the task turns out to be detached, the report says what
+        // was thrown (weft_task_failure_note copies the text).
+        try {
+            std::rethrow_exception(box->exception);
+        } catch (...) {
+            weft_task_failure_note(current_exception_text());
+        }
+        return WEFT_ETASKFAILED;
     }
     // drop_future (never completed: cancelled, refused) and drop_output
     // (completed; the frame is already gone): the kernel frees the memory
@@ -195,17 +237,31 @@ struct TaskVTable {
     static void drop(void* state) noexcept {
         ResultBox<T>* box = box_of_state<T>(state);
         if (box->frame_alive) {
-            destroy_frame(std::coroutine_handle<Promise<T>>::from_address(frame_of_state<T>(state)));
+            auto h = std::coroutine_handle<Promise<T>>::from_address(frame_of_state<T>(state));
+            h.promise().dropping = true;  // a local's destructor throwing: a drop failure
+            destroy_frame(h);
             box->frame_alive = false;
         }
-        box->~ResultBox<T>();
+        // The result (a T whose destructor may throw) goes last. An
+        // exception here is reported; the kernel frees the memory anyway.
+        try {
+            box->~ResultBox<T>();
+        } catch (...) {
+            report_current_exception(WEFT_FAILURE_DROP, weft_task_current_id());
+        }
     }
     // Destroys the frame (and, through the Task objects it holds, any
     // inline-awaited child frames). operator delete leaves this frame's
-    // memory to the kernel.
+    // memory to the kernel. A destructor that throws while the frame is
+    // destroyed (a parameter's; a local's goes to unhandled_exception) is
+    // reported: the frame's memory is the kernel's, so nothing leaks here.
     static void destroy_frame(std::coroutine_handle<Promise<T>> h) noexcept {
         bool prev = std::exchange(frame_owned_by_task, false);
-        h.destroy();
+        try {
+            h.destroy();
+        } catch (...) {
+            report_current_exception(WEFT_FAILURE_DROP, weft_task_current_id());
+        }
         frame_owned_by_task = prev;
     }
     static constexpr weft_task_vtable vtable{poll, drop, drop};
@@ -305,12 +361,20 @@ public:
     handle_type release() noexcept { return std::exchange(h_, {}); }
 
 private:
-    void reset() {
+    void reset() noexcept {
         if (!h_) return;
         // The frame may own Tasks of its own (inline-awaited children): save
         // and restore the flag around the nested destroys.
         bool prev = std::exchange(detail::frame_owned_by_task, true);
-        std::exchange(h_, {}).destroy();
+        handle_type h = std::exchange(h_, {});
+        if (!h.done()) h.promise().dropping = true;
+        try {
+            h.destroy();
+        } catch (...) {
+            // A destructor threw (failure containment, weft.h): reported. The
+            // frame's memory is not freed (operator delete did not run).
+            detail::report_current_exception(WEFT_FAILURE_DROP, weft_task_current_id());
+        }
         detail::frame_owned_by_task = prev;
     }
     handle_type h_;
@@ -341,26 +405,26 @@ public:
     JoinHandle(JoinHandle&& o) noexcept : j_(std::exchange(o.j_, nullptr)) {}
     JoinHandle& operator=(JoinHandle&& o) noexcept {
         if (this != &o) {
-            weft_join_free(j_);
+            release(j_);
             j_ = std::exchange(o.j_, nullptr);
         }
         return *this;
     }
     JoinHandle(const JoinHandle&) = delete;
     JoinHandle& operator=(const JoinHandle&) = delete;
-    ~JoinHandle() { weft_join_free(j_); }
+    ~JoinHandle() { release(j_); }
 
     bool valid() const noexcept { return j_ != nullptr; }
     // The C handle (still owned by this object).
     weft_join* native_handle() const noexcept { return j_; }
-    bool is_finished() const noexcept { return j_ && weft_join_status(j_) != WEFT_EAGAIN; }
+    bool is_finished() const noexcept { return j_ && weft_join_finished(j_) == 1; }
     uint64_t id() const noexcept { return weft_join_task_id(j_); }
     // Requests cancellation; co_await / join() then throws weft::Cancelled.
     void abort() noexcept {
         if (j_) weft_join_abort(j_);
     }
     // Lets the task run on without a handle.
-    void detach() noexcept { weft_join_free(std::exchange(j_, nullptr)); }
+    void detach() noexcept { release(std::exchange(j_, nullptr)); }
 
     bool await_ready() const noexcept { return is_finished(); }
     template <class P>
@@ -380,6 +444,24 @@ public:
     }
 
 private:
+    // Frees a handle whose result was not taken. A task that already failed
+    // is reported here with what it threw (failure containment, weft.h),
+    // through weft_join_report_failure, which marks it read so the kernel
+    // does not report it again. One still running is reported by the kernel
+    // if it fails later.
+    static void release(weft_join* j) noexcept {
+        if (j && weft_join_finished(j) == 1) {
+            detail::ResultBox<T>* box = detail::box_of_state<T>(weft_join_state(j));
+            if (box->exception) {
+                try {
+                    std::rethrow_exception(box->exception);
+                } catch (...) {
+                    weft_join_report_failure(j, detail::current_exception_text());
+                }
+            }
+        }
+        weft_join_free(j);
+    }
     static bool ready(void* self, weft_context* cx) {
         return weft_join_poll(static_cast<JoinHandle*>(self)->j_, cx) != WEFT_PENDING;
     }
@@ -633,6 +715,99 @@ public:
 private:
     weft_runtime* rt_ = nullptr;
 };
+
+// ---- failure containment (weft.h, "failures") ----------------------------------
+
+// A failure handler backed by a C++ callable, for a runtime's configuration
+// or the process-wide target. If the callable throws, reporting failed: the
+// failure counts as unhandled and the target's policy applies. It must
+// outlive what it is installed in; it cannot be copied or moved.
+//
+//   weft::FailureHandler log([](const weft_failure& f) { std::cerr << f.message << '\n'; });
+//   weft_runtime_config cfg;
+//   weft_runtime_config_init(&cfg);
+//   log.install(cfg, WEFT_FAILURE_SHUTDOWN);
+//   weft::Runtime rt(cfg);
+class FailureHandler {
+public:
+    explicit FailureHandler(std::function<void(const weft_failure&)> fn) : fn_(std::move(fn)) {}
+    FailureHandler(const FailureHandler&) = delete;
+    FailureHandler& operator=(const FailureHandler&) = delete;
+
+    void install(weft_runtime_config& cfg, uint32_t policy = WEFT_FAILURE_IGNORE) noexcept {
+        cfg.on_failure = &call;
+        cfg.on_failure_ctx = this;
+        cfg.failure_policy = policy;
+    }
+    // For threads of no runtime (weft_failure_handler_set); policy IGNORE or
+    // ABORT. Uninstall (weft_failure_handler_set(nullptr, nullptr, 0))
+    // before this object goes away.
+    int install_process_wide(uint32_t policy = WEFT_FAILURE_IGNORE) noexcept {
+        return weft_failure_handler_set(&call, this, policy);
+    }
+    static int call(void* ctx, const weft_failure* f) noexcept {
+        try {
+            static_cast<FailureHandler*>(ctx)->fn_(*f);
+            return 0;
+        } catch (...) {
+            return 1;
+        }
+    }
+
+private:
+    std::function<void(const weft_failure&)> fn_;
+};
+
+namespace detail {
+// The waker behind make_waker: a reference-counted box around the callable.
+template <class F>
+struct FnWaker {
+    std::atomic<uint32_t> refs{1};
+    F fn;
+    explicit FnWaker(F f) : fn(std::move(f)) {}
+
+    static const FnWaker* of(const void* d) noexcept { return static_cast<const FnWaker*>(d); }
+    static weft_waker clone(const void* d) noexcept {
+        // relaxed: a new reference is made from an existing one (as with
+        // std::shared_ptr); only the release below needs ordering.
+        const_cast<FnWaker*>(of(d))->refs.fetch_add(1, std::memory_order_relaxed);
+        return weft_waker{d, &vtable};
+    }
+    static void call(const void* d) noexcept {
+        try {
+            const_cast<FnWaker*>(of(d))->fn();
+        } catch (...) {
+            report_current_exception(WEFT_FAILURE_WAKE, 0);
+        }
+    }
+    static void release(const void* d) noexcept {
+        FnWaker* w = const_cast<FnWaker*>(of(d));
+        // acq_rel: the last owner sees every other owner's use before deleting.
+        if (w->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+        try {
+            delete w;
+        } catch (...) {
+            report_current_exception(WEFT_FAILURE_WAKE, 0);  // F's destructor threw
+        }
+    }
+    static void wake(const void* d) noexcept {
+        call(d);
+        release(d);
+    }
+    static constexpr weft_waker_vtable vtable{clone, wake, call, release};
+};
+}  // namespace detail
+
+// A waker that calls f() each time it is woken, on the waking thread: for
+// code outside weft that polls weft objects (a bridge to another event
+// loop; a test). The result holds one reference: wake or drop it
+// (weft_waker_wake / weft_waker_drop). Whatever f throws is reported as a
+// WEFT_FAILURE_WAKE failure and never reaches weft. f must not block.
+template <class F>
+weft_waker make_waker(F f) {
+    auto* w = new detail::FnWaker<F>(std::move(f));
+    return weft_waker{w, &detail::FnWaker<F>::vtable};
+}
 
 }  // namespace weft
 

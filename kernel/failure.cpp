@@ -1,0 +1,187 @@
+// kernel/failure.cpp — failure reports, handlers and policies (failure.h).
+#include "failure.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../port/port.h"
+#include "scheduler.h"
+#include "tpc.h"
+
+namespace weft::kernel {
+
+constinit thread_local Shared* t_failure_runtime = nullptr;
+
+namespace {
+
+// The process-wide target: threads of no runtime.
+FailureTarget g_process;
+port::Mutex g_process_mu;  // guards g_process.fn / ctx / policy
+
+// weft_task_failure_note: the description of the failure the task being
+// polled on this thread is about to return. Keyed by the task's id, so a
+// note that was never consumed cannot be attached to another task.
+constexpr size_t NOTE_BYTES = 256;
+constinit thread_local uint64_t t_note_task = 0;
+constinit thread_local char t_note[NOTE_BYTES] = {};
+
+// A handler that reports a failure from inside itself is not called again
+// deeper than this (its reports count as unhandled): no unbounded recursion.
+constexpr uint32_t MAX_REPORT_DEPTH = 4;
+constinit thread_local uint32_t t_report_depth = 0;
+
+const char* kind_name(int kind) {
+    switch (kind) {
+    case WEFT_FAILURE_TASK: return "a detached task failed";
+    case WEFT_FAILURE_DROP: return "releasing a task failed";
+    case WEFT_FAILURE_WAKE: return "a waker failed";
+    case WEFT_FAILURE_HOOK: return "a user hook failed";
+    default: return "failure";
+    }
+}
+
+[[noreturn]] void abort_with(const weft_failure& f) {
+    char line[512];
+    snprintf(line, sizeof line,
+             "weft: unhandled failure, policy WEFT_FAILURE_ABORT: %s (task %llu, code %d: %s): %s\n",
+             kind_name(f.kind), (unsigned long long)f.task_id, f.code, weft_strerror(f.code), f.message);
+    port::write_stderr(line);
+    abort();
+}
+
+Shared* target_runtime() {
+    if (Shared* sh = t_failure_runtime) return sh;
+    return current_runtime();
+}
+
+}  // namespace
+
+Shared* failure_target_of(const TaskHeader* t) { return t->orphan ? nullptr : t->shared; }
+
+int report_failure(const weft_failure& f, Shared* to) {
+    Shared* sh = to ? to : target_runtime();
+    FailureTarget& tg = sh ? sh->failures : g_process;
+    tg.reported.fetch_add(1, std::memory_order_relaxed);
+    tg.by_kind[f.kind].fetch_add(1, std::memory_order_relaxed);
+    weft_failure_fn fn;
+    void* ctx;
+    uint32_t policy;
+    if (sh) {
+        fn = tg.fn;  // fixed before the runtime's handle was returned
+        ctx = tg.ctx;
+        policy = tg.policy;
+    } else {
+        port::LockGuard g(g_process_mu);
+        fn = tg.fn;
+        ctx = tg.ctx;
+        policy = tg.policy;
+    }
+    if (fn && t_report_depth < MAX_REPORT_DEPTH) {
+        t_report_depth++;
+        int r = fn(ctx, &f);
+        t_report_depth--;
+        if (r == 0) return 0;
+    }
+    tg.unhandled.fetch_add(1, std::memory_order_relaxed);
+    switch (policy) {
+    case WEFT_FAILURE_ABORT: abort_with(f);
+    case WEFT_FAILURE_SHUTDOWN:
+        if (sh) failure_shutdown(sh);
+        break;
+    default: break;
+    }
+    return 1;
+}
+
+void report_detached_failure(Shared* to, uint64_t task_id, int code) {
+    weft_failure f{};
+    f.size = sizeof f;
+    f.kind = WEFT_FAILURE_TASK;
+    f.code = code;
+    f.task_id = task_id;
+    if (t_note_task == task_id && t_note[0]) {
+        f.message = t_note;
+    } else {
+        f.message = weft_strerror(code);
+    }
+    report_failure(f, to);
+    t_note_task = 0;
+    t_note[0] = 0;
+}
+
+void report_unread_failure(const TaskHeader* t) {
+    char msg[200];
+    snprintf(msg, sizeof msg, "the task failed and its join handle was freed without reading the outcome: %s",
+             weft_strerror(t->result));
+    weft_failure f{};
+    f.size = sizeof f;
+    f.kind = WEFT_FAILURE_TASK;
+    f.code = t->result;
+    f.task_id = t->id;
+    f.message = msg;
+    report_failure(f, failure_target_of(t));
+}
+
+void failure_shutdown(Shared* sh) {
+    bool expected = false;
+    if (!sh->failed.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) return;
+    sh->failures.shut_down.store(1, std::memory_order_relaxed);
+    // Every spawn reads owned_closed (acquire) and refuses; release so a
+    // spawner that sees it also sees `failed`.
+    sh->owned_closed.store(true, std::memory_order_release);
+    // Parked workers make their first cancelling pass now (park() reads
+    // `failed` on waking); busy ones at their next fairness tick.
+    for (uint32_t i = 0; i < sh->nworkers; i++) sh->workers[i].parker.unpark();
+}
+
+}  // namespace weft::kernel
+
+using namespace weft::kernel;
+namespace port = weft::port;
+
+extern "C" {
+
+int weft_report_failure(const weft_failure* failure) {
+    if (!failure || failure->size != sizeof(weft_failure)) return WEFT_EINVAL;
+    if (failure->kind <= 0 || failure->kind >= WEFT_FAILURE_KINDS) return WEFT_EINVAL;
+    weft_failure f = *failure;
+    if (!f.message) f.message = "(no message)";
+    return report_failure(f);
+}
+
+void weft_task_failure_note(const char* message) {
+    uint64_t id = weft_task_current_id();
+    if (!id || !message) return;
+    t_note_task = id;
+    size_t n = strnlen(message, NOTE_BYTES - 1);
+    memcpy(t_note, message, n);
+    t_note[n] = 0;
+}
+
+int weft_failure_handler_set(weft_failure_fn fn, void* ctx, uint32_t policy) {
+    if (policy != WEFT_FAILURE_IGNORE && policy != WEFT_FAILURE_ABORT) return WEFT_EINVAL;
+    port::LockGuard g(g_process_mu);
+    g_process.fn = fn;
+    g_process.ctx = fn ? ctx : nullptr;
+    g_process.policy = policy;
+    return 0;
+}
+
+int weft_failure_stats_get(const weft_runtime* rt, weft_failure_stats* out) {
+    if (!out || out->size != sizeof(weft_failure_stats)) return out ? WEFT_EVERSION : WEFT_EINVAL;
+    const FailureTarget* tg = &g_process;
+    if (rt) {
+        const Shared* sh = reinterpret_cast<const Shared*>(rt);
+        if (sh->magic != Shared::MAGIC) return WEFT_EINVAL;
+        tg = &sh->failures;
+    }
+    out->reported = tg->reported.load(std::memory_order_relaxed);
+    out->unhandled = tg->unhandled.load(std::memory_order_relaxed);
+    for (int k = 0; k < WEFT_FAILURE_KINDS; k++) out->by_kind[k] = tg->by_kind[k].load(std::memory_order_relaxed);
+    out->shut_down = tg->shut_down.load(std::memory_order_relaxed);
+    out->_reserved = 0;
+    return 0;
+}
+
+}  // extern "C"
