@@ -41,9 +41,10 @@ void* release_state(Task<T>&& task, const char* what) {
 template <class T>
 JoinHandle<T> spawn(Task<T>&& task) {
     weft_join* j = nullptr;
-    int r = weft_tpc_task_spawn(nullptr, detail::release_state(std::move(task), "weft::tpc::spawn"), &j);
+    void* state = detail::release_state(std::move(task), "weft::tpc::spawn");
+    int r = weft_tpc_task_spawn(nullptr, state, &j);
     if (r != 0) throw Error(r, "weft::tpc::spawn");
-    return JoinHandle<T>(j);
+    return JoinHandle<T>(j, state);
 }
 
 // Spawns a detached task onto ex from any thread.
@@ -89,9 +90,10 @@ public:
     template <class T>
     JoinHandle<T> spawn(Task<T>&& task) {
         weft_join* j = nullptr;
-        int r = weft_tpc_task_spawn(ex_, detail::release_state(std::move(task), "weft::tpc::Executor::spawn"), &j);
+        void* state = detail::release_state(std::move(task), "weft::tpc::Executor::spawn");
+        int r = weft_tpc_task_spawn(ex_, state, &j);
         if (r != 0) throw Error(r, "weft::tpc::Executor::spawn");
-        return JoinHandle<T>(j);
+        return JoinHandle<T>(j, state);
     }
 
     weft_tpc_metrics metrics() const {
