@@ -34,21 +34,20 @@ namespace {
 __attribute__((tls_model("initial-exec"))) thread_local TaskHeader* t_current = nullptr;
 // Set when the task being polled wakes itself (see run_task).
 __attribute__((tls_model("initial-exec"))) thread_local bool t_self_woken = false;
-// Task ids come from a global counter in blocks, so a spawn does no shared RMW.
-__attribute__((tls_model("initial-exec"))) thread_local uint64_t t_id_next = 0;
-__attribute__((tls_model("initial-exec"))) thread_local uint64_t t_id_end = 0;
+// Task ids come from a global counter in blocks, so a spawn does no shared
+// RMW (next_task_id, scheduler.h).
 std::atomic<uint64_t> g_id_blocks{0};
-constexpr uint64_t ID_BLOCK = 1024;
 
 }  // namespace
 
-uint64_t next_task_id() {
-    if (t_id_next == t_id_end) {
-        // relaxed: only uniqueness matters.
-        uint64_t b = g_id_blocks.fetch_add(1, std::memory_order_relaxed);
-        t_id_next = b * ID_BLOCK + 1;  // ids start at 1; 0 means "none"
-        t_id_end = (b + 1) * ID_BLOCK + 1;
-    }
+constinit __attribute__((tls_model("initial-exec"))) thread_local uint64_t t_id_next = 0;
+constinit __attribute__((tls_model("initial-exec"))) thread_local uint64_t t_id_end = 0;
+
+uint64_t next_task_id_block() {
+    // relaxed: only uniqueness matters.
+    uint64_t b = g_id_blocks.fetch_add(1, std::memory_order_relaxed);
+    t_id_next = b * ID_BLOCK + 1;  // ids start at 1; 0 means "none"
+    t_id_end = (b + 1) * ID_BLOCK + 1;
     return t_id_next++;
 }
 
@@ -1152,28 +1151,7 @@ void drop_ref(TaskHeader* t) {
 
 // ---- tasks ----------------------------------------------------------------------
 
-TaskHeader* task_alloc(size_t state_size, const weft_task_vtable* vt) {
-    if (state_size > (size_t)UINT32_MAX - sizeof(TaskHeader) - 64) return nullptr;
-    size_t total = sizeof(TaskHeader) + ((state_size + 15) & ~(size_t)15);
-    void* mem = pool::alloc(total);
-    if (!mem) return nullptr;
-    // SAFETY: mem is a fresh block of `total` bytes, 16-aligned (malloc), large
-    // enough for the header followed by the state. Default-initialised (no
-    // zeroing of the whole header): the fields read before spawn are set
-    // here, the rest by task_spawn.
-    TaskHeader* t = new (mem) TaskHeader;
-    t->vtable = vt;
-    t->alloc_size = (uint32_t)total;
-    t->join_waker = weft_waker{nullptr, nullptr};
-    t->result = 0;
-    t->stage = Stage::Future;
-    t->join_taken = 0;
-    t->orphan = 0;
-    t->spawned = 0;
-    t->resume_running = 0;
-    t->kind = TASK_MT;
-    return t;
-}
+// task_alloc: inline in scheduler.h.
 
 void task_release_unspawned(TaskHeader* t) {
     // The kernel frees the memory below, so a state that frees itself from

@@ -76,6 +76,7 @@
 
 #include <atomic>
 #include <stdint.h>
+#include <new>
 
 #include "../arch/padding.h"
 #include "../port/port.h"
@@ -86,6 +87,7 @@
 #include "local_queue.h"
 #include "owned_tasks.h"
 #include "parker.h"
+#include "pool.h"
 #include "pulse.h"
 #include "task.h"
 #include "timer.h"
@@ -288,7 +290,30 @@ void runtime_release(Shared* sh);
 
 // ---- tasks ----
 // Allocates a task with state_size bytes of state; nullptr when out of memory.
-TaskHeader* task_alloc(size_t state_size, const weft_task_vtable* vt);
+// Inline: it is on every spawn's path (weft_task_alloc), and the pool's hit
+// path is a few instructions.
+inline TaskHeader* task_alloc(size_t state_size, const weft_task_vtable* vt) {
+    if (state_size > (size_t)UINT32_MAX - sizeof(TaskHeader) - 64) return nullptr;
+    size_t total = sizeof(TaskHeader) + ((state_size + 15) & ~(size_t)15);
+    void* mem = pool::alloc(total);
+    if (!mem) return nullptr;
+    // SAFETY: mem is a fresh block of `total` bytes, 16-aligned (malloc), large
+    // enough for the header followed by the state. Default-initialised (no
+    // zeroing of the whole header): the fields read before spawn are set
+    // here, the rest by task_spawn.
+    TaskHeader* t = new (mem) TaskHeader;
+    t->vtable = vt;
+    t->alloc_size = (uint32_t)total;
+    t->join_waker = weft_waker{nullptr, nullptr};
+    t->result = 0;
+    t->stage = Stage::Future;
+    t->join_taken = 0;
+    t->orphan = 0;
+    t->spawned = 0;
+    t->resume_running = 0;
+    t->kind = TASK_MT;
+    return t;
+}
 // Spawns onto sh; on failure the future is dropped and the memory freed.
 // fork: a fork-join child of the calling task (WEFT_SPAWN_FORK).
 int task_spawn(Shared* sh, TaskHeader* t, bool with_join, bool fork = false);
@@ -346,8 +371,17 @@ extern constinit __attribute__((tls_model("initial-exec"))) thread_local Shared*
 // The runtime whose thread this is, or nullptr.
 inline Shared* current_runtime() { return t_runtime; }
 TaskHeader* current_task();  // the task being polled here, or nullptr
-// A new task id (unique in the process, never 0; no shared RMW per call).
-uint64_t next_task_id();
+// A new task id (unique in the process, never 0; no shared RMW per call):
+// ids come from a global counter in blocks of ID_BLOCK, handed out from a
+// per-thread range. Inline: one compare and one increment on every spawn.
+inline constexpr uint64_t ID_BLOCK = 1024;
+extern constinit __attribute__((tls_model("initial-exec"))) thread_local uint64_t t_id_next;
+extern constinit __attribute__((tls_model("initial-exec"))) thread_local uint64_t t_id_end;
+uint64_t next_task_id_block();  // refills the range; returns its first id
+inline uint64_t next_task_id() {
+    if (__builtin_expect(t_id_next == t_id_end, 0)) return next_task_id_block();
+    return t_id_next++;
+}
 
 }  // namespace weft::kernel
 
