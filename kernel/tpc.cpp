@@ -137,7 +137,7 @@ inline int64_t slot_alloc(Mailbox* mb) {
 
 // The slot's task went away: new generation (stale wakers stop matching),
 // back on the free list.
-void slot_free(Mailbox* mb, uint32_t idx) {
+__attribute__((always_inline)) inline void slot_free(Mailbox* mb, uint32_t idx) {
     Slot* s = mb->owned_slot(idx);
     uint32_t g = s->gen.load(std::memory_order_relaxed) + 1;
     // release: orders the task's end before the new generation for wakers
@@ -188,8 +188,9 @@ void dealloc(TaskHeader* t) {
 }
 
 // The task is finished (completed, failed, cancelled or dropped): free its
-// slot, wake its join handle, free it unless a handle holds it.
-void finish(Executor* ex, TaskHeader* t) {
+// slot, wake its join handle, free it unless a handle holds it. Inline: run
+// in run_one once per task.
+__attribute__((always_inline)) inline void finish(Executor* ex, TaskHeader* t) {
     slot_free(ex->mb, Identity::slot(t->tpc_identity));
     ex->live--;
     ex->live_pub.store(ex->live, std::memory_order_relaxed);

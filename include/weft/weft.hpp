@@ -433,7 +433,7 @@ public:
     }
     JoinHandle(const JoinHandle&) = delete;
     JoinHandle& operator=(const JoinHandle&) = delete;
-    ~JoinHandle() { release(j_, state_); }
+    ~JoinHandle() { release(j_, state_); }  // taken or moved-from handles: no call
 
     bool valid() const noexcept { return j_ != nullptr; }
     // The C handle (still owned by this object).
