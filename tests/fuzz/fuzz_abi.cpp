@@ -194,9 +194,10 @@ void op_runtime_new(State& s, Reader& r) {
     weft_runtime* out = (weft_runtime*)&g_cw_token;  // must be overwritten
     switch (mode) {
         case 0: cfg.size = r.u8();
-            // The sizes of the three published layouts are accepted.
+            // The sizes of the four published layouts are accepted.
             while (cfg.size == sizeof cfg || cfg.size == offsetof(weft_runtime_config, clock) ||
-                   cfg.size == offsetof(weft_runtime_config, pulse))
+                   cfg.size == offsetof(weft_runtime_config, pulse) ||
+                   cfg.size == offsetof(weft_runtime_config, failure_policy))
                 cfg.size++;
             CHECK(weft_runtime_new(&cfg, &out) == WEFT_EVERSION); CHECK(out == nullptr); return;
         case 1: cfg.size = ~size_t(0); CHECK(weft_runtime_new(&cfg, &out) == WEFT_EVERSION); CHECK(out == nullptr); return;
@@ -329,6 +330,9 @@ void op_join(State& s, Reader& r) {
         CHECK(weft_join_abort(nullptr) == WEFT_EINVAL);
         CHECK(weft_join_state(nullptr) == nullptr);
         CHECK(weft_join_task_id(nullptr) == 0);
+        CHECK(weft_join_finished(nullptr) == WEFT_EINVAL);
+        CHECK(weft_join_report_failure(nullptr, "x") == WEFT_EINVAL);
+        CHECK(weft_report_failure(nullptr) == WEFT_EINVAL);
         weft_join_free(nullptr);
         return;
     }
@@ -352,7 +356,18 @@ void op_join(State& s, Reader& r) {
             if (rc == 0) CHECK(weft_join_status(j.j) != WEFT_EAGAIN);
             break;
         }
-        case 2: check_status(j, weft_join_status(j.j)); break;
+        case 2: {
+            // Failure containment: reporting an unread failure early is
+            // refused unless the task finished and failed, and only once.
+            int fin = weft_join_finished(j.j);
+            CHECK_IN(fin, 0, 1);
+            int rep = weft_join_report_failure(j.j, (b >> 6) & 1 ? "fuzz" : nullptr);
+            if (fin == 0 && rep == WEFT_EAGAIN) break;
+            CHECK(rep == 0 || rep == WEFT_EALREADY);
+            if (rep == 0) CHECK(weft_join_report_failure(j.j, nullptr) == WEFT_EALREADY);
+            check_status(j, weft_join_status(j.j));
+            break;
+        }
         case 3: {
             uint8_t m = r.u8();
             size_t want = j.d->output_size;
