@@ -130,6 +130,11 @@ weft::Task<void> reader(Counts* c, int fd) {
     weft::Buffer buf(64);
     c->started.fetch_add(1, std::memory_order_relaxed);
     auto n = co_await s.read(buf);
+    // Shutdown step 1 closes the runtime to new I/O operations: a read whose
+    // first poll comes after it (the task counted itself started, then the
+    // runtime began to shut down) is refused with WEFT_ECLOSED. That is the
+    // contract, not a completion (seen under load: 1 run in ~4).
+    if (!n.ok() && n.error() == WEFT_ECLOSED) co_return;
     ADD_FAILURE() << "a receive nobody wrote to completed: " << (n.ok() ? (long)n.value() : (long)n.error());
 }
 
