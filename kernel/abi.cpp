@@ -291,30 +291,36 @@ int weft_join_wait(weft_join* join, int64_t timeout_ns) {
     return t->kind == TASK_TPC ? tpc::join_wait(t, timeout_ns) : join_wait(t, timeout_ns);
 }
 
+// Whether the task behind a usable handle has finished (its result is
+// final): COMPLETE, or ST_DONE on a thread-per-core executor. Not the status
+// (a task may fail with WEFT_EAGAIN as its own code).
+static bool task_finished(const TaskHeader* t) {
+    return t->kind == TASK_TPC ? tpc::join_finished(t) : t->state.load().complete();
+}
+
 int weft_join_status(const weft_join* join) {
     if (!join) return WEFT_EINVAL;
     const TaskHeader* t = as_task(join);
     if (t->kind == TASK_TPC && !tpc::join_usable(t)) return WEFT_EINVAL;  // not from this thread
-    int st = t->kind == TASK_TPC ? tpc::join_status(t) : join_status(t);
     // The handle has seen the outcome: a failure is not reported again when
     // the handle is freed (failure.h). Written by the handle's thread only.
-    if (st != WEFT_EAGAIN) const_cast<TaskHeader*>(t)->join_taken |= JOIN_OBSERVED;
-    return st;
+    if (task_finished(t)) const_cast<TaskHeader*>(t)->join_taken |= JOIN_OBSERVED;
+    return t->kind == TASK_TPC ? tpc::join_status(t) : join_status(t);
 }
 
 int weft_join_finished(const weft_join* join) {
     if (!join) return WEFT_EINVAL;
     const TaskHeader* t = as_task(join);
     if (t->kind == TASK_TPC && !tpc::join_usable(t)) return WEFT_EINVAL;  // not from this thread
-    return (t->kind == TASK_TPC ? tpc::join_status(t) : join_status(t)) != WEFT_EAGAIN;
+    return task_finished(t) ? 1 : 0;
 }
 
 int weft_join_report_failure(weft_join* join, const char* message) {
     if (!join) return WEFT_EINVAL;
     TaskHeader* t = as_task(join);
     if (t->kind == TASK_TPC && !tpc::join_usable(t)) return WEFT_EINVAL;
-    int st = t->kind == TASK_TPC ? tpc::join_status(t) : join_status(t);
-    if (st == WEFT_EAGAIN) return WEFT_EAGAIN;
+    if (!task_finished(t)) return WEFT_EAGAIN;
+    int st = t->result;
     if (!failure_unobserved(t)) return WEFT_EALREADY;  // read already, or not a failure
     t->join_taken |= JOIN_OBSERVED;
     weft_failure f{};
@@ -333,7 +339,7 @@ int weft_join_take(weft_join* join, void* dst, size_t dst_size) {
     if (t->vtable != &ctask_vtable) return WEFT_EINVAL;  // raw tasks: read weft_join_state
     if (t->kind == TASK_TPC && !tpc::join_usable(t)) return WEFT_EINVAL;  // not from this thread
     int st = t->kind == TASK_TPC ? tpc::join_status(t) : join_status(t);
-    if (st != WEFT_EAGAIN) t->join_taken |= JOIN_OBSERVED;
+    if (task_finished(t)) t->join_taken |= JOIN_OBSERVED;
     if (st != 0) return st;
     CTask* c = static_cast<CTask*>(t->state_ptr());
     if (t->join_taken & JOIN_TAKEN) return WEFT_EALREADY;

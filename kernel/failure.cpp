@@ -11,7 +11,7 @@
 
 namespace weft::kernel {
 
-constinit thread_local Shared* t_failure_runtime = nullptr;
+constinit __attribute__((tls_model("initial-exec"))) thread_local Shared* t_failure_runtime = nullptr;
 
 namespace {
 
@@ -56,8 +56,6 @@ Shared* target_runtime() {
 }
 
 }  // namespace
-
-Shared* failure_target_of(const TaskHeader* t) { return t->orphan ? nullptr : t->shared; }
 
 int report_failure(const weft_failure& f, Shared* to) {
     Shared* sh = to ? to : target_runtime();
@@ -178,7 +176,7 @@ int weft_failure_stats_get(const weft_runtime* rt, weft_failure_stats* out) {
     }
     out->reported = tg->reported.load(std::memory_order_relaxed);
     out->unhandled = tg->unhandled.load(std::memory_order_relaxed);
-    for (int k = 0; k < WEFT_FAILURE_KINDS; k++) out->by_kind[k] = tg->by_kind[k].load(std::memory_order_relaxed);
+    for (int k = 0; k < 16; k++) out->by_kind[k] = k < WEFT_FAILURE_KINDS ? tg->by_kind[k].load(std::memory_order_relaxed) : 0;
     out->shut_down = tg->shut_down.load(std::memory_order_relaxed);
     out->_reserved = 0;
     return 0;

@@ -11,8 +11,14 @@
 // takes it, the target's policy applies (layer 3).
 //
 // Targets. A report goes to the runtime whose thread makes it: a worker,
-// spare or isolation thread of that runtime (t_runtime), or the thread
-// running weft_runtime_free's final drains (t_failure_runtime). Any other
+// spare, isolation or monitor thread of that runtime, or the thread running
+// weft_runtime_free's final drains (t_runtime, t_failure_runtime). Drops
+// and cancellations run on those threads, so what a drop function reports
+// lands on the task's runtime. The kernel's own reports about a task go to
+// its runtime while it lives (failure_target_of): a failed task with a join
+// handle left pins its Shared (TASK_PINNED, one `holders` reference until
+// the task is freed), so the handle can ask whether the runtime was freed
+// (Shared::freed) and report to the process-wide target if so. Any other
 // thread (a foreign thread, a thread-per-core executor) reports to the
 // process-wide target. A runtime's handler and policy are fixed before its
 // handle is returned; the process-wide ones change under a mutex.
@@ -52,28 +58,19 @@ struct FailureTarget {
 };
 
 // The runtime whose weft_runtime_free is draining on this thread (set for
-// the duration of its steps 3-5), or the runtime of the task whose drop
-// function runs here (FailureScope), or nullptr.
-extern constinit thread_local Shared* t_failure_runtime;
+// the duration of its steps 3-5), or whose monitor thread this is, or nullptr.
+extern constinit __attribute__((tls_model("initial-exec"))) thread_local Shared* t_failure_runtime;
 
 // Reports f to `to`, or (nullptr) to the target of the calling thread (see
 // above). 0: a handler took it; 1: unhandled, the policy applied.
 int report_failure(const weft_failure& f, Shared* to = nullptr);
-// The runtime a task's failures go to: its own, unless it is an orphan (its
-// runtime was freed: its handler may be gone too), then the thread's.
-Shared* failure_target_of(const TaskHeader* t);
+// The runtime a task's failures go to, when it is known to be alive: the
+// task's own if this thread is one of its threads (or is freeing it), or if
+// the task is pinned (it failed with a handle left: its Shared stays
+// allocated) and the runtime was not freed yet. Otherwise nullptr: the
+// thread's target. Never a freed runtime. Defined in scheduler.h.
+inline Shared* failure_target_of(const TaskHeader* t);
 
-// Routes the reports made by user code this scope calls (a drop function)
-// to sh (when not null) instead of the calling thread's target.
-struct FailureScope {
-    Shared* prev;
-    explicit FailureScope(Shared* sh) : prev(t_failure_runtime) {
-        if (sh) t_failure_runtime = sh;
-    }
-    ~FailureScope() { t_failure_runtime = prev; }
-    FailureScope(const FailureScope&) = delete;
-    FailureScope& operator=(const FailureScope&) = delete;
-};
 // Layer 1 for a task completed as failed with no join handle left: reports
 // WEFT_FAILURE_TASK with the message its poll noted (weft_task_failure_note)
 // or the code's description. `to` and task_id were read from the task

@@ -172,8 +172,6 @@ void reap(Worker* w) {
 // ---- completion ---------------------------------------------------------------
 
 void dealloc(TaskHeader* t) {
-    // What the drop functions report goes to t's runtime (failure.h).
-    FailureScope failure_scope(failure_target_of(t));
     if (t->stage == Stage::Finished) {
         if (t->vtable->drop_output) t->vtable->drop_output(t->state_ptr());
     } else if (t->stage == Stage::Future) {
@@ -187,9 +185,11 @@ void dealloc(TaskHeader* t) {
         t->join_waker = weft_waker{nullptr, nullptr};
         w.vtable->drop(w.data);
     }
+    // TASK_ORPHAN and TASK_PINNED each hold a reference on Shared.
     Shared* orphan_of = t->orphan ? t->shared : nullptr;
+    uint32_t shared_refs = (t->orphan & TASK_ORPHAN ? 1u : 0u) + (t->orphan & TASK_PINNED ? 1u : 0u);
     pool::free(t, t->alloc_size);
-    if (orphan_of) shared_release(orphan_of);
+    for (uint32_t i = 0; i < shared_refs; i++) shared_release(orphan_of);
 }
 
 // The thread that owns RUNNING has set result/stage. Publishes COMPLETE,
@@ -201,11 +201,20 @@ void complete(TaskHeader* t, uint32_t runner_refs) {
     // Read before COMPLETE is published: after it, another holder may free t.
     int result = t->result;
     uint64_t id = t->id;
-    Shared* failure_to = failure_target_of(t);
+    Shared* failure_to = nullptr;
+    bool failed = __builtin_expect(result < 0, 0) && result != WEFT_ECANCELED;
+    if (failed) {
+        failure_to = failure_target_of(t);
+        // The join handle may report this failure after the runtime is
+        // freed (join_free): pin Shared until the task is deallocated, so
+        // that report can still read whether the runtime lives (failure.h).
+        // Before COMPLETE is published, so whoever deallocates sees the pin.
+        t->orphan |= TASK_PINNED;
+        t->shared->holders.fetch_add(1, std::memory_order_relaxed);
+    }
     TaskState::Completed c = t->state.transition_to_complete(refs);
     // Failure containment, layer 1 (failure.h): a failure nobody can join.
-    if (__builtin_expect(result < 0, 0) && result != WEFT_ECANCELED && !c.after.join_interest())
-        report_detached_failure(failure_to, id, result);
+    if (failed && !c.after.join_interest()) report_detached_failure(failure_to, id, result);
     if (c.kept_ref) {
         // JOIN_WAKER set: the field is ours to read until we clear the bit.
         t->join_waker.vtable->wake_by_ref(t->join_waker.data);
@@ -227,7 +236,6 @@ void complete(TaskHeader* t, uint32_t runner_refs) {
 void cancel_task(TaskHeader* t, uint32_t runner_refs) {
     if (t->stage == Stage::Future) {
         t->stage = Stage::Dropped;
-        FailureScope failure_scope(failure_target_of(t));
         TaskHeader* prev = t_current;
         t_current = t;
         if (t->vtable->drop_future) t->vtable->drop_future(t->state_ptr());
@@ -415,6 +423,12 @@ void schedule_coreless(Shared* sh, TaskHeader* t) {
 // After a poll on a thread that holds no worker (an isolation thread, or one
 // that lost its worker during this poll).
 void after_poll_coreless(Shared* sh, TaskHeader* t, int r) {
+    if (r == WEFT_PENDING && __builtin_expect(sh->failed.load(std::memory_order_relaxed), 0)) {
+        // Shut down by the failure policy: no worker may walk the loose list
+        // again (they may all be parked), so cancel it now (failure.h).
+        cancel_task(t, 1);
+        return;
+    }
     if (r == WEFT_PENDING) {
         if (t_self_woken) {
             t->resume_running = 1;
@@ -486,6 +500,13 @@ inline bool begin_run(TaskHeader* t) {
 // has been dealt with, and the caller must not touch w again.
 bool run_task(Worker* w, TaskHeader* t) {
     if (!begin_run(t)) return true;
+    // The failure policy shut the runtime down (failure.h): a task queued or
+    // yielding is cancelled here rather than polled; suspended ones are
+    // cancelled by cancel_owned. One relaxed load of a read-mostly line.
+    if (__builtin_expect(w->shared->failed.load(std::memory_order_relaxed), 0)) {
+        cancel_task(t, 1);
+        return true;
+    }
     WorkerMetrics::bump(w->metrics.polls);
     weft_context cx{task_waker(t)};
     t_current = t;
@@ -903,30 +924,33 @@ bool worker_loop(Worker* w) {
 void cancel_owned(Worker* w) {
     Shared* sh = w->shared;
     reap(w);
-    // join_abort only queues the task (it is cancelled when dequeued), so
-    // the list is not changed under us; next is read first all the same.
-    for (TaskHeader* t = w->owned.list.head; t;) {
-        TaskHeader* next = t->owned_next;
-        join_abort(t);
-        t = next;
+    // The cancel transitions first, under nothing but the walk, collecting
+    // the tasks to queue through queue_next (free: each was idle, in no
+    // queue, and the transition took a queue reference); the scheduling
+    // after. Scheduling during the walk could drop a queue entry (the inject
+    // queue closed by a weft_runtime_free racing us), whose cancel would
+    // complete and unlink a task of the list being walked. The loose list is
+    // under loose_mu, so its tasks cannot complete and go while it is held.
+    TaskHeader* chain = nullptr;
+    for (TaskHeader* t = w->owned.list.head; t; t = t->owned_next) {
+        if (!t->state.load().complete() && t->state.transition_to_notified_and_cancel()) {
+            t->queue_next = chain;
+            chain = t;
+        }
     }
-    // The loose list (tasks that first suspended on a coreless thread) is
-    // under loose_mu. A task there may complete and be freed once the lock
-    // is released, so only the cancel transition happens under the lock;
-    // the tasks it says to schedule (it took a queue reference for each)
-    // are scheduled after, in batches.
-    for (;;) {
-        TaskHeader* batch[32];
-        uint32_t n = 0;
-        {
-            port::LockGuard g(sh->loose_mu);
-            for (TaskHeader* t = sh->loose.head; t && n < 32; t = t->owned_next) {
-                if (t->state.load().complete()) continue;
-                if (t->state.transition_to_notified_and_cancel()) batch[n++] = t;
+    {
+        port::LockGuard g(sh->loose_mu);
+        for (TaskHeader* t = sh->loose.head; t; t = t->owned_next) {
+            if (!t->state.load().complete() && t->state.transition_to_notified_and_cancel()) {
+                t->queue_next = chain;
+                chain = t;
             }
         }
-        for (uint32_t i = 0; i < n; i++) schedule(batch[i], false);
-        if (n < 32) break;
+    }
+    while (chain) {
+        TaskHeader* next = chain->queue_next;
+        schedule(chain, false);
+        chain = next;
     }
 }
 
@@ -1328,6 +1352,10 @@ void drop_queue_entry_ext(TaskHeader* t) { drop_queue_entry(t); }
 
 void run_task_coreless(Shared* sh, TaskHeader* t) {
     if (!begin_run(t)) return;
+    if (__builtin_expect(sh->failed.load(std::memory_order_relaxed), 0)) {
+        cancel_task(t, 1);  // shut down by the failure policy (run_task)
+        return;
+    }
     t_win_start = 0;  // an isolation thread: it may have waited since its last poll
 #if WEFT_PULSE
     if (sh->pulse.ticks_are_ns) t_poll.precise_polls = PRECISE_ALWAYS;
@@ -1518,6 +1546,8 @@ int runtime_free(Shared* sh) {
     io_shutdown(sh);                                      // 5a
     timers_shutdown(sh);                                  // 5b
     t_failure_runtime = prev_failure_runtime;
+    // A pinned task's handle reports elsewhere from now on (failure.h).
+    sh->freed.store(true, std::memory_order_release);
     shared_release(sh);                                   // 6
     return 0;
 }

@@ -207,6 +207,9 @@ struct Shared {
     // read it (relaxed) at each park and fairness tick. Shares owned_closed's
     // read-mostly line.
     std::atomic<bool> failed{false};
+    // Raised by weft_runtime_free just before it drops the handle's reference
+    // (step 6): a pinned task's late report then goes elsewhere (failure.h).
+    std::atomic<bool> freed{false};
     // Failure reports on this runtime's threads (failure.h): the handler and
     // policy are set before the handle is returned, then only read.
     FailureTarget failures;
@@ -370,6 +373,14 @@ extern constinit __attribute__((tls_model("initial-exec"))) thread_local Worker*
 extern constinit __attribute__((tls_model("initial-exec"))) thread_local Shared* t_runtime;
 // The runtime whose thread this is, or nullptr.
 inline Shared* current_runtime() { return t_runtime; }
+
+inline Shared* failure_target_of(const TaskHeader* t) {
+    Shared* sh = t->shared;
+    if (!sh || (t->orphan & TASK_ORPHAN)) return nullptr;
+    if (sh == t_runtime || sh == t_failure_runtime) return sh;
+    if ((t->orphan & TASK_PINNED) && !sh->freed.load(std::memory_order_acquire)) return sh;
+    return nullptr;
+}
 TaskHeader* current_task();  // the task being polled here, or nullptr
 // A new task id (unique in the process, never 0; no shared RMW per call):
 // ids come from a global counter in blocks of ID_BLOCK, handed out from a

@@ -80,7 +80,7 @@ struct alignas(16) TaskHeader {
     uint16_t owned_shard;
     Stage stage;
     uint8_t join_taken;              // JOIN_TAKEN | JOIN_OBSERVED (below)
-    uint8_t orphan;                  // runtime freed while this task was alive
+    uint8_t orphan;                  // TASK_ORPHAN | TASK_PINNED (below): holds a ref on Shared
     uint8_t spawned;                 // the kernel owns the memory (set at spawn)
     uint8_t resume_running;          // queued while still RUNNING (self-wake; see run_task)
     uint8_t kind;                    // TaskKind: which executor runs it (set at spawn)
@@ -94,6 +94,13 @@ struct alignas(16) TaskHeader {
 };
 static_assert(sizeof(TaskHeader) % 16 == 0 && sizeof(TaskHeader) <= 128, "state stays 16-aligned");
 static_assert(sizeof(TaskHeader) == 112, "the header grew: every task's allocation grows with it");
+
+// orphan bits. Either one means the task holds a reference on its Shared
+// (holders), released by dealloc.
+inline constexpr uint8_t TASK_ORPHAN = 1;  // its runtime was freed while it was alive
+inline constexpr uint8_t TASK_PINNED = 2;  // it failed with a join handle left: the
+                                           // handle may report it after the runtime
+                                           // is freed (failure.h)
 
 // join_taken bits (the join handle's thread only).
 inline constexpr uint8_t JOIN_TAKEN = 1;     // weft_join_take copied the output

@@ -954,6 +954,7 @@ int weft_tpc_block_on_task(weft_tpc* p, void* state, weft_join** join) {
     run(ex, t);
     ex->in_block_on = false;
     r = t->result;
+    t->join_taken |= JOIN_OBSERVED;  // returned to the caller: read (failure.h)
     if (join) {
         *join = reinterpret_cast<weft_join*>(t);
     } else {

@@ -232,6 +232,7 @@ inline bool join_usable(const TaskHeader* t) {
     return (t->tpc_flags & F_ORPHAN) || (t->tpc_flags & ST_MASK) == ST_DONE ||
            owns(static_cast<const Executor*>(t->tpc_exec));
 }
+inline bool join_finished(const TaskHeader* t) { return (t->tpc_flags & ST_MASK) == ST_DONE; }
 inline int join_status(const TaskHeader* t) {
     if (!join_usable(t)) return WEFT_EINVAL;
     return (t->tpc_flags & ST_MASK) == ST_DONE ? t->result : WEFT_EAGAIN;

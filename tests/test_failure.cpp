@@ -35,12 +35,14 @@ struct Recorder {
     std::atomic<uint64_t> total{0};
     std::mutex mu;
     std::vector<std::string> messages;  // the first few
+    std::vector<std::pair<int, uint64_t>> events;  // (kind, task id), the first few
     std::atomic<bool> throw_from_handler{false};
     weft::FailureHandler handler{[this](const weft_failure& f) {
         by_kind[f.kind].fetch_add(1, std::memory_order_relaxed);
         {
             std::lock_guard<std::mutex> g(mu);
             if (messages.size() < 16) messages.push_back(f.message);
+            if (events.size() < 64) events.emplace_back(f.kind, f.task_id);
         }
         total.fetch_add(1, std::memory_order_release);
         if (throw_from_handler.load(std::memory_order_relaxed)) throw std::runtime_error("the handler fails too");
@@ -313,6 +315,112 @@ TEST(Failure, ThrowingPulseHooksAreReported) {
     EXPECT_EQ(rt.block_on(throws_now(-3)), -3);  // still serving
 }
 
+namespace {
+weft::Task<void> inline_parent([[maybe_unused]] Guard g, weft::Notify* never) {
+    co_await waits_with_throwing_local(never);  // inline: the child's frame is the parent's
+    ADD_FAILURE() << "the parent resumed after its child was dropped";
+}
+}  // namespace
+
+TEST(Failure, DropReportNamesTheTask) {
+    Recorder rec;
+    weft::Notify never;
+    weft::Runtime rt(config(rec, WEFT_FAILURE_IGNORE));
+    g_live.store(0);
+    auto h = rt.spawn(waits_with_throwing_local(&never));
+    uint64_t id = h.id();
+    ASSERT_TRUE(wait_for([&] { return g_live.load() == 1; }));
+    h.abort();
+    EXPECT_THROW(h.join(), weft::Cancelled);
+    std::lock_guard<std::mutex> g(rec.mu);
+    ASSERT_EQ(rec.events.size(), 1u);
+    EXPECT_EQ(rec.events[0].first, WEFT_FAILURE_DROP);
+    EXPECT_EQ(rec.events[0].second, id);
+}
+
+TEST(Failure, ThrowingLocalInAnInlineAwaitedChildIsReportedAndTheParentNeverResumes) {
+    Recorder rec;
+    g_live.store(0);
+    weft::Notify never;
+    {
+        weft::Runtime rt(config(rec, WEFT_FAILURE_IGNORE));
+        std::vector<weft::JoinHandle<void>> hs;
+        for (int i = 0; i < 50; i++) hs.push_back(rt.spawn(inline_parent(Guard(false), &never)));
+        // Each parent's parameter and its child's local are alive.
+        ASSERT_TRUE(wait_for([&] { return g_live.load() == 100; }));
+        for (auto& h : hs) h.abort();
+        for (auto& h : hs) EXPECT_THROW(h.join(), weft::Cancelled);
+        EXPECT_EQ(rec.by_kind[WEFT_FAILURE_DROP].load(), 50u);
+        EXPECT_EQ(g_live.load(), 0);  // parameters and locals, parent and child: all destroyed
+        // The same at shutdown, with a ForkJoin's children.
+        rt.spawn([](weft::Notify* n) -> weft::Task<void> {
+            weft::ForkJoin<void> kids(8);
+            for (int i = 0; i < 8; i++) kids.spawn(waits_with_throwing_local(n));
+            co_await kids;
+        }(&never)).detach();
+        ASSERT_TRUE(wait_for([&] { return g_live.load() == 8; }));
+    }
+    EXPECT_EQ(rec.by_kind[WEFT_FAILURE_DROP].load(), 58u);
+    EXPECT_EQ(g_live.load(), 0);
+}
+
+TEST(Failure, HandleOfAFailedTaskFreedAfterItsRuntimeReportsToTheProcessTarget) {
+    Recorder rec, proc;
+    ASSERT_EQ(proc.handler.install_process_wide(WEFT_FAILURE_IGNORE), 0);
+    weft_runtime_config cfg = config(rec, WEFT_FAILURE_IGNORE);
+    weft_runtime* rt = nullptr;
+    ASSERT_EQ(weft_runtime_new(&cfg, &rt), 0);
+    weft_task_desc d{};
+    d.size = sizeof d;
+    d.poll = [](void*, weft_context*, void*) -> int { return -5; };
+    weft_join* j = nullptr;
+    ASSERT_EQ(weft_spawn(rt, &d, &j), 0);
+    ASSERT_EQ(weft_join_wait(j, -1), 0);
+    weft::JoinHandle<int> h;
+    {
+        weft::Runtime tmp(1);  // a C++ handle too, on a runtime freed first
+        h = tmp.spawn(throws_now(3));
+        ASSERT_TRUE(wait_for([&] { return h.is_finished(); }));
+    }
+    ASSERT_EQ(weft_runtime_free(rt), 0);
+    weft_join_free(j);  // its runtime (and handler) are gone: the process target
+    EXPECT_EQ(proc.by_kind[WEFT_FAILURE_TASK].load(), 1u);
+    h = weft::JoinHandle<int>();  // likewise, with what it threw
+    EXPECT_EQ(proc.by_kind[WEFT_FAILURE_TASK].load(), 2u);
+    EXPECT_TRUE(proc.saw_message("boom 3"));
+    EXPECT_EQ(rec.total.load(), 0u);
+    EXPECT_EQ(weft_failure_handler_set(nullptr, nullptr, WEFT_FAILURE_IGNORE), 0);
+}
+
+TEST(Failure, FailureCodeThatLooksLikeEagainIsStillAFinishedFailure) {
+    Recorder rec;
+    weft::Runtime rt(config(rec, WEFT_FAILURE_IGNORE));
+    weft_task_desc d{};
+    d.size = sizeof d;
+    d.poll = [](void*, weft_context*, void*) -> int { return WEFT_EAGAIN; };
+    weft_join* j = nullptr;
+    ASSERT_EQ(weft_spawn(rt.get(), &d, &j), 0);
+    ASSERT_EQ(weft_join_wait(j, -1), 0);
+    EXPECT_EQ(weft_join_finished(j), 1);
+    EXPECT_EQ(weft_join_status(j), WEFT_EAGAIN);  // its own code, read
+    weft_join_free(j);
+    EXPECT_EQ(rec.total.load(), 0u);
+}
+
+TEST(Failure, ThreadPerCoreBlockOnReturnsAFailureWithoutReportingIt) {
+    Recorder proc;
+    ASSERT_EQ(proc.handler.install_process_wide(WEFT_FAILURE_IGNORE), 0);
+    weft_tpc* ex = nullptr;
+    ASSERT_EQ(weft_tpc_new(nullptr, &ex), 0);
+    weft_task_desc d{};
+    d.size = sizeof d;
+    d.poll = [](void*, weft_context*, void*) -> int { return -77; };
+    EXPECT_EQ(weft_tpc_block_on(ex, &d, nullptr), -77);
+    EXPECT_EQ(weft_tpc_free(ex), 0);
+    EXPECT_EQ(proc.total.load(), 0u);
+    EXPECT_EQ(weft_failure_handler_set(nullptr, nullptr, WEFT_FAILURE_IGNORE), 0);
+}
+
 // ---- layer 3 ---------------------------------------------------------------------
 
 TEST(Failure, HandlerThatThrowsLeavesTheFailureToThePolicyIgnore) {
@@ -339,7 +447,17 @@ TEST(Failure, PolicyShutdownCancelsEveryTaskAndRefusesSpawns) {
             co_await n->notified();
         }(&never)));
     ASSERT_TRUE(wait_for([&] { return g_live.load() == 100; }));
+    // Tasks that never suspend: one yielding for ever, and a queue of them.
+    std::atomic<uint64_t> spins{0};
+    auto spinner = rt.spawn([](std::atomic<uint64_t>* n) -> weft::Task<void> {
+        for (;;) {
+            n->fetch_add(1, std::memory_order_relaxed);
+            co_await weft::yield_now();
+        }
+    }(&spins));
+    ASSERT_TRUE(wait_for([&] { return spins.load() > 10; }));
     rt.spawn(throws_now(1)).detach();  // the unhandled failure
+    EXPECT_THROW(spinner.join(), weft::Cancelled);
     for (auto& h : waiting) EXPECT_THROW(h.join(), weft::Cancelled);
     EXPECT_EQ(g_live.load(), 0);
     weft_failure_stats s = stats(rt);

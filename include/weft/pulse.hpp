@@ -44,7 +44,8 @@ inline bool budget_spent(uint32_t n = 1) noexcept { return weft_budget_consume(n
 // callable runs inside a try: whatever it throws is reported as a
 // WEFT_FAILURE_HOOK failure (weft.h, "failures") and never reaches the
 // scheduler. With hooks set, the PulseConfig must outlive the runtime (the
-// runtime keeps a pointer to it); it cannot be copied or moved.
+// runtime keeps a pointer to it), and the hooks must not be changed once the
+// runtime is made; it cannot be copied or moved.
 struct PulseConfig {
     weft_pulse_config c;
     PulseConfig() { weft_pulse_config_init(&c); }

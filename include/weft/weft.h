@@ -226,11 +226,15 @@ WEFT_API int weft_join_poll(weft_join* join, weft_context* cx);
  * timeout_ns passes (negative: forever). 0, WEFT_ETIMEDOUT, WEFT_EDEADLK. */
 WEFT_API int weft_join_wait(weft_join* join, int64_t timeout_ns);
 /* Once finished: 0 (completed), WEFT_ECANCELED, or the task's failure code.
- * Before: WEFT_EAGAIN. Reading a failure here counts as handling it: it is
- * not reported when the handle is freed (see "failures"). */
+ * Before: WEFT_EAGAIN. Reading a finished task's status counts as handling
+ * a failure: it is not reported when the handle is freed (see "failures");
+ * it records that in the handle, so call it from the thread that owns the
+ * handle (like every weft_join_* call but weft_join_abort). */
 WEFT_API int weft_join_status(const weft_join* join);
-/* 1 once the task has finished, 0 before, WEFT_EINVAL for NULL. Unlike
- * weft_join_status it does not count as reading the outcome. */
+/* 1 once the task has finished, 0 before; WEFT_EINVAL for NULL, or for a
+ * thread-per-core task's handle used off its executor's thread while the
+ * task runs. Unlike weft_join_status it does not count as reading the
+ * outcome. */
 WEFT_API int weft_join_finished(const weft_join* join);
 /* Copies the output of a completed C task into dst (output_size bytes) and
  * marks it taken: 0, WEFT_EAGAIN (not finished), WEFT_EALREADY (taken), or
@@ -265,15 +269,25 @@ WEFT_API uint64_t weft_join_task_id(const weft_join* join);
  *      handing weft raw function pointers must not let exceptions escape
  *      them (weft's core is built without exceptions: one would unwind
  *      through the scheduler), which is what the wrappers guarantee.
- *   3. A report goes to the handler of the runtime whose thread reports it
- *      (weft_runtime_config.on_failure; for threads of no runtime, the
- *      process-wide handler, weft_failure_handler_set). When there is no
- *      handler, or the handler returns nonzero (C++: weft::FailureHandler's
- *      callable threw), the failure is unhandled and the policy applies:
+ *   3. A report about a task (its failure, its drop) goes to the handler of
+ *      that task's runtime while the runtime lives; any other report to the
+ *      runtime whose thread makes it (weft_runtime_config.on_failure); on a
+ *      thread of no runtime, or after the runtime was freed, to the
+ *      process-wide handler (weft_failure_handler_set). A handler may be
+ *      called from any thread of its runtime, concurrently, from inside the
+ *      scheduler (sometimes while a lock of a weft object is held): it must
+ *      not block, and must not call weft functions other than
+ *      weft_report_failure (nested reports deeper than 4 skip the handler
+ *      and count as unhandled). When there is no handler, or the handler
+ *      returns nonzero (C++: weft::FailureHandler's callable threw), the
+ *      failure is unhandled and the policy applies:
  *        WEFT_FAILURE_IGNORE    count it (weft_failure_stats) and go on;
- *        WEFT_FAILURE_SHUTDOWN  close the runtime: spawns fail with
- *                               WEFT_ECLOSED and every task is cancelled
- *                               (its join reports WEFT_ECANCELED); the
+ *        WEFT_FAILURE_SHUTDOWN  close the runtime: spawns and new I/O
+ *                               operations fail with WEFT_ECLOSED, and
+ *                               every task still running is cancelled at
+ *                               its next scheduling point (its join
+ *                               reports WEFT_ECANCELED; a task that
+ *                               completed meanwhile keeps its result); the
  *                               runtime must still be freed;
  *        WEFT_FAILURE_ABORT     write the failure to stderr and abort().
  * Whatever happens, the scheduler's own state is never left inconsistent:
@@ -315,15 +329,18 @@ WEFT_API int weft_report_failure(const weft_failure* failure);
 WEFT_API void weft_task_failure_note(const char* message);
 /* The handler and policy for failures reported on threads of no runtime
  * (a foreign thread waking a weft::make_waker waker, a thread-per-core
- * executor). policy: WEFT_FAILURE_IGNORE or WEFT_FAILURE_ABORT (no runtime
- * to shut down: WEFT_EINVAL). Set it before starting threads that report. */
+ * executor) or about tasks whose runtime was freed. policy:
+ * WEFT_FAILURE_IGNORE or WEFT_FAILURE_ABORT (no runtime to shut down:
+ * WEFT_EINVAL). fn NULL removes the handler. Replacing or removing it does
+ * not wait for calls already running on other threads: keep ctx valid until
+ * no thread that may report is left (e.g. until they are joined). */
 WEFT_API int weft_failure_handler_set(weft_failure_fn fn, void* ctx, uint32_t policy);
 
 typedef struct weft_failure_stats {
     size_t size;                            /* sizeof(weft_failure_stats), set by the caller */
     uint64_t reported;                      /* failures reported, every kind */
     uint64_t unhandled;                     /* ... that no handler took (the policy applied) */
-    uint64_t by_kind[WEFT_FAILURE_KINDS];   /* reported, by kind (index 0 unused) */
+    uint64_t by_kind[16];                   /* reported, by kind (index 0 unused; room for new kinds) */
     uint32_t shut_down;                     /* 1 once WEFT_FAILURE_SHUTDOWN closed the runtime */
     uint32_t _reserved;
 } weft_failure_stats;

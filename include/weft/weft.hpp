@@ -94,6 +94,10 @@ inline void report_current_exception(int kind, uint64_t task_id) noexcept {
     weft_report_failure(&f);
 }
 
+// Set by FinalAwaiter when a frame being destroyed reached its final
+// suspend point (see destroy_reporting).
+inline constinit thread_local void* dropped_at_final = nullptr;
+
 struct PromiseBase {
     // The outermost promise of this task, and the innermost coroutine that is
     // currently suspended (the one a poll must resume). A Task awaited inline
@@ -138,6 +142,17 @@ struct PromiseBase {
         template <class P>
         std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
             PromiseBase& p = h.promise();
+            if (p.dropping) {
+                // The frame is being destroyed and a local's destructor
+                // threw: the exception went to unhandled_exception (reported)
+                // and the coroutine ran on to here instead of finishing the
+                // destroy (GCC and Clang both do). It did not finish: no
+                // `done`, no fork_done, no continuation (that would resume
+                // a parent being destroyed). destroy_reporting destroys the
+                // rest (parameters, promise) from this point.
+                dropped_at_final = h.address();
+                return std::noop_coroutine();
+            }
             p.done = true;
             if (p.fork_done) std::exchange(p.fork_done, nullptr)(&p, false);
             if (p.continuation) {
@@ -162,6 +177,26 @@ struct PromiseBase {
 
 template <class T>
 struct Promise;
+
+// Destroys a frame (its promise's `dropping` set when it never finished) and
+// reports what its destructors throw: a local's exception arrives through
+// unhandled_exception and leaves the frame at its final suspend point
+// (FinalAwaiter), so it is destroyed a second time from there; a
+// parameter's propagates out of destroy() and is caught here.
+inline void destroy_reporting(std::coroutine_handle<> h) noexcept {
+    void* prev = std::exchange(dropped_at_final, nullptr);
+    try {
+        h.destroy();
+    } catch (...) {
+        report_current_exception(WEFT_FAILURE_DROP, weft_task_current_id());
+    }
+    if (std::exchange(dropped_at_final, prev) != h.address()) return;
+    try {
+        h.destroy();
+    } catch (...) {
+        report_current_exception(WEFT_FAILURE_DROP, weft_task_current_id());
+    }
+}
 
 // A task's memory (one kernel allocation, its "state"):
 //   [ ResultBox<T>, padded to 16 bytes ][ coroutine frame ]
@@ -254,18 +289,20 @@ struct TaskVTable {
     static void drop(void* state) noexcept {
         ResultBox<T>* box = box_of_state<T>(state);
         if (box->frame_alive) {
+            // Never completed (cancelled, refused, dropped at shutdown).
             auto h = std::coroutine_handle<Promise<T>>::from_address(frame_of_state<T>(state));
             h.promise().dropping = true;  // a local's destructor throwing: a drop failure
             destroy_frame(h);
             box->frame_alive = false;
+            // The box was never filled (no value, no exception): it owns
+            // nothing, so it is left as it is, and a JoinHandle still
+            // holding the task may read it (JoinHandle::release).
+            return;
         }
-        // The result (a T whose destructor may throw) goes last. An
-        // exception here is reported; the kernel frees the memory anyway.
-        try {
-            box->~ResultBox<T>();
-        } catch (...) {
-            report_current_exception(WEFT_FAILURE_DROP, weft_task_current_id());
-        }
+        // The result. Its destructor is std::optional's, which is noexcept:
+        // a T whose destructor throws ends the program here, as it would in
+        // any standard container (weft cannot catch it).
+        box->~ResultBox<T>();
     }
     // Destroys the frame (and, through the Task objects it holds, any
     // inline-awaited child frames). operator delete leaves this frame's
@@ -274,10 +311,15 @@ struct TaskVTable {
     // reported: the frame's memory is the kernel's, so nothing leaks here.
     static void destroy_frame(std::coroutine_handle<Promise<T>> h) noexcept {
         bool prev = std::exchange(frame_owned_by_task, false);
-        try {
-            h.destroy();
-        } catch (...) {
-            report_current_exception(WEFT_FAILURE_DROP, weft_task_current_id());
+        if (__builtin_expect(h.promise().dropping, 0)) {
+            destroy_reporting(h);
+        } else {
+            // Finished: only the parameters and the promise are left.
+            try {
+                h.destroy();
+            } catch (...) {
+                report_current_exception(WEFT_FAILURE_DROP, weft_task_current_id());
+            }
         }
         frame_owned_by_task = prev;
     }
@@ -385,13 +427,10 @@ private:
         bool prev = std::exchange(detail::frame_owned_by_task, true);
         handle_type h = std::exchange(h_, {});
         if (!h.done()) h.promise().dropping = true;
-        try {
-            h.destroy();
-        } catch (...) {
-            // A destructor threw (failure containment, weft.h): reported. The
-            // frame's memory is not freed (operator delete did not run).
-            detail::report_current_exception(WEFT_FAILURE_DROP, weft_task_current_id());
-        }
+        // What its destructors throw is reported (failure containment,
+        // weft.h). If a parameter's destructor threw, operator delete did not
+        // run and the frame's memory is lost (C++ gives no way back to it).
+        detail::destroy_reporting(h);
         detail::frame_owned_by_task = prev;
     }
     handle_type h_;
