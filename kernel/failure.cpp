@@ -19,17 +19,27 @@ namespace {
 FailureTarget g_process;
 port::Mutex g_process_mu;  // guards g_process.fn / ctx / policy
 
-// weft_task_failure_note: the description of the failure the task being
-// polled on this thread is about to return. Keyed by the task's id, so a
-// note that was never consumed cannot be attached to another task.
+// weft_task_failure_note: descriptions of failures that tasks are about to
+// return, keyed by task id, so a note never consumed (the task had a join
+// handle) cannot be attached to another task; the oldest is overwritten.
+// Not thread-local: 8 x 256 bytes of TLS would eat glibc's static TLS
+// surplus (every kernel thread_local is initial-exec, so that a dlopen()ed
+// libweft.so needs no __tls_get_addr and no dynamic loader in DT_NEEDED).
+// Failures are rare: a lock is fine.
 constexpr size_t NOTE_BYTES = 256;
-constinit thread_local uint64_t t_note_task = 0;
-constinit thread_local char t_note[NOTE_BYTES] = {};
+constexpr uint32_t NOTES = 8;
+struct Note {
+    uint64_t task;
+    char text[NOTE_BYTES];
+};
+port::Mutex g_notes_mu;
+Note g_notes[NOTES];     // guarded by g_notes_mu
+uint32_t g_notes_next;   // guarded by g_notes_mu
 
 // A handler that reports a failure from inside itself is not called again
 // deeper than this (its reports count as unhandled): no unbounded recursion.
 constexpr uint32_t MAX_REPORT_DEPTH = 4;
-constinit thread_local uint32_t t_report_depth = 0;
+constinit __attribute__((tls_model("initial-exec"))) thread_local uint32_t t_report_depth = 0;
 
 const char* kind_name(int kind) {
     switch (kind) {
@@ -98,14 +108,19 @@ void report_detached_failure(Shared* to, uint64_t task_id, int code) {
     f.kind = WEFT_FAILURE_TASK;
     f.code = code;
     f.task_id = task_id;
-    if (t_note_task == task_id && t_note[0]) {
-        f.message = t_note;
-    } else {
-        f.message = weft_strerror(code);
+    f.message = weft_strerror(code);
+    char note[NOTE_BYTES];
+    {
+        port::LockGuard g(g_notes_mu);
+        for (Note& n : g_notes) {
+            if (n.task != task_id) continue;
+            memcpy(note, n.text, NOTE_BYTES);
+            n.task = 0;
+            if (note[0]) f.message = note;
+            break;
+        }
     }
     report_failure(f, to);
-    t_note_task = 0;
-    t_note[0] = 0;
 }
 
 void report_unread_failure(const TaskHeader* t) {
@@ -151,10 +166,12 @@ int weft_report_failure(const weft_failure* failure) {
 void weft_task_failure_note(const char* message) {
     uint64_t id = weft_task_current_id();
     if (!id || !message) return;
-    t_note_task = id;
     size_t n = strnlen(message, NOTE_BYTES - 1);
-    memcpy(t_note, message, n);
-    t_note[n] = 0;
+    port::LockGuard g(g_notes_mu);
+    Note& slot = g_notes[g_notes_next++ % NOTES];
+    slot.task = id;
+    memcpy(slot.text, message, n);
+    slot.text[n] = 0;
 }
 
 int weft_failure_handler_set(weft_failure_fn fn, void* ctx, uint32_t policy) {

@@ -471,7 +471,10 @@ TEST(Failure, PolicyShutdownCancelsEveryTaskAndRefusesSpawns) {
 }
 
 TEST(FailureDeathTest, PolicyAbortWritesTheFailureAndAborts) {
-    GTEST_FLAG_SET(death_test_style, "threadsafe");
+    // "fast": fork without re-exec. Each test runs in its own process under
+    // ctest, so no other thread exists here; and under qemu-user (CI's
+    // cross runs) a re-exec of the foreign binary fails.
+    GTEST_FLAG_SET(death_test_style, "fast");
     EXPECT_DEATH(
         {
             weft_runtime_config cfg;
