@@ -323,13 +323,7 @@ int weft_join_report_failure(weft_join* join, const char* message) {
     int st = t->result;
     if (!failure_unobserved(t)) return WEFT_EALREADY;  // read already, or not a failure
     t->join_taken |= JOIN_OBSERVED;
-    weft_failure f{};
-    f.size = sizeof f;
-    f.kind = WEFT_FAILURE_TASK;
-    f.code = st;
-    f.task_id = t->id;
-    f.message = message ? message : weft_strerror(st);
-    report_failure(f, failure_target_of(t));
+    report_task_failure(failure_target_of(t), t->id, st, message);
     return 0;
 }
 

@@ -102,13 +102,18 @@ int report_failure(const weft_failure& f, Shared* to) {
     return 1;
 }
 
-void report_detached_failure(Shared* to, uint64_t task_id, int code) {
+void report_task_failure(Shared* to, uint64_t task_id, int code, const char* message) {
     weft_failure f{};
     f.size = sizeof f;
     f.kind = WEFT_FAILURE_TASK;
     f.code = code;
     f.task_id = task_id;
-    f.message = weft_strerror(code);
+    f.message = message ? message : weft_strerror(code);
+    report_failure(f, to);
+}
+
+void report_detached_failure(Shared* to, uint64_t task_id, int code) {
+    const char* message = nullptr;
     char note[NOTE_BYTES];
     {
         port::LockGuard g(g_notes_mu);
@@ -116,24 +121,18 @@ void report_detached_failure(Shared* to, uint64_t task_id, int code) {
             if (n.task != task_id) continue;
             memcpy(note, n.text, NOTE_BYTES);
             n.task = 0;
-            if (note[0]) f.message = note;
+            if (note[0]) message = note;
             break;
         }
     }
-    report_failure(f, to);
+    report_task_failure(to, task_id, code, message);
 }
 
 void report_unread_failure(const TaskHeader* t) {
     char msg[200];
     snprintf(msg, sizeof msg, "the task failed and its join handle was freed without reading the outcome: %s",
              weft_strerror(t->result));
-    weft_failure f{};
-    f.size = sizeof f;
-    f.kind = WEFT_FAILURE_TASK;
-    f.code = t->result;
-    f.task_id = t->id;
-    f.message = msg;
-    report_failure(f, failure_target_of(t));
+    report_task_failure(failure_target_of(t), t->id, t->result, msg);
 }
 
 void failure_shutdown(Shared* sh) {

@@ -71,6 +71,9 @@ int report_failure(const weft_failure& f, Shared* to = nullptr);
 // thread's target. Never a freed runtime. Defined in scheduler.h.
 inline Shared* failure_target_of(const TaskHeader* t);
 
+// Reports WEFT_FAILURE_TASK for task_id (code, message: NULL for the
+// code's description) to `to` (nullptr: the thread's target).
+void report_task_failure(Shared* to, uint64_t task_id, int code, const char* message);
 // Layer 1 for a task completed as failed with no join handle left: reports
 // WEFT_FAILURE_TASK with the message its poll noted (weft_task_failure_note)
 // or the code's description. `to` and task_id were read from the task

@@ -28,26 +28,10 @@ inline constexpr uint64_t kScaleDiv = 1;
 constexpr uint64_t scaled(uint64_t n) { return n / kScaleDiv ? n / kScaleDiv : 1; }
 
 // Waits until pred() holds, giving the CPU away between checks (the suite
-// runs on 2 cores with more threads than that). Never times out: ctest's
-// per-test TIMEOUT turns a lost wake-up into a failure, and no assertion ever
-// depends on how long something took.
-template <class Pred>
-void spin_until(Pred pred) {
-    uint32_t spins = 0;
-    while (!pred()) {
-        if (++spins < 64) {
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
-        } else {
-            sched_yield();
-        }
-    }
-}
-
-// spin_until with a way out: false once `seconds` pass without pred(), so a
-// test can fail with a message instead of hanging until ctest's timeout. The
-// deadline only turns a hang into a failure; nothing measures it.
+// runs on 2 cores with more threads than that); false once `seconds` pass
+// without pred(), so a test can fail with a message instead of hanging until
+// ctest's timeout. The deadline only turns a hang into a failure; nothing
+// measures it, and no assertion ever depends on how long something took.
 template <class Pred>
 bool wait_for(Pred pred, int seconds = 60) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
@@ -63,6 +47,14 @@ bool wait_for(Pred pred, int seconds = 60) {
         sched_yield();
     }
     return true;
+}
+
+// wait_for without a way out: ctest's per-test TIMEOUT turns a lost
+// wake-up into a failure.
+template <class Pred>
+void spin_until(Pred pred) {
+    while (!wait_for(pred, 3600)) {
+    }
 }
 
 }  // namespace weft_test
