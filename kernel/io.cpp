@@ -32,6 +32,7 @@
 #include "../port/io_sys.h"
 #include "pool.h"
 #include "scheduler.h"
+#include "tpc.h"
 #include "weft/weft_pulse.h"
 
 namespace weft::kernel {
@@ -40,6 +41,8 @@ namespace {
 
 constexpr uint64_t TAG_IGNORE = 1;  // a cancel's own CQE
 constexpr uint64_t TAG_WAKE = 2;    // the eventfd read
+constexpr uint64_t TAG_MASK = 15;   // a user_data with any of these bits is a tag, not an IoOp*
+                                    // (kernel/tpc.cpp's tags are 5..7 in the low byte)
 constexpr unsigned RING_ENTRIES = 256;
 constexpr int MAX_IOV = 64;
 constexpr int MAX_ADDR = 128;
@@ -76,7 +79,8 @@ struct EpWait {
 };
 
 struct alignas(16) IoOp {
-    Shared* sh = nullptr;
+    IoState* st = nullptr;  // where it submits: a runtime's I/O state or a tpc executor's
+    Shared* sh = nullptr;   // the runtime it holds a reference on (nullptr: st's own count)
     // One for the user's handle, one while the kernel holds the op (io_uring,
     // uring_prep to the last CQE), one per remote request or epoll event in
     // hand. fetch_sub is acq_rel (op_release): the last one sees every
@@ -147,21 +151,38 @@ namespace {
 
 // ---- status ---------------------------------------------------------------------
 
+}  // namespace
+
 struct IoState {
     IoBackend backend = IO_NONE;
     int uring_error = 0;
     const char* why = "";
-    Driver* drivers = nullptr;  // nworkers
+    Shared* sh = nullptr;       // the multi-thread runtime, or nullptr (a tpc executor's)
+    Driver* drivers = nullptr;  // ndrivers: one per worker, or one (tpc)
+    uint32_t ndrivers = 0;
     FdTable* fds = nullptr;
     // Round-robin pick of a driver for threads holding no worker; relaxed:
     // any driver will do, it only spreads the load.
     std::atomic<uint32_t> remote_rr{0};
+    // tpc only: the executor's reference and one per operation (a runtime's
+    // state lives as long as the runtime, which its operations retain).
+    // fetch_sub acq_rel: the last one sees every write before freeing.
+    std::atomic<uint32_t> refs{1};
+    // tpc only: wakes the executor after a push on the remote list.
+    void (*notify)(void*) = nullptr;
+    void* notify_arg = nullptr;
 };
+
+namespace {
 
 inline IoState* io_state(Shared* sh) { return static_cast<IoState*>(sh->io); }
 inline Driver* driver_of(Worker* w) { return w->io; }
 
 void op_release(IoOp* op);
+void state_release(IoState* st);
+
+// Whether the calling thread is the tpc executor that owns st.
+inline bool owner_of_tpc_state(const IoState* st) { return tpc::t_exec && tpc::t_exec->io == st; }
 
 // ---- waking ------------------------------------------------------------------------
 
@@ -358,7 +379,9 @@ void uring_complete(Driver* d, IoOp* op, int32_t res, uint32_t flags) {
 
 // Takes the remote requests (under remote_mu) and serves them.
 void take_remote(Driver* d) {
-    if (!d->remote_any.load(std::memory_order_acquire)) return;
+    // seq_cst (a plain load on x86-64): the close's Dekker pair with
+    // push_remote (uring_drain).
+    if (!d->remote_any.load(std::memory_order_seq_cst)) return;
     IoOp* list;
     {
         port::LockGuard g(d->remote_mu);
@@ -402,9 +425,18 @@ void push_remote(Driver* d, IoOp* op, bool cancel) {
         port::LockGuard g(d->remote_mu);
         if (d->remote_tail) d->remote_tail->remote_next = op; else d->remote_head = op;
         d->remote_tail = op;
-        d->remote_any.store(true, std::memory_order_release);
+        // seq_cst: on a tpc executor, the store side of the Dekker pair
+        // with its sleeping flag (tpc.h); a release store would do for the
+        // worker's parker, whose unpark is an RMW on its own state word.
+        d->remote_any.store(true, std::memory_order_seq_cst);
     }
-    d->worker->parker.unpark();
+    if (d->worker) d->worker->parker.unpark();
+    else d->st->notify(d->st->notify_arg);
+    // The driver closed meanwhile (its holder's last take_remote may have
+    // run before our push): serve the request here, where it completes
+    // with WEFT_ECANCELED. seq_cst pairs with the close (uring_drain):
+    // either we see it, or its take_remote sees our push.
+    if (d->closed.load(std::memory_order_seq_cst)) take_remote(d);
 }
 
 uint32_t uring_reap(Driver* d) {
@@ -418,7 +450,7 @@ uint32_t uring_reap(Driver* d) {
             d->wake_posted = false;
             continue;
         }
-        if (ud == TAG_IGNORE) continue;
+        if (ud & TAG_MASK) continue;  // TAG_IGNORE
         uring_complete(d, reinterpret_cast<IoOp*>((uintptr_t)ud), res, flags);
         woken++;
     }
@@ -427,8 +459,8 @@ uint32_t uring_reap(Driver* d) {
 
 // ---- epoll ---------------------------------------------------------------------
 
-FdEntry* fd_entry(Shared* sh, int fd) {
-    FdTable* t = io_state(sh)->fds;
+FdEntry* fd_entry(IoState* st, int fd) {
+    FdTable* t = st->fds;
     uint32_t page = (uint32_t)fd / FD_PAGE;
     if (page >= FD_PAGES) return nullptr;
     FdEntry* p = t->pages[page].load(std::memory_order_acquire);
@@ -478,15 +510,14 @@ void ep_unlink(IoOp* op) {
 
 // Registers op as a waiter for `interest` on its fd (under op->mu). Returns
 // 0, or -errno when the fd cannot be watched (the op completes with it).
-int ep_wait(Shared* sh, IoOp* op, uint32_t interest) {
-    if (!op->ep.home) op->ep.home = fd_entry(sh, op->fd);
+int ep_wait(IoState* st, IoOp* op, uint32_t interest) {
+    if (!op->ep.home) op->ep.home = fd_entry(st, op->fd);
     FdEntry* e = op->ep.home;
     if (!e) return -ENOMEM;
-    Driver* d = io_current_driver(sh);
-    if (!d) {
-        IoState* st = io_state(sh);
-        d = &st->drivers[st->remote_rr.fetch_add(1, std::memory_order_relaxed) % sh->nworkers];
-    }
+    // A worker's own set, else any: epoll_ctl may be called from any
+    // thread, and the waiter is woken by whichever set reports the fd.
+    Driver* d = st->sh ? io_current_driver(st->sh) : &st->drivers[0];
+    if (!d) d = &st->drivers[st->remote_rr.fetch_add(1, std::memory_order_relaxed) % st->ndrivers];
     if (d->closed.load(std::memory_order_acquire)) return WEFT_ECLOSED;
     port::LockGuard g(e->mu);
     if (op->ep.entry) return 0;  // already waiting
@@ -519,8 +550,8 @@ void ep_cancel_wait(IoOp* op) {
 }
 
 // Wakes the waiters of fd that `events` satisfies; re-arms for the rest.
-void ep_event(Shared* sh, int fd, uint32_t events) {
-    FdEntry* e = fd_entry(sh, fd);
+void ep_event(IoState* st, int fd, uint32_t events) {
+    FdEntry* e = fd_entry(st, fd);
     if (!e) return;
     IoOp* ops[64];
     int n = 0;
@@ -566,7 +597,7 @@ uint32_t ep_dispatch(Driver* d, int64_t timeout_ns) {
             port::eventfd_drain(d->wake_fd);
             continue;
         }
-        ep_event(d->sh, (int)evs[i].data, evs[i].events);
+        ep_event(d->st, (int)evs[i].data, evs[i].events);
         woken++;
     }
     return woken;
@@ -575,7 +606,7 @@ uint32_t ep_dispatch(Driver* d, int64_t timeout_ns) {
 // The epoll backend's attempt at op (under op->mu): the non-blocking call,
 // and a wait on readiness when it would block. Returns true when done
 // (op->result set).
-bool ep_attempt(Shared* sh, IoOp* op) {
+bool ep_attempt(IoState* st, IoOp* op) {
     int64_t r = 0;
     uint32_t interest = EPOLLIN;
     switch (op->kind) {
@@ -603,8 +634,8 @@ bool ep_attempt(Shared* sh, IoOp* op) {
         // Waiters on this fd would never hear of it again: wake them all
         // (their retry fails with EBADF), then forget the registration,
         // which the close removes from the set.
-        ep_event(sh, op->fd, ~0u);
-        if (FdEntry* e = fd_entry(sh, op->fd)) {
+        ep_event(st, op->fd, ~0u);
+        if (FdEntry* e = fd_entry(st, op->fd)) {
             port::LockGuard g(e->mu);
             e->epfd = -1;
         }
@@ -623,7 +654,7 @@ bool ep_attempt(Shared* sh, IoOp* op) {
     if (r == -EINTR) r = -EAGAIN;
     if (r == -EAGAIN || r == -EWOULDBLOCK) {
         op->ep_fired = false;
-        int w = ep_wait(sh, op, interest);
+        int w = ep_wait(st, op, interest);
         if (w == 0) return false;
         r = w;
     }
@@ -647,15 +678,16 @@ void op_release(IoOp* op) {
     port::free(op->iov);
     weft_buf_free(op->keep);
     Shared* sh = op->sh;
+    IoState* st = op->st;
     op->~IoOp();
     pool::free(op, sizeof(IoOp));
-    runtime_release(sh);
+    if (sh) runtime_release(sh);
+    else state_release(st);
 }
 
 // Starts op (under op->mu) on the poller's driver, or queues it on one.
 void op_start(IoOp* op) {
-    Shared* sh = op->sh;
-    IoState* st = io_state(sh);
+    IoState* st = op->st;
     // Started after the runtime's shutdown (a plain thread's operation): no
     // driver will ever serve it.
     if (st->drivers[0].closed.load(std::memory_order_acquire)) {
@@ -664,9 +696,26 @@ void op_start(IoOp* op) {
         return;
     }
     if (st->backend == IO_EPOLL) {
-        ep_attempt(sh, op);
+        ep_attempt(st, op);
         return;
     }
+    if (!st->sh) {
+        // A tpc executor's state: its own thread submits directly.
+        if (owner_of_tpc_state(st)) {
+            Driver* d = &st->drivers[0];
+            if (!uring_prep(d, op)) {
+                op->result = -EBUSY;
+                op->phase = DONE;
+            }
+            return;
+        }
+        Driver* d = &st->drivers[0];
+        op->phase = REMOTE;
+        op->driver = d;
+        push_remote(d, op, false);
+        return;
+    }
+    Shared* sh = st->sh;
     Worker* w = t_worker;
     if (w && w->shared == sh) {
         CoreOp guard(w);
@@ -681,7 +730,7 @@ void op_start(IoOp* op) {
         }
     }
     // A thread holding no worker: a driver's holder submits it.
-    Driver* d = &st->drivers[st->remote_rr.fetch_add(1, std::memory_order_relaxed) % sh->nworkers];
+    Driver* d = &st->drivers[st->remote_rr.fetch_add(1, std::memory_order_relaxed) % st->ndrivers];
     op->phase = REMOTE;
     op->driver = d;
     push_remote(d, op, false);
@@ -694,6 +743,10 @@ void op_cancel(IoOp* op) {
     Driver* d = op->driver;
     // Closed: io_shutdown has waited for every operation the kernel held.
     if (d->closed.load(std::memory_order_acquire)) return;
+    if (!d->worker && owner_of_tpc_state(d->st)) {
+        uring_cancel(d, op);
+        return;
+    }
     Worker* w = t_worker;
     if (w && w->io == d) {
         CoreOp guard(w);
@@ -705,7 +758,7 @@ void op_cancel(IoOp* op) {
     push_remote(d, op, true);
 }
 
-inline bool uring(const IoOp* op) { return io_state(op->sh)->backend == IO_URING; }
+inline bool uring(const IoOp* op) { return op->st->backend == IO_URING; }
 
 }  // namespace
 
@@ -762,16 +815,12 @@ uint32_t io_park(Worker* w, int64_t timeout_ns) {
 
 // ---- lifecycle ----------------------------------------------------------------------
 
-int io_init(Shared* sh) {
-    void* mem = port::alloc(sizeof(IoState));
-    if (!mem) return WEFT_ENOMEM;
-    IoState* st = new (mem) IoState();
-    sh->io = st;
-    mem = port::alloc(sizeof(Driver) * sh->nworkers);
-    if (!mem) return WEFT_ENOMEM;
-    st->drivers = static_cast<Driver*>(mem);
-    for (uint32_t i = 0; i < sh->nworkers; i++) new (&st->drivers[i]) Driver();
+namespace {
 
+// Chooses the backend (WEFT_IO, then io_uring with every opcode probed,
+// then epoll) and records why. 0, or the error when WEFT_IO=uring forces a
+// ring that cannot be had.
+int choose_backend(IoState* st) {
     const char* force = getenv("WEFT_IO");
     bool want_epoll = force && strcmp(force, "epoll") == 0;
     bool want_uring = force && strcmp(force, "uring") == 0;
@@ -811,39 +860,40 @@ int io_init(Shared* sh) {
         else st->why = "epoll: io_uring could not be set up (see uring_error)";
     }
     if (st->backend == IO_EPOLL) {
-        mem = port::alloc(sizeof(FdTable));
+        void* mem = port::alloc(sizeof(FdTable));
         if (!mem) return WEFT_ENOMEM;
         st->fds = new (mem) FdTable();
-    }
-    for (uint32_t i = 0; i < sh->nworkers; i++) {
-        Driver* d = &st->drivers[i];
-        d->sh = sh;
-        d->worker = &sh->workers[i];
-        d->backend = st->backend;
-        int fd = port::eventfd_new();
-        if (fd < 0) return fd;
-        d->wake_fd = fd;
-        if (st->backend == IO_URING) {
-            int r = d->ring.init(RING_ENTRIES);
-            if (r < 0) return r;
-        } else {
-            d->epfd = port::epoll_new();
-            if (d->epfd < 0) return d->epfd;
-            int r = port::epoll_ctl_add(d->epfd, d->wake_fd, EPOLLIN, UINT64_MAX);
-            if (r < 0) return r;
-        }
-        sh->workers[i].io = d;
-        sh->workers[i].parker.set_wake_fd(d->wake_fd, &d->wake_writes);
     }
     return 0;
 }
 
-namespace {
+// Allocates st's drivers (not set up yet).
+int alloc_drivers(IoState* st, uint32_t n) {
+    void* mem = port::alloc(sizeof(Driver) * n);
+    if (!mem) return WEFT_ENOMEM;
+    st->drivers = static_cast<Driver*>(mem);
+    st->ndrivers = n;
+    for (uint32_t i = 0; i < n; i++) {
+        new (&st->drivers[i]) Driver();
+        st->drivers[i].st = st;
+        st->drivers[i].backend = st->backend;
+    }
+    return 0;
+}
+
+// The driver's ring, or its epoll set watching wake_fd (set before).
+int setup_driver(Driver* d) {
+    if (d->backend == IO_URING) return d->ring.init(RING_ENTRIES);
+    d->epfd = port::epoll_new();
+    if (d->epfd < 0) return d->epfd;
+    return port::epoll_ctl_add(d->epfd, d->wake_fd, EPOLLIN, UINT64_MAX);
+}
+
 // epoll at shutdown: every waiter left (a plain thread's operation: the
 // tasks' were freed with them) is woken; its retry finds the drivers closed
 // and completes with WEFT_ECLOSED.
-void ep_wake_all(Shared* sh) {
-    FdTable* t = io_state(sh)->fds;
+void ep_wake_all(IoState* st) {
+    FdTable* t = st->fds;
     for (uint32_t p = 0; p < FD_PAGES; p++) {
         FdEntry* page = t->pages[p].load(std::memory_order_acquire);
         if (!page) continue;
@@ -853,62 +903,54 @@ void ep_wake_all(Shared* sh) {
                 port::LockGuard g(page[i].mu);
                 waited_on = page[i].head != nullptr;
             }
-            if (waited_on) ep_event(sh, (int)(p * FD_PAGE + i), ~0u);
+            if (waited_on) ep_event(st, (int)(p * FD_PAGE + i), ~0u);
         }
     }
 }
-}  // namespace
 
-void io_shutdown(Shared* sh) {
-    IoState* st = io_state(sh);
-    if (!st || !st->drivers) return;
-    if (st->backend == IO_EPOLL) {
-        for (uint32_t i = 0; i < sh->nworkers; i++) st->drivers[i].closed.store(true, std::memory_order_release);
-        ep_wake_all(sh);
-        return;
+// Shutdown of one io_uring driver by its holder: cancel everything the
+// kernel holds and wait for every answer (memory an operation lent the
+// kernel is released only after it), then close it to new operations.
+// `reap` reaps the ring (the driver's own reap, or a tpc executor's).
+void uring_drain(Driver* d, void (*reap)(void*), void* arg) {
+    take_remote(d);
+    struct io_uring_sqe* sqe = sqe_for(d);
+    if (sqe) {
+        sqe->opcode = IORING_OP_ASYNC_CANCEL;
+        // Every request of this ring (5.19); older kernels answer
+        // -EINVAL and rely on the per-op cancels of the drops.
+        sqe->cancel_flags = IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL;
+        sqe->user_data = TAG_IGNORE;
     }
-    for (uint32_t i = 0; i < sh->nworkers; i++) {
-        Driver* d = &st->drivers[i];
-        if (d->backend != IO_URING || !d->ring.ok()) {
-            d->closed.store(true, std::memory_order_release);
-            continue;
-        }
-        // Requests queued by the last drops (shutdown step 5), then cancel
-        // everything the kernel holds and wait for every answer: memory an
-        // operation lent the kernel is released only after it.
+    // Bounded: a kernel without CANCEL_ANY (5.19) still gets the per-op
+    // cancels sent when the tasks were dropped; past the bound the ring's
+    // close cancels the rest (and their memory is leaked rather than freed
+    // under the kernel).
+    uint64_t give_up = port::monotonic_ns() + 5000000000ull;
+    while (d->in_flight && port::monotonic_ns() < give_up) {
+        d->ring.submit_and_wait(1, 10000000);
+        reap(arg);
         take_remote(d);
-        struct io_uring_sqe* sqe = sqe_for(d);
-        if (sqe) {
-            sqe->opcode = IORING_OP_ASYNC_CANCEL;
-            // Every request of this ring (5.19); older kernels answer
-            // -EINVAL and rely on the per-op cancels of the drops.
-            sqe->cancel_flags = IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL;
-            sqe->user_data = TAG_IGNORE;
-        }
-        // Bounded: a kernel without CANCEL_ANY (5.19) still gets the
-        // per-op cancels sent when the tasks were dropped; past the bound
-        // the ring's close cancels the rest (and their memory is leaked
-        // rather than freed under the kernel).
-        uint64_t give_up = port::monotonic_ns() + 5000000000ull;
-        while (d->in_flight && port::monotonic_ns() < give_up) {
-            d->ring.submit_and_wait(1, 10000000);
-            uring_reap(d);
-            take_remote(d);
-        }
-        d->closed.store(true, std::memory_order_release);
     }
+    d->closed.store(true, std::memory_order_seq_cst);
+    take_remote(d);  // requests pushed before the close (push_remote serves later ones)
 }
 
-void io_destroy(Shared* sh) {
-    IoState* st = io_state(sh);
-    if (!st) return;
+void reap_driver(void* d) { uring_reap(static_cast<Driver*>(d)); }
+
+void close_driver(Driver* d) {
+    d->ring.exit();
+    if (d->epfd >= 0) port::close_fd(d->epfd);
+    d->epfd = -1;
+    if (d->owns_wake_fd && d->wake_fd >= 0) port::close_fd(d->wake_fd);
+    d->wake_fd = -1;
+}
+
+void state_free(IoState* st) {
     if (st->drivers) {
-        for (uint32_t i = 0; i < sh->nworkers; i++) {
-            Driver* d = &st->drivers[i];
-            d->ring.exit();
-            if (d->epfd >= 0) port::close_fd(d->epfd);
-            if (d->wake_fd >= 0) port::close_fd(d->wake_fd);
-            d->~Driver();
+        for (uint32_t i = 0; i < st->ndrivers; i++) {
+            close_driver(&st->drivers[i]);
+            st->drivers[i].~Driver();
         }
         port::free(st->drivers);
     }
@@ -918,7 +960,168 @@ void io_destroy(Shared* sh) {
     }
     st->~IoState();
     port::free(st);
+}
+
+void state_release(IoState* st) {
+    if (st->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) state_free(st);
+}
+
+}  // namespace
+
+int io_init(Shared* sh) {
+    void* mem = port::alloc(sizeof(IoState));
+    if (!mem) return WEFT_ENOMEM;
+    IoState* st = new (mem) IoState();
+    st->sh = sh;
+    sh->io = st;
+    int r = choose_backend(st);
+    if (r != 0) return r;
+    if ((r = alloc_drivers(st, sh->nworkers)) != 0) return r;
+    for (uint32_t i = 0; i < sh->nworkers; i++) {
+        Driver* d = &st->drivers[i];
+        d->worker = &sh->workers[i];
+        int fd = port::eventfd_new();
+        if (fd < 0) return fd;
+        d->wake_fd = fd;
+        if ((r = setup_driver(d)) < 0) return r;
+        sh->workers[i].io = d;
+        sh->workers[i].parker.set_wake_fd(d->wake_fd, &d->wake_writes);
+    }
+    return 0;
+}
+
+void io_shutdown(Shared* sh) {
+    IoState* st = io_state(sh);
+    if (!st || !st->drivers) return;
+    if (st->backend == IO_EPOLL) {
+        for (uint32_t i = 0; i < st->ndrivers; i++) st->drivers[i].closed.store(true, std::memory_order_release);
+        ep_wake_all(st);
+        return;
+    }
+    for (uint32_t i = 0; i < st->ndrivers; i++) {
+        Driver* d = &st->drivers[i];
+        if (d->backend != IO_URING || !d->ring.ok()) {
+            d->closed.store(true, std::memory_order_release);
+            continue;
+        }
+        // Requests queued by the last drops (shutdown step 5) are taken first.
+        uring_drain(d, reap_driver, d);
+    }
+}
+
+void io_destroy(Shared* sh) {
+    IoState* st = io_state(sh);
+    if (!st) return;
+    state_free(st);
     sh->io = nullptr;
+}
+
+// ---- the thread-per-core executor's I/O ---------------------------------------------
+
+int io_tpc_new(const TpcIoConfig& cfg, IoState** out) {
+    *out = nullptr;
+    void* mem = port::alloc(sizeof(IoState));
+    if (!mem) return WEFT_ENOMEM;
+    IoState* st = new (mem) IoState();
+    st->notify = cfg.notify;
+    st->notify_arg = cfg.notify_arg;
+    int r = choose_backend(st);
+    if (r == 0) r = alloc_drivers(st, 1);
+    if (r == 0) {
+        Driver* d = &st->drivers[0];
+        d->wake_fd = cfg.mailbox_fd;
+        d->owns_wake_fd = false;
+        r = setup_driver(d);
+        // A ring that cannot be set up after all (memory limits): epoll.
+        if (r < 0 && st->backend == IO_URING && !(getenv("WEFT_IO") && strcmp(getenv("WEFT_IO"), "uring") == 0)) {
+            d->ring.exit();
+            st->uring_error = r;
+            st->backend = d->backend = IO_EPOLL;
+            st->why = "epoll: io_uring could not be set up (see uring_error)";
+            void* fm = port::alloc(sizeof(FdTable));
+            st->fds = fm ? new (fm) FdTable() : nullptr;
+            r = fm ? setup_driver(d) : WEFT_ENOMEM;
+        }
+    }
+    if (r < 0) {
+        state_free(st);
+        return r;
+    }
+    *out = st;
+    return 0;
+}
+
+port::Ring* io_tpc_ring(IoState* st) { return st->backend == IO_URING ? &st->drivers[0].ring : nullptr; }
+IoBackend io_tpc_backend(const IoState* st) { return st->backend; }
+
+void io_tpc_cqe(IoState* st, uint64_t ud, int32_t res, uint32_t flags) {
+    if (ud & TAG_MASK) return;  // TAG_IGNORE: a cancel's own answer
+    uring_complete(&st->drivers[0], reinterpret_cast<IoOp*>((uintptr_t)ud), res, flags);
+}
+
+void io_tpc_take_remote(IoState* st) {
+    Driver* d = &st->drivers[0];
+    if (d->backend == IO_URING) take_remote(d);
+}
+
+bool io_tpc_remote_pending(const IoState* st) {
+    return st->drivers[0].remote_any.load(std::memory_order_seq_cst);
+}
+
+bool io_tpc_may_complete(const IoState* st) {
+    const Driver* d = &st->drivers[0];
+    if (d->backend == IO_URING) return d->ring.sq_pending() != 0 || d->in_flight != 0;
+    return d->submitted.load(std::memory_order_relaxed) != d->completed.load(std::memory_order_relaxed);
+}
+
+void io_tpc_tick(IoState* st) {
+    Driver* d = &st->drivers[0];
+    if (d->backend == IO_EPOLL) {
+        if (io_tpc_may_complete(st)) ep_dispatch(d, 0);
+        return;
+    }
+    if (d->ring.sq_pending()) {
+        d->enters.fetch_add(1, std::memory_order_relaxed);
+        d->ring.submit();
+    }
+}
+
+void io_tpc_epoll_wait(IoState* st, int64_t timeout_ns) { ep_dispatch(&st->drivers[0], timeout_ns); }
+
+void io_tpc_shutdown(IoState* st, void (*reap)(void*), void* arg) {
+    Driver* d = &st->drivers[0];
+    if (d->backend == IO_URING) {
+        uring_drain(d, reap, arg);
+    } else {
+        d->closed.store(true, std::memory_order_release);
+        ep_wake_all(st);
+    }
+}
+
+void io_tpc_release(IoState* st) {
+    Driver* d = &st->drivers[0];
+    d->closed.store(true, std::memory_order_release);
+    // The kernel holds nothing of it (io_tpc_shutdown): close the ring and
+    // the epoll set now; the memory stays while operations hold references.
+    close_driver(d);
+    state_release(st);
+}
+
+void io_fill_status(const IoState* st, weft_io_status* out) {
+    memset(out, 0, sizeof *out);
+    out->size = sizeof *out;
+    out->backend = st->backend;
+    out->uring_impl = WEFT_HAVE_LIBURING ? 1 : 2;
+    out->uring_error = st->uring_error;
+    out->why = st->why;
+    for (uint32_t i = 0; i < st->ndrivers; i++) {
+        const Driver* d = &st->drivers[i];
+        out->submitted += d->submitted.load(std::memory_order_relaxed);
+        out->completed += d->completed.load(std::memory_order_relaxed);
+        out->enters += d->enters.load(std::memory_order_relaxed);
+        out->wake_writes += d->wake_writes.load(std::memory_order_relaxed);
+    }
+    out->in_flight = out->submitted >= out->completed ? out->submitted - out->completed : 0;
 }
 
 }  // namespace weft::kernel
@@ -961,18 +1164,37 @@ Shared* live_runtime(weft_runtime* rt) {
 int op_new(weft_runtime* rt, Kind kind, int fd, weft_io_op** out, IoOp** op_out) {
     if (!out) return WEFT_EINVAL;
     *out = nullptr;
-    Shared* sh = live_runtime(rt);
-    if (!sh || fd < 0) return WEFT_EINVAL;
-    if (sh->owned_closed.load(std::memory_order_acquire) || !sh->io) return WEFT_ECLOSED;
+    Shared* sh = nullptr;
+    IoState* st = nullptr;
+    if (rt) {
+        sh = live_runtime(rt);
+        if (!sh) return WEFT_EINVAL;
+        if (sh->owned_closed.load(std::memory_order_acquire) || !sh->io) return WEFT_ECLOSED;
+        st = io_state(sh);
+    } else if (Shared* cur = current_runtime()) {
+        // rt NULL: the runtime of the calling worker thread...
+        sh = cur;
+        if (sh->owned_closed.load(std::memory_order_acquire) || !sh->io) return WEFT_ECLOSED;
+        st = io_state(sh);
+    } else if (tpc::t_exec) {
+        // ...or the calling thread's thread-per-core executor.
+        st = tpc::t_exec->io;
+        if (!st || st->drivers[0].closed.load(std::memory_order_acquire) || tpc::t_exec->closing) return WEFT_ECLOSED;
+    } else {
+        return WEFT_EINVAL;  // rt NULL on a thread that belongs to no runtime and no executor
+    }
+    if (fd < 0) return WEFT_EINVAL;
     // The worker's block cache (pool.h): an operation per read or write
     // costs no malloc on the hot path.
     void* mem = pool::alloc(sizeof(IoOp));
     if (!mem) return WEFT_ENOMEM;
     IoOp* op = new (mem) IoOp();
+    op->st = st;
     op->sh = sh;
     op->kind = kind;
     op->fd = fd;
-    runtime_retain(sh);
+    if (sh) runtime_retain(sh);
+    else st->refs.fetch_add(1, std::memory_order_relaxed);
     *op_out = op;
     *out = reinterpret_cast<weft_io_op*>(op);
     return 0;
@@ -1145,21 +1367,12 @@ int weft_runtime_io_status(const weft_runtime* rt, weft_io_status* out) {
     if (!sh || !out) return WEFT_EINVAL;
     if (out->size != sizeof(weft_io_status)) return WEFT_EVERSION;
     IoState* st = static_cast<IoState*>(sh->io);
-    memset(out, 0, sizeof *out);
-    out->size = sizeof *out;
-    if (!st) return WEFT_ECLOSED;
-    out->backend = st->backend;
-    out->uring_impl = WEFT_HAVE_LIBURING ? 1 : 2;
-    out->uring_error = st->uring_error;
-    out->why = st->why;
-    for (uint32_t i = 0; i < sh->nworkers; i++) {
-        const Driver* d = &st->drivers[i];
-        out->submitted += d->submitted.load(std::memory_order_relaxed);
-        out->completed += d->completed.load(std::memory_order_relaxed);
-        out->enters += d->enters.load(std::memory_order_relaxed);
-        out->wake_writes += d->wake_writes.load(std::memory_order_relaxed);
+    if (!st) {
+        memset(out, 0, sizeof *out);
+        out->size = sizeof *out;
+        return WEFT_ECLOSED;
     }
-    out->in_flight = out->submitted >= out->completed ? out->submitted - out->completed : 0;
+    io_fill_status(st, out);
     return 0;
 }
 
@@ -1202,6 +1415,8 @@ int weft_io_op_poll(weft_io_op* o, weft_context* cx, int64_t* result) {
             }
             set_waker(op, &cx->waker);
             if (op->timeout_ns && !op->timer_on) {
+                // sh NULL (a tpc executor's op): the timer binds to the
+                // polling thread's executor.
                 if (weft_timer_init(&op->timer, reinterpret_cast<weft_runtime*>(op->sh)) == 0 &&
                     weft_timer_sleep_for(&op->timer, op->timeout_ns) == 0)
                     op->timer_on = true;
@@ -1211,7 +1426,7 @@ int weft_io_op_poll(weft_io_op* o, weft_context* cx, int64_t* result) {
         } else if (!is_uring && op->phase == IN_KERNEL && op->ep_fired) {
             // epoll: woken by readiness (the entry unlinked us): try again.
             set_waker(op, &cx->waker);
-            if (ep_attempt(op->sh, op)) continue;
+            if (ep_attempt(op->st, op)) continue;
         } else {
             set_waker(op, &cx->waker);
         }
@@ -1257,7 +1472,9 @@ extern "C" {
 int weft_io_op_wait(weft_io_op* o, int64_t* result) {
     IoOp* op = as_op(o);
     if (!op || !result) return WEFT_EINVAL;
-    if (current_runtime()) return WEFT_EDEADLK;
+    // A worker, or a thread-per-core executor's thread: blocking it would
+    // stop the very thread that must serve the operation.
+    if (current_runtime() || tpc::t_exec) return WEFT_EDEADLK;
     Parker parker;
     weft_context cx{weft_waker{&parker, &op_thread_vtable}};
     int r;

@@ -56,16 +56,18 @@ struct Shared;
 struct Worker;
 struct IoOp;
 struct FdTable;
+struct IoState;
 
 enum IoBackend : uint8_t { IO_NONE = 0, IO_URING = WEFT_IO_URING, IO_EPOLL = WEFT_IO_EPOLL };
 
 struct Driver {
-    Shared* sh = nullptr;
-    Worker* worker = nullptr;
+    IoState* st = nullptr;      // the state it belongs to (a runtime's, or a tpc executor's)
+    Worker* worker = nullptr;   // the multi-thread runtime's worker, or nullptr (tpc)
     IoBackend backend = IO_NONE;
     port::Ring ring;   // io_uring
     int epfd = -1;     // epoll
     int wake_fd = -1;  // the eventfd other threads write to wake the holder
+    bool owns_wake_fd = true;  // false on a tpc executor: the fd is its mailbox's
     uint64_t wake_buf = 0;   // the posted eventfd read's target (io_uring)
     bool wake_posted = false;
     // Set by io_shutdown once the kernel holds nothing of this driver's; a
@@ -121,6 +123,56 @@ uint32_t io_park(Worker* w, int64_t timeout_ns);
 // The driver a task polled on this thread submits to (nullptr: a thread
 // holding no worker of sh).
 Driver* io_current_driver(Shared* sh);
+
+// ---- the thread-per-core executor's I/O (kernel/tpc.cpp) ----
+// A tpc executor has an IoState of its own with one Driver, used only by
+// the executor's thread: operations created there (weft_io_* with rt NULL
+// on the executor's thread) submit to its ring or epoll set. Its io_uring
+// is the executor's ring (the one it parks in), so the executor reaps every
+// CQE itself and hands the ones that are not its own tags to io_tpc_cqe.
+// Its epoll set watches the mailbox's eventfd (data UINT64_MAX). A request
+// from another thread (an operation polled or freed there) is queued on the
+// driver's remote list and `notify(arg)` is called after the push, which
+// must wake the executor (its park re-checks io_tpc_remote_pending).
+// The state is reference-counted: the executor holds one reference, every
+// operation one, so an operation that outlives its executor still reads
+// live memory and completes with WEFT_ECLOSED.
+struct TpcIoConfig {
+    int mailbox_fd = -1;           // the executor's eventfd (epoll watches it; never closed here)
+    void (*notify)(void*) = nullptr;
+    void* notify_arg = nullptr;
+};
+// 0 with *out set, or a negative code: WEFT_ENOMEM, or io_uring's error when
+// WEFT_IO=uring forces a ring that cannot be had.
+int io_tpc_new(const TpcIoConfig& cfg, IoState** out);
+// The ring (io_uring backend) or nullptr (epoll).
+port::Ring* io_tpc_ring(IoState* st);
+IoBackend io_tpc_backend(const IoState* st);
+// One CQE whose user_data is not one of the executor's own tags.
+void io_tpc_cqe(IoState* st, uint64_t user_data, int32_t res, uint32_t flags);
+// Serves the remote list (owner only); cheap when it is empty.
+void io_tpc_take_remote(IoState* st);
+// Whether a request from another thread is queued (seq_cst: the executor's
+// park reads it after its sleeping flag, the Dekker pair of tpc.h).
+bool io_tpc_remote_pending(const IoState* st);
+// Whether a completion may still come (operations in the kernel, SQEs not
+// submitted, epoll waits registered): the executor then parks at once
+// rather than spinning, and submits at every tick.
+bool io_tpc_may_complete(const IoState* st);
+// Submits the queued SQEs (io_uring), or polls the epoll set without
+// waiting. Owner only.
+void io_tpc_tick(IoState* st);
+// epoll: waits up to timeout_ns (-1: no limit) and dispatches readiness.
+void io_tpc_epoll_wait(IoState* st, int64_t timeout_ns);
+// Owner thread, after every task was dropped: cancels what the kernel holds
+// and waits (bounded) for every answer, reaping through reap(arg) (the
+// executor's own reap, which sees its tags too), then closes the driver:
+// later operations complete with WEFT_ECLOSED.
+void io_tpc_shutdown(IoState* st, void (*reap)(void*), void* arg);
+// Closes the ring / epoll set and drops the executor's reference.
+void io_tpc_release(IoState* st);
+// weft_tpc_io_status.
+void io_fill_status(const IoState* st, weft_io_status* out);
 
 }  // namespace weft::kernel
 

@@ -12,6 +12,7 @@
 #include "../port/io_sys.h"
 #include "../port/port.h"
 #include "clock.h"
+#include "io.h"
 #include "pool.h"
 #include "scheduler.h"
 
@@ -30,12 +31,11 @@ std::atomic<Mailbox*> g_mailboxes[MAX_EXECUTORS];
 // matters; the id is published to shards by thread start.
 std::atomic<uint64_t> g_set_ids{0};
 
-// CQE tags in the executor's ring.
-constexpr uint64_t TAG_EFD = 1;      // the armed eventfd read completed
-constexpr uint64_t TAG_MSG = 2;      // a sibling's MSG_RING arrived
-constexpr uint64_t TAG_MSG_SRC = 3;  // our MSG_RING failed: (target slot << 8) | TAG_MSG_SRC
-
-constexpr uint32_t RING_ENTRIES = 64;
+// CQE tags in the executor's ring (its I/O operations' CQEs carry an IoOp*,
+// 16-aligned, or io.cpp's tags 1 and 2; io_tpc_cqe takes those).
+constexpr uint64_t TAG_EFD = 5;      // the armed eventfd read completed
+constexpr uint64_t TAG_MSG = 6;      // a sibling's MSG_RING arrived
+constexpr uint64_t TAG_MSG_SRC = 7;  // our MSG_RING failed: (target slot << 8) | TAG_MSG_SRC
 constexpr uint32_t POLLS_PER_TICK = 64;  // polls between two looks at the cross-thread queues
 
 void bump(std::atomic<uint64_t>& c) { c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
@@ -293,7 +293,7 @@ void signal(Mailbox* mb, uint32_t target) {
     Executor* src = t_exec;
     if (src && src->can_msg_ring && src->set_id && mb->set_id.load(std::memory_order_relaxed) == src->set_id) {
         int fd = mb->msg_ring_fd.load(std::memory_order_relaxed);
-        struct io_uring_sqe* sqe = fd >= 0 ? src->ring.get_sqe() : nullptr;
+        struct io_uring_sqe* sqe = fd >= 0 ? src->ring->get_sqe() : nullptr;
         if (sqe) {
             // IORING_OP_MSG_RING, IORING_MSG_DATA (addr 0): post a CQE with
             // user_data = off and res = len in the ring behind fd.
@@ -303,7 +303,7 @@ void signal(Mailbox* mb, uint32_t target) {
             sqe->len = 0;
             sqe->user_data = (uint64_t)target << 8 | TAG_MSG_SRC;
             if (src->cqe_skip) sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-            if (src->ring.submit() >= 1) {
+            if (src->ring->submit() >= 1) {
                 mb->signals.fetch_add(1, std::memory_order_relaxed);
                 mb->msg_ring_signals.fetch_add(1, std::memory_order_relaxed);
                 return;
@@ -413,7 +413,7 @@ void drain_wakes(Executor* ex) {
 }
 
 void arm_eventfd_read(Executor* ex) {
-    struct io_uring_sqe* sqe = ex->ring.get_sqe();
+    struct io_uring_sqe* sqe = ex->ring->get_sqe();
     if (!sqe) return;  // full: submitted by the next enter, armed after
     sqe->opcode = IORING_OP_READ;
     sqe->fd = ex->mb->eventfd;
@@ -425,20 +425,25 @@ void arm_eventfd_read(Executor* ex) {
 }
 
 void reap(Executor* ex) {
-    while (struct io_uring_cqe* cqe = ex->ring.peek_cqe()) {
+    while (struct io_uring_cqe* cqe = ex->ring->peek_cqe()) {
         uint64_t ud = cqe->user_data;
         int res = cqe->res;
-        ex->ring.cq_advance(1);
+        uint32_t flags = cqe->flags;
+        ex->ring->cq_advance(1);
         if (ud == TAG_EFD) {
             ex->efd_read_armed = false;
-        } else if ((ud & 0xff) == TAG_MSG_SRC && res < 0) {
-            // Our MSG_RING did not arrive: wake the target the other way.
-            Mailbox* mb = g_mailboxes[(ud >> 8) & (MAX_EXECUTORS - 1)].load(std::memory_order_acquire);
-            if (mb) port::eventfd_signal(mb->eventfd);
+        } else if ((ud & 0xff) == TAG_MSG_SRC) {
+            if (res < 0) {
+                // Our MSG_RING did not arrive: wake the target the other way.
+                Mailbox* mb = g_mailboxes[(ud >> 8) & (MAX_EXECUTORS - 1)].load(std::memory_order_acquire);
+                if (mb) port::eventfd_signal(mb->eventfd);
+            }
+        } else if (ud != TAG_MSG) {  // TAG_MSG: its arrival already ended the wait
+            io_tpc_cqe(ex->io, ud, res, flags);  // an I/O operation's completion
         }
-        // TAG_MSG: its arrival already ended the wait.
     }
 }
+void reap_cb(void* ex) { reap(static_cast<Executor*>(ex)); }
 
 // ---- timers (owner thread) ----------------------------------------------------------
 
@@ -495,7 +500,8 @@ void poll_remote(Executor* ex) {
     Mailbox* mb = ex->mb;
     if (mb->spawn_head.load(std::memory_order_relaxed)) take_spawns(ex);
     if (mb->wake_head.load(std::memory_order_relaxed)) drain_wakes(ex);
-    if (ex->use_ring && ex->ring.cq_ready()) reap(ex);
+    io_tpc_take_remote(ex->io);
+    if (ex->use_ring && ex->ring->cq_ready()) reap(ex);
 }
 
 // Before sleeping, an idle executor watches its queues for SPIN_NS: a
@@ -506,16 +512,17 @@ void poll_remote(Executor* ex) {
 // reaped, so it is skipped when the ring has work in flight.
 constexpr uint64_t SPIN_NS = 50000;
 
-bool remote_pending(const Mailbox* mb) {
+bool remote_pending(const Executor* ex) {
+    const Mailbox* mb = ex->mb;
     return mb->wake_head.load(std::memory_order_relaxed) || mb->spawn_head.load(std::memory_order_relaxed) ||
-           mb->stop.load(std::memory_order_relaxed);
+           mb->stop.load(std::memory_order_relaxed) || io_tpc_remote_pending(ex->io);
 }
 
 bool spin_for_work(Executor* ex, uint64_t spin_ns) {
     uint64_t deadline = port::monotonic_ns() + spin_ns;
     do {
         for (int i = 0; i < 64; i++) {
-            if (remote_pending(ex->mb)) return true;
+            if (remote_pending(ex)) return true;
             weft_arch_cpu_relax();
         }
     } while (port::monotonic_ns() < deadline);
@@ -526,7 +533,7 @@ void park(Executor* ex) {
     Mailbox* mb = ex->mb;
     int64_t timeout = timer_timeout(ex);
     if (timeout == 0) return;  // a timer is due: fire it first
-    if (ex->spin && ex->inflight == 0) {
+    if (ex->spin && !io_tpc_may_complete(ex->io)) {
         bool timer_first = timeout > 0 && (uint64_t)timeout <= SPIN_NS;
         if (spin_for_work(ex, timer_first ? (uint64_t)timeout : SPIN_NS) || timer_first) return;
         if ((timeout = timer_timeout(ex)) == 0) return;
@@ -534,18 +541,20 @@ void park(Executor* ex) {
     // seq_cst: the store side of the Dekker pair (tpc.h).
     mb->sleeping.store(1, std::memory_order_seq_cst);
     if (mb->wake_head.load(std::memory_order_seq_cst) || mb->spawn_head.load(std::memory_order_seq_cst) ||
-        mb->stop.load(std::memory_order_seq_cst)) {
+        mb->stop.load(std::memory_order_seq_cst) || io_tpc_remote_pending(ex->io)) {
         mb->sleeping.store(0, std::memory_order_relaxed);
         return;
     }
     bump(ex->parks);
     if (ex->use_ring) {
         if (!ex->efd_read_armed) arm_eventfd_read(ex);
-        ex->ring.submit_and_wait(1, timeout);  // -ETIME, -EINTR: look again
+        // Submits the operations' queued SQEs in the same call.
+        ex->ring->submit_and_wait(1, timeout);  // -ETIME, -EINTR: look again
         reap(ex);
     } else {
-        port::sys_poll_wait(mb->eventfd, 1 /* POLLIN */, timeout);
-        port::eventfd_drain(mb->eventfd);
+        // epoll: the set watches the mailbox's eventfd (drained there) and
+        // the operations' fds.
+        io_tpc_epoll_wait(ex->io, timeout);
     }
     mb->sleeping.store(0, std::memory_order_relaxed);
 }
@@ -561,9 +570,13 @@ void run(Executor* ex, TaskHeader* until) {
         fire_timers(ex);
         for (uint32_t n = 0; n < POLLS_PER_TICK && ex->ready_head; n++) {
             run_one(ex, pop_ready(ex));
-            if (until && (until->tpc_flags & ST_MASK) == ST_DONE) return;
+            if (until && (until->tpc_flags & ST_MASK) == ST_DONE) {
+                io_tpc_tick(ex->io);  // what the last polls queued goes to the kernel now
+                return;
+            }
         }
         if (!ex->ready_head) park(ex);
+        else io_tpc_tick(ex->io);  // busy: submit the SQEs queued meanwhile (epoll: look at the set)
     }
 }
 
@@ -598,12 +611,16 @@ void shutdown_tasks(Executor* ex) {
     }
 }
 
-bool want_ring(int* err) {
-    const char* force = getenv("WEFT_IO");
-    *err = 0;
-    if (force && strcmp(force, "epoll") == 0) return false;
-    *err = port::uring_probe_available();
-    return *err == 0;
+// The I/O driver's request from another thread (an operation polled or
+// freed there) was pushed: wake the owner if it sleeps. arg is the Mailbox,
+// never freed, so a late request cannot touch a freed executor; the eventfd
+// is enough for these rare requests (no MSG_RING).
+void io_notify(void* arg) {
+    Mailbox* mb = static_cast<Mailbox*>(arg);
+    if (!mb->sleeping.load(std::memory_order_seq_cst)) return;
+    if (!mb->sleeping.exchange(0, std::memory_order_seq_cst)) return;
+    mb->signals.fetch_add(1, std::memory_order_relaxed);
+    port::eventfd_signal(mb->eventfd);
 }
 
 int executor_init(Executor* ex, const weft_tpc_config* cfg, ShardSet* set, uint64_t set_id, uint32_t shard) {
@@ -615,22 +632,24 @@ int executor_init(Executor* ex, const weft_tpc_config* cfg, ShardSet* set, uint6
     ex->shard = shard;
     ex->wake_mode = cfg ? cfg->wake : WEFT_TPC_WAKE_DEFAULT;
     ex->spin = !(cfg && (cfg->flags & WEFT_TPC_NO_SPIN));
-    int err;
-    if (want_ring(&err) && ex->ring.init(RING_ENTRIES) == 0) {
+    TpcIoConfig io;
+    io.mailbox_fd = mb->eventfd;
+    io.notify = io_notify;
+    io.notify_arg = mb;
+    // The backend as for a runtime (WEFT_IO, then io_uring, then epoll).
+    if ((r = io_tpc_new(io, &ex->io)) != 0) {
+        mailbox_release(mb);
+        return r;
+    }
+    if ((ex->ring = io_tpc_ring(ex->io)) != nullptr) {
         ex->use_ring = true;
-        ex->cqe_skip = (ex->ring.features() & IORING_FEAT_CQE_SKIP) != 0;
+        ex->cqe_skip = (ex->ring->features() & IORING_FEAT_CQE_SKIP) != 0;
         // MSG_RING between shards of one set, where the kernel has it (5.18).
         ex->can_msg_ring = set_id != 0 && ex->wake_mode != WEFT_TPC_WAKE_EVENTFD &&
-                           ex->ring.supports(IORING_OP_MSG_RING);
+                           ex->ring->supports(IORING_OP_MSG_RING);
         // WEFT_TPC_WAKE_DEFAULT takes MSG_RING where the kernel has it:
         // measured faster than the eventfd (bench/RESULTS.md,
         // tpc_shard_ping_pong_*).
-    } else {
-        const char* force = getenv("WEFT_IO");
-        if (force && strcmp(force, "uring") == 0) {
-            mailbox_release(mb);
-            return err ? err : WEFT_EINVAL;
-        }
     }
     ex->timer_epoch_ns = process_clock().now();
     ex->signals_base = mb->signals.load(std::memory_order_relaxed);
@@ -638,7 +657,7 @@ int executor_init(Executor* ex, const weft_tpc_config* cfg, ShardSet* set, uint6
     mb->stop.store(0, std::memory_order_relaxed);
     mb->sleeping.store(0, std::memory_order_relaxed);
     mb->set_id.store(set_id, std::memory_order_relaxed);
-    mb->msg_ring_fd.store(ex->can_msg_ring ? ex->ring.ring_fd() : -1, std::memory_order_relaxed);
+    mb->msg_ring_fd.store(ex->can_msg_ring ? ex->ring->ring_fd() : -1, std::memory_order_relaxed);
     // Queue this incarnation fresh: spawns are open again.
     mb->spawn_head.store(0, std::memory_order_release);
     return 0;
@@ -648,7 +667,9 @@ int executor_init(Executor* ex, const weft_tpc_config* cfg, ShardSet* set, uint6
 // of the set is joined): close the ring, hand the mailbox back, free.
 void executor_destroy(Executor* ex) {
     ex->mb->msg_ring_fd.store(-1, std::memory_order_relaxed);
-    ex->ring.exit();
+    if (ex->io) io_tpc_release(ex->io);  // closes the ring
+    ex->io = nullptr;
+    ex->ring = nullptr;
     mailbox_release(ex->mb);
     ex->magic = 0;
     ex->~Executor();
@@ -685,6 +706,9 @@ void* shard_main(void* arg) {
     if (ex->set->pin) port::thread_pin_self(ex->shard);
     run(ex, nullptr);
     shutdown_tasks(ex);
+    // The dropped tasks' operations were cancelled: wait for the kernel's
+    // answers before their buffers can go.
+    io_tpc_shutdown(ex->io, reap_cb, ex);
     t_exec = nullptr;
     pool::thread_exit();
     return nullptr;
@@ -889,6 +913,9 @@ int weft_tpc_free(weft_tpc* p) {
     if (!owns(ex)) return WEFT_EINVAL;
     if (ex->in_block_on) return WEFT_EDEADLK;
     shutdown_tasks(ex);
+    // The dropped tasks' operations were cancelled: wait for the kernel's
+    // answers before their buffers can go.
+    io_tpc_shutdown(ex->io, reap_cb, ex);
     bool own_pool = ex->own_pool;
     t_exec = nullptr;
     executor_destroy(ex);
@@ -1084,6 +1111,15 @@ int weft_tpc_get_metrics(const weft_tpc* p, weft_tpc_metrics* out) {
     out->msg_ring_signals = rd(ex->mb->msg_ring_signals) - ex->msg_ring_base;
     out->live_tasks = ex->live_pub.load(std::memory_order_relaxed);
     out->uses_ring = ex->use_ring ? 1 : 0;
+    return 0;
+}
+
+int weft_tpc_io_status(const weft_tpc* p, weft_io_status* out) {
+    const Executor* ex = reinterpret_cast<const Executor*>(p);
+    if (!ex || ex->magic != Executor::MAGIC || !out) return WEFT_EINVAL;
+    if (out->size != sizeof(weft_io_status)) return WEFT_EVERSION;
+    if (!ex->io) return WEFT_ECLOSED;
+    io_fill_status(ex->io, out);
     return 0;
 }
 

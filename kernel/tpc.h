@@ -89,6 +89,10 @@
 #include "task.h"
 #include "timer.h"
 
+namespace weft::kernel {
+struct IoState;  // kernel/io.h
+}
+
 namespace weft::kernel::tpc {
 
 inline constexpr uint32_t EXEC_BITS = 10;
@@ -196,17 +200,19 @@ struct Executor {
     bool closing = false;     // shutdown began: spawns refused, wakes ignored
     bool in_block_on = false;
     bool own_pool = false;    // created the thread's pool cache (weft_tpc_new)
-    bool use_ring = false;
+    bool use_ring = false;     // parks in io_uring (ring != nullptr); else epoll_wait
     bool efd_read_armed = false;
     bool can_msg_ring = false;  // this executor's ring may send MSG_RING
     bool cqe_skip = false;      // IORING_FEAT_CQE_SKIP
-    uint32_t inflight = 0;      // ring operations other than the eventfd read (none yet: I/O on this
-                                // executor is future work)
     TimerWheel wheel;           // this executor's timers (1 ms ticks from timer_epoch_ns)
     uint64_t timer_epoch_ns = 0;
     uint64_t signals_base = 0;  // the mailbox's counters when this executor took it
     uint64_t msg_ring_base = 0;
-    port::Ring ring;
+    // The executor's I/O (kernel/io.h, io_tpc_*): one driver whose io_uring
+    // is the ring the executor parks in (`ring`, nullptr on epoll), or an
+    // epoll set that watches the mailbox's eventfd.
+    IoState* io = nullptr;
+    port::Ring* ring = nullptr;
 
     // ---- counters: written by the owner (load + store), read by anyone ----
     std::atomic<uint64_t> polls{0}, spawned_local{0}, spawned_remote{0}, wakes_local{0}, wakes_remote{0},

@@ -39,6 +39,7 @@
 
 #include <weft/io.hpp>
 
+#include "io_test_support.h"
 #include "test_support.h"
 
 using namespace std::chrono_literals;
@@ -48,107 +49,7 @@ namespace {
 
 // ---- helpers ---------------------------------------------------------------------
 
-// A failed setup syscall ends the test (gtest reports the exception).
-void check_sys(bool ok, const char* what) {
-    if (!ok) throw std::runtime_error(std::string(what) + ": " + std::strerror(errno));
-}
-
-// A descriptor the test owns.
-struct UniqueFd {
-    int fd = -1;
-    UniqueFd() = default;
-    explicit UniqueFd(int f) : fd(f) {}
-    UniqueFd(UniqueFd&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
-    UniqueFd& operator=(UniqueFd&& o) noexcept {
-        reset(std::exchange(o.fd, -1));
-        return *this;
-    }
-    ~UniqueFd() { reset(); }
-    void reset(int f = -1) {
-        if (fd >= 0) ::close(fd);
-        fd = f;
-    }
-    int release() { return std::exchange(fd, -1); }
-};
-
-sockaddr_in loopback(uint16_t port) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return a;
-}
-
-// A plain blocking TCP connection to 127.0.0.1:port (a peer's side).
-UniqueFd blocking_connect(uint16_t port) {
-    UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    check_sys(s.fd >= 0, "socket");
-    sockaddr_in a = loopback(port);
-    check_sys(::connect(s.fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0, "connect");
-    return s;
-}
-
-// A connected loopback TCP pair: `weft_side` is non-blocking (weft's sockets
-// must be, for the epoll backend), `peer` is a plain blocking socket for the
-// test thread or a helper thread.
-struct TcpPair {
-    UniqueFd weft_side;
-    UniqueFd peer;
-};
-TcpPair tcp_pair() {
-    uint16_t port = 0;
-    UniqueFd listener(weft_io_tcp_listen("127.0.0.1", 0, 16, &port));
-    if (listener.fd < 0) throw std::runtime_error(std::string("weft_io_tcp_listen: ") + weft_strerror(listener.fd));
-    TcpPair p;
-    p.peer = blocking_connect(port);
-    pollfd pfd{listener.fd, POLLIN, 0};
-    check_sys(::poll(&pfd, 1, -1) == 1, "poll(listener)");
-    p.weft_side.reset(::accept4(listener.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-    check_sys(p.weft_side.fd >= 0, "accept4");
-    return p;
-}
-
-// A loopback port nobody listens on (it was bound a moment ago).
-uint16_t closed_port() {
-    uint16_t port = 0;
-    int fd = weft_io_tcp_listen("127.0.0.1", 0, 1, &port);
-    if (fd < 0) throw std::runtime_error(std::string("weft_io_tcp_listen: ") + weft_strerror(fd));
-    ::close(fd);
-    return port;
-}
-
-void send_all(int fd, const void* p, size_t n) {
-    const char* c = static_cast<const char*>(p);
-    while (n > 0) {
-        ssize_t k = ::send(fd, c, n, MSG_NOSIGNAL);
-        check_sys(k > 0, "send");
-        c += k;
-        n -= static_cast<size_t>(k);
-    }
-}
-std::string recv_exactly(int fd, size_t n) {
-    std::string s(n, '\0');
-    size_t got = 0;
-    while (got < n) {
-        ssize_t k = ::recv(fd, s.data() + got, n - got, 0);
-        check_sys(k > 0, "recv (or early EOF)");
-        got += static_cast<size_t>(k);
-    }
-    return s;
-}
-
-// Deterministic bytes, different at every offset of a long run.
-std::string pattern(size_t n, unsigned seed) {
-    std::string s(n, '\0');
-    uint32_t x = 2463534242u ^ seed;
-    for (size_t i = 0; i < n; i++) {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        s[i] = static_cast<char>(x);
-    }
-    return s;
-}
+using namespace weft_io_test;
 
 weft_io_status io_status(weft_runtime* rt) {
     weft_io_status st{};
@@ -179,23 +80,6 @@ weft_task_desc c_task(weft_poll_fn poll, weft_drop_fn drop, void* data, size_t o
     d.data = data;
     d.output_size = output_size;
     return d;
-}
-
-// The echo connection of examples/echo_server.cpp.
-weft::Task<void> echo_connection(weft::net::TcpStream stream) {
-    weft::Buffer buf(4096);
-    for (;;) {
-        auto n = co_await stream.read(buf);
-        if (!n || *n == 0) co_return;
-        if (!co_await stream.write_all(buf, 0, *n)) co_return;
-    }
-}
-weft::Task<void> echo_accept_loop(weft::net::TcpListener* listener) {
-    for (;;) {
-        auto conn = co_await listener->accept();
-        if (!conn) co_return;
-        weft::spawn(echo_connection(std::move(*conn))).detach();
-    }
 }
 
 // Aborts a server task and waits until it is gone, so that nothing it uses
@@ -368,22 +252,7 @@ TEST(IoCpp, UdpRoundTrip) {
     ASSERT_TRUE(b) << b.message();
     ASSERT_TRUE(a->connect("127.0.0.1", b->local_port()));
     ASSERT_TRUE(b->connect("127.0.0.1", a->local_port()));
-    auto replies = rt.block_on([](weft::net::UdpSocket* a, weft::net::UdpSocket* b) -> weft::Task<std::string> {
-        weft::Buffer buf(64);
-        std::memcpy(buf.data(), "ping", 4);
-        auto sent = co_await a->send(buf, 0, 4);
-        EXPECT_TRUE(sent && *sent == 4) << sent.message();
-        weft::Buffer in(64);
-        auto got = co_await b->recv(in);
-        if (!got) co_return std::string("recv: ") + got.message();
-        std::string first(in.data(), *got);
-        static const char pong[] = "pong!";  // static: may be sent without an owner
-        auto back = co_await b->send(std::span<const char>(pong, 5));
-        EXPECT_TRUE(back && *back == 5) << back.message();
-        auto again = co_await a->recv(in);
-        if (!again) co_return std::string("recv: ") + again.message();
-        co_return first + "/" + std::string(in.data(), *again);
-    }(&*a, &*b));
+    auto replies = rt.block_on(udp_ping_pong(&*a, &*b));
     EXPECT_EQ(replies, "ping/pong!");
 }
 
@@ -985,32 +854,7 @@ TEST(IoCpp, TwoHundredConnectionsEchoConcurrently) {
     auto server = rt.spawn(echo_accept_loop(&*listener));
     std::vector<weft::JoinHandle<bool>> clients;
     for (int i = 0; i < CONNECTIONS; i++) {
-        clients.push_back(rt.spawn([](uint16_t port, int id) -> weft::Task<bool> {
-            auto conn = co_await weft::net::TcpStream::connect("127.0.0.1", port);
-            if (!conn) {
-                ADD_FAILURE() << "connect " << id << ": " << conn.message();
-                co_return false;
-            }
-            const std::string msg = pattern(MESSAGE, static_cast<unsigned>(id) + 100);
-            weft::Buffer out(MESSAGE);
-            std::memcpy(out.data(), msg.data(), MESSAGE);
-            auto sent = co_await conn->write_all(out);
-            if (!sent) {
-                ADD_FAILURE() << "write_all " << id << ": " << sent.message();
-                co_return false;
-            }
-            weft::Buffer in(1024);
-            std::string back;
-            while (back.size() < MESSAGE) {
-                auto n = co_await conn->read(in);
-                if (!n || *n == 0) {
-                    ADD_FAILURE() << "read " << id << ": " << (n ? "EOF" : n.message());
-                    co_return false;
-                }
-                back.append(in.data(), *n);
-            }
-            co_return back == msg;
-        }(listener->local_port(), i)));
+        clients.push_back(rt.spawn(echo_client(listener->local_port(), i + 100, MESSAGE)));
     }
     int echoed = 0;
     for (auto& c : clients) echoed += c.join() ? 1 : 0;

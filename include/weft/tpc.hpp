@@ -13,6 +13,10 @@
 //   weft::tpc::ShardSet shards(4, /*pin=*/true);  // 4 threads, one executor each
 //   shards.spawn_on(2, handle_connection(fd));    // from any thread; detached
 //
+// I/O (io.hpp) works inside these tasks unchanged: with no runtime given,
+// an operation goes to the calling thread's executor, whose io_uring (the
+// one it parks in) or epoll set serves it (weft_tpc.h).
+//
 // A JoinHandle of a task on this executor belongs to the executor's thread
 // (co_await it there); join() on it throws (it would block the only thread
 // that can finish the task). Tasks spawned onto another shard are detached:
@@ -102,6 +106,13 @@ public:
         weft_tpc_get_metrics(ex_, &m);
         return m;
     }
+    // The executor's own I/O driver (weft_tpc_io_status).
+    weft_io_status io_status() const {
+        weft_io_status st{};
+        st.size = sizeof(st);
+        weft_tpc_io_status(ex_, &st);
+        return st;
+    }
 
 private:
     weft_tpc* ex_ = nullptr;
@@ -147,6 +158,12 @@ public:
         m.size = sizeof(m);
         weft_tpc_get_metrics(shard(i), &m);
         return m;
+    }
+    weft_io_status io_status(uint32_t i) const {
+        weft_io_status st{};
+        st.size = sizeof(st);
+        weft_tpc_io_status(shard(i), &st);
+        return st;
     }
     weft_shards* native_handle() const noexcept { return set_; }
 

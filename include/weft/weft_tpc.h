@@ -37,9 +37,21 @@
  * with rt NULL spawn onto the calling thread's executor, so weft::spawn and
  * weft::ForkJoin work here too.
  *
- * Not on this executor (yet): weft I/O operations, which belong to a
- * multi-thread runtime (they return WEFT_EINVAL here), and the preemption
- * budget (weft_budget_consume always allows). */
+ * I/O works here: weft_io_* (weft_io.h) with rt NULL on an executor's
+ * thread creates an operation on that executor's own driver: its io_uring
+ * is the ring the executor parks in (one ring per executor), or, where
+ * io_uring cannot be used, an epoll set of its own (the same choice and the
+ * same WEFT_IO variable as a runtime's). Completions are reaped by the
+ * executor's thread and wake the task that waits, with no lock and no
+ * cross-thread traffic; the C++ wrappers (io.hpp: TcpListener, TcpStream,
+ * UdpSocket, fs::File) pass rt NULL by default and so work unchanged. An
+ * operation is best polled on its executor's thread; polled (or freed)
+ * elsewhere it is handed to the executor through a queue. Freeing the
+ * executor cancels what the kernel still holds and waits for the answers;
+ * an operation that outlives it completes with WEFT_ECLOSED.
+ *
+ * Not on this executor (yet): the preemption budget (weft_budget_consume
+ * always allows). */
 #ifndef WEFT_WEFT_TPC_H
 #define WEFT_WEFT_TPC_H
 
@@ -142,6 +154,9 @@ typedef struct weft_tpc_metrics {
 /* Counters of ex, readable from any thread while it runs (each counter exact
  * for its executor, the set not one snapshot). */
 WEFT_API int weft_tpc_get_metrics(const weft_tpc* ex, weft_tpc_metrics* out);
+/* The executor's I/O driver: its backend, why, and its counters (out->size
+ * = sizeof(weft_io_status)). Any thread, while ex lives. */
+WEFT_API int weft_tpc_io_status(const weft_tpc* ex, weft_io_status* out);
 
 #ifdef __cplusplus
 }
