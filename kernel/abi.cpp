@@ -225,10 +225,20 @@ int weft_spawn(weft_runtime* rt, const weft_task_desc* desc, weft_join** join) {
     return r;
 }
 
-void* weft_task_alloc(size_t state_size, const weft_task_vtable* vtable) {
-    if (!vtable || !vtable->poll) return nullptr;
+// weft_task_alloc when the pool has no block cached (a call to malloc).
+static __attribute__((noinline)) void* task_alloc_uncached(size_t state_size, const weft_task_vtable* vtable) {
     TaskHeader* t = task_alloc(state_size, vtable);
     return t ? t->state_ptr() : nullptr;
+}
+
+void* weft_task_alloc(size_t state_size, const weft_task_vtable* vtable) {
+    if (!vtable || !vtable->poll || state_size > TASK_STATE_MAX) return nullptr;
+    size_t total = task_alloc_size(state_size);
+    // A block from this thread's cache: no call on this path, so it saves no
+    // registers; a miss tail-calls the general allocation.
+    void* mem = pool::alloc_cached(total);
+    if (__builtin_expect(!mem, 0)) return task_alloc_uncached(state_size, vtable);
+    return task_init(mem, total, vtable)->state_ptr();
 }
 
 int weft_task_spawn_ex(weft_runtime* rt, void* state, weft_join** join, uint32_t flags) {

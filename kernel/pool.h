@@ -51,8 +51,9 @@ inline uint64_t class_bytes(uint32_t k) { return (uint64_t)(k + 1) * GRANULE; }
 void* alloc_slow(size_t size);
 void free_slow(void* p, size_t size);
 
-// Allocates size bytes (16-byte aligned). nullptr when out of memory.
-inline void* alloc(size_t size) {
+// A cached block of size bytes, or nullptr (none cached: use alloc). No
+// call: a caller can keep its own fast path a leaf.
+inline void* alloc_cached(size_t size) {
     Cache* c = t_cache;
     if (c && size - 1 < MAX_POOLED) {
         uint32_t k = class_of(size);
@@ -62,6 +63,12 @@ inline void* alloc(size_t size) {
             return b;
         }
     }
+    return nullptr;
+}
+
+// Allocates size bytes (16-byte aligned). nullptr when out of memory.
+inline void* alloc(size_t size) {
+    if (void* b = alloc_cached(size)) return b;
     return alloc_slow(size);
 }
 

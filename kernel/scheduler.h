@@ -295,11 +295,10 @@ void runtime_release(Shared* sh);
 // Allocates a task with state_size bytes of state; nullptr when out of memory.
 // Inline: it is on every spawn's path (weft_task_alloc), and the pool's hit
 // path is a few instructions.
-inline TaskHeader* task_alloc(size_t state_size, const weft_task_vtable* vt) {
-    if (state_size > (size_t)UINT32_MAX - sizeof(TaskHeader) - 64) return nullptr;
-    size_t total = sizeof(TaskHeader) + ((state_size + 15) & ~(size_t)15);
-    void* mem = pool::alloc(total);
-    if (!mem) return nullptr;
+inline constexpr size_t TASK_STATE_MAX = (size_t)UINT32_MAX - sizeof(TaskHeader) - 64;
+inline size_t task_alloc_size(size_t state_size) { return sizeof(TaskHeader) + ((state_size + 15) & ~(size_t)15); }
+// The header of a new task in mem (total bytes from the pool).
+inline TaskHeader* task_init(void* mem, size_t total, const weft_task_vtable* vt) {
     // SAFETY: mem is a fresh block of `total` bytes, 16-aligned (malloc), large
     // enough for the header followed by the state. Default-initialised (no
     // zeroing of the whole header): the fields read before spawn are set
@@ -316,6 +315,13 @@ inline TaskHeader* task_alloc(size_t state_size, const weft_task_vtable* vt) {
     t->resume_running = 0;
     t->kind = TASK_MT;
     return t;
+}
+inline TaskHeader* task_alloc(size_t state_size, const weft_task_vtable* vt) {
+    if (state_size > TASK_STATE_MAX) return nullptr;
+    size_t total = task_alloc_size(state_size);
+    void* mem = pool::alloc(total);
+    if (!mem) return nullptr;
+    return task_init(mem, total, vt);
 }
 // Spawns onto sh; on failure the future is dropped and the memory freed.
 // fork: a fork-join child of the calling task (WEFT_SPAWN_FORK).

@@ -181,19 +181,13 @@ void schedule(Executor* ex, TaskHeader* t) {
     }
 }
 
-void dealloc(TaskHeader* t) {
-    if (t->stage == Stage::Finished && t->vtable->drop_output) t->vtable->drop_output(t->state_ptr());
-    t->stage = Stage::Dropped;
-    pool::free(t, t->alloc_size);
-}
 
 // The task is finished (completed, failed, cancelled or dropped): free its
 // slot, wake its join handle, free it unless a handle holds it. Inline: run
 // in run_one once per task.
 __attribute__((always_inline)) inline void finish(Executor* ex, TaskHeader* t) {
     slot_free(ex->mb, Identity::slot(t->tpc_identity));
-    ex->live--;
-    ex->live_pub.store(ex->live, std::memory_order_relaxed);
+    ex->live.store(ex->live.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
     uint64_t f = t->tpc_flags;
     t->tpc_flags = (f & ~(ST_MASK | F_WOKEN | F_JOIN_WAKER)) | ST_DONE;
     if (f & F_JOIN_WAKER) {
@@ -248,28 +242,54 @@ void run_one(Executor* ex, TaskHeader* t) {
     finish(ex, t);
 }
 
+// Gives t the slot idx (just taken off the free list or created) and queues it.
+__attribute__((always_inline)) inline void adopt_slot(Executor* ex, TaskHeader* t, Slot* s, uint32_t idx,
+                                                      uint64_t flags) {
+    t->tpc_identity = Identity::pack(s->gen.load(std::memory_order_relaxed), ex->index, idx);
+    t->tpc_flags = flags | ST_READY;
+    s->task = t;
+    ex->live.store(ex->live.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    push_ready(ex, t);
+}
+
 // Gives t a slot and queues it (local spawn, or a remote spawn taken over).
 __attribute__((always_inline)) inline int adopt(Executor* ex, TaskHeader* t, uint64_t flags) {
     int64_t idx = slot_alloc(ex->mb);
     if (idx < 0) return WEFT_ENOMEM;
-    Slot* s = ex->mb->owned_slot((uint32_t)idx);
-    t->tpc_identity = Identity::pack(s->gen.load(std::memory_order_relaxed), ex->index, (uint32_t)idx);
-    t->tpc_flags = flags | ST_READY;
-    s->task = t;
-    ex->live++;
-    ex->live_pub.store(ex->live, std::memory_order_relaxed);
-    push_ready(ex, t);
+    adopt_slot(ex, t, ex->mb->owned_slot((uint32_t)idx), (uint32_t)idx, flags);
     return 0;
 }
 
+// The header fields a spawn sets. task_alloc (every task's header comes
+// from it) already cleared join_waker and orphan.
 __attribute__((always_inline)) inline void prepare(TaskHeader* t, Executor* ex) {
     t->kind = TASK_TPC;
     t->shared = nullptr;
     t->tpc_exec = ex;
     t->id = next_task_id();
     t->spawned = 1;
-    t->orphan = 0;
-    t->join_waker = weft_waker{nullptr, nullptr};
+}
+
+// The common local spawn, complete, or false with nothing touched: a slot on
+// the free list, an id left in this thread's range, spawns open. Everything
+// else (a never-used slot, a new id block, shutdown) goes the full way
+// (spawn_local). No call, so weft_tpc_task_spawn's fast path saves no
+// registers.
+__attribute__((always_inline)) inline bool spawn_local_fast(Executor* ex, TaskHeader* t, bool with_join) {
+    Mailbox* mb = ex->mb;
+    uint32_t head = mb->free_head;
+    if (__builtin_expect(!head || ex->closing || t_id_next == t_id_end, 0)) return false;
+    uint32_t idx = head - 1;
+    Slot* s = mb->owned_slot(idx);
+    mb->free_head = s->free_next;
+    t->kind = TASK_TPC;
+    t->shared = nullptr;
+    t->tpc_exec = ex;
+    t->id = t_id_next++;
+    t->spawned = 1;
+    adopt_slot(ex, t, s, idx, with_join ? (uint64_t)F_JOIN : 0);
+    bump(ex->spawned_local);
+    return true;
 }
 
 __attribute__((always_inline)) inline int spawn_local(Executor* ex, TaskHeader* t, bool with_join) {
@@ -775,24 +795,31 @@ int join_abort(TaskHeader* t) {
     return 0;
 }
 
-void join_free(TaskHeader* t) {
+// join_free (tpc.h) past its fast path: a failure never read, or a task
+// still running.
+void join_free_slow(TaskHeader* t) {
+    uint64_t f = t->tpc_flags;
+    if ((f & ST_MASK) == ST_DONE) {
+        // A failure this handle never read (failure.h): reported here. One
+        // thread, no race with the completion, which saw F_JOIN and
+        // reported nothing.
+        if (failure_unobserved(t)) report_unread_failure(t);
+        dealloc(t);
+        return;
+    }
     if (!join_usable(t)) {
         // Freeing it here could race its executor: leak it instead, loudly.
         port::write_stderr("weft: weft_join_free on a thread-per-core task from a thread other than its executor's; "
                            "the handle is leaked. Free join handles on the executor's thread.\n");
         return;
     }
-    uint64_t f = t->tpc_flags;
-    // A failure this handle never read (failure.h). One thread: no race
-    // with the completion, which saw F_JOIN and reported nothing.
-    if ((f & ST_MASK) == ST_DONE && failure_unobserved(t)) report_unread_failure(t);
+    // Not finished: the task runs on without a handle, and frees itself.
     t->tpc_flags = f & ~(F_JOIN | F_JOIN_WAKER);
     if (f & F_JOIN_WAKER) {
         weft_waker w = t->join_waker;
         t->join_waker = weft_waker{nullptr, nullptr};
         weft_waker_drop(w);
     }
-    if ((f & ST_MASK) == ST_DONE) dealloc(t);
 }
 
 TaskHeader* current_task() { return t_cur; }
@@ -923,7 +950,8 @@ int weft_tpc_free(weft_tpc* p) {
     return 0;
 }
 
-int weft_tpc_task_spawn(weft_tpc* p, void* state, weft_join** join) {
+// weft_tpc_task_spawn beyond its fast path.
+static __attribute__((noinline)) int tpc_task_spawn_slow(weft_tpc* p, void* state, weft_join** join) {
     if (join) *join = nullptr;
     if (!state) return WEFT_EINVAL;
     TaskHeader* t = TaskHeader::from_state(state);
@@ -952,6 +980,17 @@ int weft_tpc_task_spawn(weft_tpc* p, void* state, weft_join** join) {
                                                    std::memory_order_relaxed));
     notify(mb, ex->index);
     return 0;
+}
+
+int weft_tpc_task_spawn(weft_tpc* p, void* state, weft_join** join) {
+    // A task spawning onto its own executor (p null or this thread's).
+    Executor* ex = t_exec;
+    if (__builtin_expect(ex && state && (!p || p == reinterpret_cast<weft_tpc*>(ex)), 1) &&
+        spawn_local_fast(ex, TaskHeader::from_state(state), join != nullptr)) {
+        if (join) *join = reinterpret_cast<weft_join*>(TaskHeader::from_state(state));
+        return 0;
+    }
+    return tpc_task_spawn_slow(p, state, join);
 }
 
 int weft_tpc_spawn(weft_tpc* p, const weft_task_desc* desc, weft_join** join) {
@@ -1109,7 +1148,7 @@ int weft_tpc_get_metrics(const weft_tpc* p, weft_tpc_metrics* out) {
     out->parks = rd(ex->parks);
     out->signals = rd(ex->mb->signals) - ex->signals_base;
     out->msg_ring_signals = rd(ex->mb->msg_ring_signals) - ex->msg_ring_base;
-    out->live_tasks = ex->live_pub.load(std::memory_order_relaxed);
+    out->live_tasks = ex->live.load(std::memory_order_relaxed);
     out->uses_ring = ex->use_ring ? 1 : 0;
     return 0;
 }

@@ -86,6 +86,7 @@
 #include "../arch/padding.h"
 #include "../include/weft/weft.h"
 #include "../port/uring.h"
+#include "pool.h"
 #include "task.h"
 #include "timer.h"
 
@@ -194,7 +195,6 @@ struct Executor {
     // ---- owner thread only ----
     TaskHeader* ready_head = nullptr;
     TaskHeader* ready_tail = nullptr;
-    uint32_t live = 0;                 // tasks with a slot
     uint32_t wake_mode = 0;
     bool spin = true;         // spin before parking (not WEFT_TPC_NO_SPIN)
     bool closing = false;     // shutdown began: spawns refused, wakes ignored
@@ -204,6 +204,15 @@ struct Executor {
     bool efd_read_armed = false;
     bool can_msg_ring = false;  // this executor's ring may send MSG_RING
     bool cqe_skip = false;      // IORING_FEAT_CQE_SKIP
+
+    // ---- counters: written by the owner (load + store), read by anyone ----
+    // Here, beside the fields every spawn and poll touches, not after the
+    // timer wheel and the ring (a few kilobytes further: one more cache line
+    // per spawn and per poll).
+    std::atomic<uint64_t> polls{0}, spawned_local{0}, spawned_remote{0}, wakes_local{0}, wakes_remote{0},
+        wakes_stale{0}, parks{0};
+    std::atomic<uint32_t> live{0};  // tasks with a slot (the owner's count; others read it)
+
     TimerWheel wheel;           // this executor's timers (1 ms ticks from timer_epoch_ns)
     uint64_t timer_epoch_ns = 0;
     uint64_t signals_base = 0;  // the mailbox's counters when this executor took it
@@ -213,11 +222,6 @@ struct Executor {
     // epoll set that watches the mailbox's eventfd.
     IoState* io = nullptr;
     port::Ring* ring = nullptr;
-
-    // ---- counters: written by the owner (load + store), read by anyone ----
-    std::atomic<uint64_t> polls{0}, spawned_local{0}, spawned_remote{0}, wakes_local{0}, wakes_remote{0},
-        wakes_stale{0}, parks{0};
-    std::atomic<uint32_t> live_pub{0};  // `live`, for readers on other threads
 };
 
 // The executor of the calling thread (owner), or nullptr.
@@ -244,7 +248,24 @@ inline int join_status(const TaskHeader* t) {
     return (t->tpc_flags & ST_MASK) == ST_DONE ? t->result : WEFT_EAGAIN;
 }
 int join_abort(TaskHeader* t);
-void join_free(TaskHeader* t);
+// Frees a finished task's memory (its output dropped first): nothing reads
+// the header after this, so no stage update.
+inline void dealloc(TaskHeader* t) {
+    if (t->stage == Stage::Finished && t->vtable->drop_output) t->vtable->drop_output(t->state_ptr());
+    pool::free(t, t->alloc_size);
+}
+void join_free_slow(TaskHeader* t);
+// Inline (weft_join_free): the usual handle is freed after its task
+// finished and its result was taken. Finished means usable from any thread
+// (join_usable), the executor done with it, and no join waker held (finish
+// took it; join_poll sets none on a finished task).
+inline void join_free(TaskHeader* t) {
+    if (__builtin_expect((t->tpc_flags & ST_MASK) == ST_DONE && !failure_unobserved(t), 1)) {
+        dealloc(t);
+        return;
+    }
+    join_free_slow(t);
+}
 // Timers of this executor (weft_timer_* dispatch here for an entry whose
 // `tpc` is set; weft_timer_init binds one on an executor's thread). The
 // entry is the owner thread's alone: no lock. WEFT_EINVAL from any other
