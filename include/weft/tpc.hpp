@@ -35,7 +35,7 @@ namespace detail {
 template <class T>
 void* release_state(Task<T>&& task, const char* what) {
     auto h = task.release();
-    if (!h) throw Error(WEFT_EINVAL, std::string(what) + " of an empty Task");
+    if (!h) weft::detail::throw_error_suffix(WEFT_EINVAL, what, " of an empty Task");
     return weft::detail::state_of_frame<T>(h.address());
 }
 }  // namespace detail
@@ -47,7 +47,7 @@ JoinHandle<T> spawn(Task<T>&& task) {
     weft_join* j = nullptr;
     void* state = detail::release_state(std::move(task), "weft::tpc::spawn");
     int r = weft_tpc_task_spawn(nullptr, state, &j);
-    if (r != 0) throw Error(r, "weft::tpc::spawn");
+    if (r != 0) weft::detail::throw_error(r, "weft::tpc::spawn");
     return JoinHandle<T>(j, state);
 }
 
@@ -55,7 +55,7 @@ JoinHandle<T> spawn(Task<T>&& task) {
 template <class T>
 void spawn_detached(weft_tpc* ex, Task<T>&& task) {
     int r = weft_tpc_task_spawn(ex, detail::release_state(std::move(task), "weft::tpc::spawn_detached"), nullptr);
-    if (r != 0) throw Error(r, "weft::tpc::spawn_detached");
+    if (r != 0) weft::detail::throw_error(r, "weft::tpc::spawn_detached");
 }
 
 // The calling thread's executor (nullptr outside one) and its shard index.
@@ -96,7 +96,7 @@ public:
         weft_join* j = nullptr;
         void* state = detail::release_state(std::move(task), "weft::tpc::Executor::spawn");
         int r = weft_tpc_task_spawn(ex_, state, &j);
-        if (r != 0) throw Error(r, "weft::tpc::Executor::spawn");
+        if (r != 0) weft::detail::throw_error(r, "weft::tpc::Executor::spawn");
         return JoinHandle<T>(j, state);
     }
 

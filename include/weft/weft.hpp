@@ -57,17 +57,23 @@ class JoinHandle;
 
 namespace detail {
 
+// Throws Error(code, what). Out of line and cold: an inline throw builds a
+// std::string in the caller, which then saves registers and sets up a frame
+// on every call of a hot path (weft::spawn, weft::tpc::spawn).
+[[noreturn, gnu::noinline, gnu::cold]] inline void throw_error(int code, const char* what) {
+    throw Error(code, what);
+}
+[[noreturn, gnu::noinline, gnu::cold]] inline void throw_error_suffix(int code, const char* what,
+                                                                   const char* suffix) {
+    throw Error(code, std::string(what) + suffix);
+}
+
 // The context of the task being polled on this thread (set around resume).
 inline constinit thread_local weft_context* current_cx = nullptr;
-// Set while a Task object destroys a frame it owns (never spawned, or awaited
-// inline): only then does the frame's operator delete free the memory.
-// Frames of spawned tasks are destroyed by the kernel, which frees the memory
-// itself once its drop callback returns.
-inline constinit thread_local bool frame_owned_by_task = false;
 
 inline weft_context* require_cx(const char* what) {
     weft_context* cx = current_cx;
-    if (!cx) throw Error(WEFT_EINVAL, std::string(what) + " outside a weft task");
+    if (!cx) throw_error_suffix(WEFT_EINVAL, what, " outside a weft task");
     return cx;
 }
 
@@ -116,14 +122,18 @@ struct PromiseBase {
     // without its awaiter being ready (a stale or foreign waker, a wake meant
     // for an earlier await); the poll then asks ready(arg, cx), which re-arms
     // the waker and says whether to resume. nullptr: resume on any poll.
+    // ready_arg is read only while ready is set (wait_for sets both), so
+    // the coroutine's ramp leaves it uninitialised.
     bool (*ready)(void* arg, weft_context* cx) = nullptr;
-    void* ready_arg = nullptr;
+    void* ready_arg;
 
     // Set when spawned by a ForkJoin: called once, when the coroutine finishes
     // (cancelled = false) or its frame is destroyed unfinished (true).
+    // fork_block and fork_index are read only by fork_done (ForkJoin::spawn
+    // sets all three): uninitialised until then.
     void (*fork_done)(PromiseBase* self, bool cancelled) = nullptr;
-    void* fork_block = nullptr;
-    std::size_t fork_index = 0;
+    void* fork_block;
+    std::size_t fork_index;
 
     ~PromiseBase() {
         if (fork_done) std::exchange(fork_done, nullptr)(this, true);
@@ -214,6 +224,11 @@ struct ResultBox {
     std::exception_ptr exception;
     std::optional<std::conditional_t<std::is_void_v<T>, bool, T>> value;
     bool frame_alive = true;
+    // The memory belongs to a Task object (never spawned, or awaited
+    // inline): the frame's operator delete frees it. Cleared by
+    // Task::release (spawn): from then on the kernel frees it, after its
+    // drop callback returns.
+    bool owned_by_task = true;
     // Set by TaskVTable::poll when the task completed without an exception,
     // as its last touch of the state: the value is in the box. A JoinHandle
     // that sees it takes the result from the box without asking the kernel
@@ -268,7 +283,7 @@ struct TaskVTable {
         // Finished: keep the result, release everything else now.
         ResultBox<T>* box = box_of_state<T>(state);
         h.promise().move_result_to(*box);
-        destroy_frame(h);
+        destroy_finished(h);
         box->frame_alive = false;
         if (!box->exception) {
             box->succeeded.store(true, std::memory_order_release);  // last touch (ResultBox::succeeded)
@@ -310,20 +325,29 @@ struct TaskVTable {
     // destroyed (a parameter's; a local's goes to unhandled_exception) is
     // reported: the frame's memory is the kernel's, so nothing leaks here.
     static void destroy_frame(std::coroutine_handle<Promise<T>> h) noexcept {
-        bool prev = std::exchange(frame_owned_by_task, false);
         if (__builtin_expect(h.promise().dropping, 0)) {
             destroy_reporting(h);
         } else {
-            // Finished: only the parameters and the promise are left.
-            try {
-                h.destroy();
-            } catch (...) {
-                report_current_exception(WEFT_FAILURE_DROP, weft_task_current_id());
-            }
+            destroy_finished(h);
         }
-        frame_owned_by_task = prev;
     }
-    static constexpr weft_task_vtable vtable{poll, drop, drop};
+    // A frame that finished (poll saw `done`, so `dropping` is clear): only
+    // the parameters and the promise are left.
+    static void destroy_finished(std::coroutine_handle<Promise<T>> h) noexcept {
+        try {
+            h.destroy();
+        } catch (...) {
+            report_current_exception(WEFT_FAILURE_DROP, weft_task_current_id());
+        }
+    }
+    // drop_output: the task completed, so poll destroyed the frame already;
+    // only the result is left. A leaf, unlike drop's frame path.
+    static void drop_output(void* state) noexcept {
+        ResultBox<T>* box = box_of_state<T>(state);
+        if (__builtin_expect(box->frame_alive, 0)) return drop(state);  // not expected: drop handles both
+        box->~ResultBox<T>();
+    }
+    static constexpr weft_task_vtable vtable{poll, drop, drop_output};
 };
 
 template <class T>
@@ -335,8 +359,8 @@ struct PromiseAlloc : PromiseBase {
         return frame_of_state<T>(state);
     }
     static void operator delete(void* frame, std::size_t) noexcept {
-        if (!frame_owned_by_task) return;  // a spawned task's memory: the kernel's
         void* state = state_of_frame<T>(frame);
+        if (!box_of_state<T>(state)->owned_by_task) return;  // a spawned task's memory: the kernel's
         box_of_state<T>(state)->~ResultBox<T>();
         weft_task_free_state(state);
     }
@@ -354,8 +378,10 @@ struct Promise : PromiseAlloc<T> {
         if (this->exception) std::rethrow_exception(this->exception);
         return std::move(*value);
     }
+    // The box is empty (never filled): swapping hands the exception over
+    // without releasing the box's (null) one first.
     void move_result_to(ResultBox<T>& box) noexcept {
-        box.exception = std::move(this->exception);
+        box.exception.swap(this->exception);
         if (!value) return;  // threw, or a ForkJoin took it already
         try {
             box.value.emplace(std::move(*value));
@@ -372,7 +398,7 @@ struct Promise<void> : PromiseAlloc<void> {
     void take() {
         if (this->exception) std::rethrow_exception(this->exception);
     }
-    void move_result_to(ResultBox<void>& box) noexcept { box.exception = std::move(this->exception); }
+    void move_result_to(ResultBox<void>& box) noexcept { box.exception.swap(this->exception); }
 };
 
 }  // namespace detail
@@ -416,22 +442,25 @@ public:
     };
     Awaiter operator co_await() && noexcept { return Awaiter{h_}; }
 
-    // Gives up ownership of the frame (used by spawn).
-    handle_type release() noexcept { return std::exchange(h_, {}); }
+    // Gives up ownership of the frame (used by spawn): its memory is the
+    // kernel's from now on (weft_task_spawn and friends free it, on failure
+    // too), so the frame's operator delete leaves it alone.
+    handle_type release() noexcept {
+        if (h_) detail::box_of_state<T>(detail::state_of_frame<T>(h_.address()))->owned_by_task = false;
+        return std::exchange(h_, {});
+    }
 
 private:
     void reset() noexcept {
         if (!h_) return;
-        // The frame may own Tasks of its own (inline-awaited children): save
-        // and restore the flag around the nested destroys.
-        bool prev = std::exchange(detail::frame_owned_by_task, true);
         handle_type h = std::exchange(h_, {});
         if (!h.done()) h.promise().dropping = true;
         // What its destructors throw is reported (failure containment,
         // weft.h). If a parameter's destructor threw, operator delete did not
         // run and the frame's memory is lost (C++ gives no way back to it).
+        // Never released, so the box says the memory is ours: operator
+        // delete frees it.
         detail::destroy_reporting(h);
-        detail::frame_owned_by_task = prev;
     }
     handle_type h_;
 };
@@ -535,20 +564,33 @@ private:
         return state_ && detail::box_of_state<T>(state_)->succeeded.load(std::memory_order_acquire);
     }
     T take() {
+        if (succeeded()) {
+            // Completed with a value (state_ set, so j_ is too): the same
+            // result the status path below would deliver (status 0, no
+            // exception), without two kernel calls.
+            weft_join* j = std::exchange(j_, nullptr);
+            void* state = std::exchange(state_, nullptr);
+            if constexpr (std::is_void_v<T>) {
+                weft_join_free(j);
+                return;
+            } else {
+                struct Free {
+                    weft_join* j;
+                    ~Free() { weft_join_free(j); }
+                } guard{j};
+                return std::move(*detail::box_of_state<T>(state)->value);
+            }
+        }
+        return take_status();
+    }
+    T take_status() {
         if (!j_) throw Error(WEFT_EALREADY, "weft::JoinHandle: result already taken");
-        bool fast = succeeded();
         weft_join* j = std::exchange(j_, nullptr);
-        void* state = std::exchange(state_, nullptr);
+        state_ = nullptr;
         struct Free {
             weft_join* j;
             ~Free() { weft_join_free(j); }
         } guard{j};
-        if (fast) {
-            // Completed with a value: the same result the status path below
-            // would deliver (status 0, no exception), without two kernel calls.
-            if constexpr (!std::is_void_v<T>) return std::move(*detail::box_of_state<T>(state)->value);
-            else return;
-        }
         int st = weft_join_status(j);
         if (st == WEFT_ECANCELED) throw Cancelled();
         // Not finished, or not usable from this thread (a thread-per-core
@@ -566,11 +608,11 @@ namespace detail {
 template <class T>
 JoinHandle<T> spawn_on(weft_runtime* rt, Task<T>&& task) {
     auto h = task.release();
-    if (!h) throw Error(WEFT_EINVAL, "weft::spawn of an empty Task");
+    if (!h) throw_error(WEFT_EINVAL, "weft::spawn of an empty Task");
     weft_join* j = nullptr;
     void* state = state_of_frame<T>(h.address());
     int r = weft_task_spawn(rt, state, &j);
-    if (r != 0) throw Error(r, "weft::spawn");
+    if (r != 0) throw_error(r, "weft::spawn");
     return JoinHandle<T>(j, state);
 }
 }  // namespace detail
