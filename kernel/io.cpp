@@ -119,7 +119,15 @@ struct alignas(16) IoOp {
     IoOp* remote_next = nullptr;
     bool remote_cancel = false; // the remote request is a cancel
     int64_t timeout_ns = 0;
+    // The time limit. `timer` while a thread of a runtime or an executor
+    // polls it (timer_on); its waker is op_timer_waker, which holds a
+    // reference on the op, so an entry left in a wheel that the freeing
+    // thread may not touch (another executor's) keeps the op alive until it
+    // fires or its executor closes it. A plain thread (weft_io_op_wait) has
+    // no wheel: `deadline_ns` (monotonic) instead, which its park honours.
     weft_timer timer;
+    void* timer_exec = nullptr;  // the tpc executor whose wheel holds `timer`, or nullptr (a runtime's)
+    uint64_t deadline_ns = 0;
     // multishot accept: accepted fds not yet taken (a ring)
     int* acc = nullptr;
     uint32_t acc_head = 0, acc_n = 0, acc_cap = 0;
@@ -201,6 +209,44 @@ inline void wake_taken(IoOp* op, weft_waker w) {
     w.vtable->wake(w.data);
     op->waking.fetch_sub(1, std::memory_order_release);
 }
+
+// The waker an op's timeout timer holds (data: the op): a reference on the
+// op per clone; a wake passes on to the op's current waker.
+void op_timer_forward(IoOp* op) {
+    weft_waker w;
+    {
+        port::LockGuard g(op->mu);
+        w = take_waker(op);
+    }
+    wake_taken(op, w);
+}
+weft_waker op_timer_clone(const void* p);
+void op_timer_wake(const void* p) {
+    IoOp* op = static_cast<IoOp*>(const_cast<void*>(p));
+    op_timer_forward(op);
+    op_release(op);
+}
+void op_timer_wake_by_ref(const void* p) { op_timer_forward(static_cast<IoOp*>(const_cast<void*>(p))); }
+void op_timer_drop(const void* p) { op_release(static_cast<IoOp*>(const_cast<void*>(p))); }
+const weft_waker_vtable op_timer_vtable = {op_timer_clone, op_timer_wake, op_timer_wake_by_ref, op_timer_drop};
+weft_waker op_timer_clone(const void* p) {
+    static_cast<IoOp*>(const_cast<void*>(p))->refs.fetch_add(1, std::memory_order_relaxed);
+    return weft_waker{p, &op_timer_vtable};
+}
+
+// Polls op's timer (under op->mu) with op_timer_waker. Not through
+// weft_timer_poll: its budget check may wake the waker at once, and the
+// forward would take op->mu, held here.
+int op_timer_poll(IoOp* op) {
+    // SAFETY: weft_timer_init made op->timer a TimerEntry.
+    TimerEntry* e = reinterpret_cast<TimerEntry*>(&op->timer);
+    weft_waker w{op, &op_timer_vtable};
+    return e->tpc ? tpc::timer_poll(e, &w) : timer_poll(e, &w);
+}
+
+// Whether this thread may cancel op's timer (a tpc executor's wheel is its
+// own thread's alone; a runtime's takes a lock).
+inline bool timer_cancellable_here(const IoOp* op) { return !op->timer_exec || op->timer_exec == tpc::t_exec; }
 
 // Stores the poller's waker (under mu), cloning it only when it changed.
 inline void set_waker(IoOp* op, const weft_waker* w) {
@@ -403,7 +449,10 @@ void take_remote(Driver* d) {
                 release = true;  // the request's reference
             } else if (op->phase == REMOTE) {
                 release = true;  // the request's reference (uring_prep takes the kernel's)
-                if (op->dropped || d->closed.load(std::memory_order_relaxed)) {
+                // Draining (uring_drain): the cancel of everything was
+                // already queued, so an op submitted now would outlive it.
+                if (op->dropped || d->draining.load(std::memory_order_relaxed) ||
+                    d->closed.load(std::memory_order_relaxed)) {
                     op->result = op->timed_out ? WEFT_ETIMEDOUT : WEFT_ECANCELED;
                     op->phase = DONE;
                 } else if (!uring_prep(d, op)) {
@@ -671,7 +720,7 @@ bool ep_attempt(IoState* st, IoOp* op) {
 
 void op_release(IoOp* op) {
     if (op->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-    if (op->timer_on) weft_timer_cancel(&op->timer);
+    // No timer is registered now: a registered one holds a reference.
     if (op->has_waker) op->waker.vtable->drop(op->waker.data);
     for (uint32_t i = 0; i < op->acc_n; i++) port::close_fd(op->acc[(op->acc_head + i) % op->acc_cap]);
     port::free(op->acc);
@@ -913,6 +962,7 @@ void ep_wake_all(IoState* st) {
 // kernel is released only after it), then close it to new operations.
 // `reap` reaps the ring (the driver's own reap, or a tpc executor's).
 void uring_drain(Driver* d, void (*reap)(void*), void* arg) {
+    d->draining.store(true, std::memory_order_relaxed);  // holder's own flag, read by its take_remote
     take_remote(d);
     struct io_uring_sqe* sqe = sqe_for(d);
     if (sqe) {
@@ -1414,12 +1464,17 @@ int weft_io_op_poll(weft_io_op* o, weft_context* cx, int64_t* result) {
                 continue;
             }
             set_waker(op, &cx->waker);
-            if (op->timeout_ns && !op->timer_on) {
+            if (op->timeout_ns && !op->timer_on && !op->deadline_ns) {
                 // sh NULL (a tpc executor's op): the timer binds to the
-                // polling thread's executor.
+                // polling thread's runtime or executor; a plain thread has
+                // neither, and gets a deadline its weft_io_op_wait keeps.
                 if (weft_timer_init(&op->timer, reinterpret_cast<weft_runtime*>(op->sh)) == 0 &&
-                    weft_timer_sleep_for(&op->timer, op->timeout_ns) == 0)
+                    weft_timer_sleep_for(&op->timer, op->timeout_ns) == 0) {
                     op->timer_on = true;
+                    op->timer_exec = !op->sh && !current_runtime() ? tpc::t_exec : nullptr;
+                } else {
+                    op->deadline_ns = weft::port::monotonic_ns() + (uint64_t)op->timeout_ns;
+                }
             }
             op_start(op);
             if (op->phase == DONE) continue;
@@ -1432,9 +1487,14 @@ int weft_io_op_poll(weft_io_op* o, weft_context* cx, int64_t* result) {
         }
         break;
     }
-    if (op->timer_on && op->phase != DONE && !op->timed_out) {
-        int t = weft_timer_poll(&op->timer, cx);
-        if (t == WEFT_READY) {
+    if ((op->timer_on || op->deadline_ns) && op->phase != DONE && !op->timed_out) {
+        bool expired;
+        if (op->timer_on) {
+            expired = op_timer_poll(op) == WEFT_READY;
+        } else {
+            expired = weft::port::monotonic_ns() >= op->deadline_ns;
+        }
+        if (expired) {
             op->timed_out = true;
             if (is_uring) {
                 if (op->phase == IN_KERNEL) op_cancel(op);
@@ -1472,13 +1532,22 @@ extern "C" {
 int weft_io_op_wait(weft_io_op* o, int64_t* result) {
     IoOp* op = as_op(o);
     if (!op || !result) return WEFT_EINVAL;
-    // A worker, or a thread-per-core executor's thread: blocking it would
-    // stop the very thread that must serve the operation.
-    if (current_runtime() || tpc::t_exec) return WEFT_EDEADLK;
+    // A worker, or the thread of the executor the op belongs to: blocking
+    // it would stop the very thread that must serve the operation.
+    if (current_runtime() || (tpc::t_exec && op->st == tpc::t_exec->io)) return WEFT_EDEADLK;
     Parker parker;
     weft_context cx{weft_waker{&parker, &op_thread_vtable}};
     int r;
-    while ((r = weft_io_op_poll(o, &cx, result)) == WEFT_PENDING) parker.park(-1);
+    while ((r = weft_io_op_poll(o, &cx, result)) == WEFT_PENDING) {
+        // A time limit without a wheel (weft_io_op_poll set deadline_ns on
+        // this thread): sleep no longer than it; the next poll times out.
+        int64_t limit = -1;
+        if (op->deadline_ns && !op->timed_out) {
+            uint64_t now = weft::port::monotonic_ns();
+            limit = op->deadline_ns > now ? (int64_t)(op->deadline_ns - now) : 0;
+        }
+        parker.park(limit);
+    }
     {
         weft::port::LockGuard g(op->mu);
         if (op->has_waker && op->waker.vtable == &op_thread_vtable) op->has_waker = false;
@@ -1503,7 +1572,10 @@ void weft_io_op_free(weft_io_op* o) {
         } else {
             ep_cancel_wait(op);
         }
-        if (op->timer_on) {
+        // Cancelled here when this thread may; otherwise it fires (or is
+        // closed) on its executor, and its waker's reference keeps the op
+        // until then.
+        if (op->timer_on && timer_cancellable_here(op)) {
             weft_timer_cancel(&op->timer);
             op->timer_on = false;
         }

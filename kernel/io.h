@@ -73,6 +73,11 @@ struct Driver {
     // Set by io_shutdown once the kernel holds nothing of this driver's; a
     // late free (after the runtime) then has nothing to cancel.
     std::atomic<bool> closed{false};
+    // Set by the holder when its shutdown drain begins: remote requests
+    // taken from then on are not submitted (they complete with
+    // WEFT_ECANCELED). Atomic only because a pusher that saw `closed` may
+    // run take_remote too (push_remote), after the drain set both.
+    std::atomic<bool> draining{false};
     // Operations the kernel holds (io_uring) or waiters registered (epoll),
     // on this driver. Holder only; read at shutdown after the threads left.
     uint32_t in_flight = 0;

@@ -434,7 +434,13 @@ void drain_wakes(Executor* ex) {
 
 void arm_eventfd_read(Executor* ex) {
     struct io_uring_sqe* sqe = ex->ring->get_sqe();
-    if (!sqe) return;  // full: submitted by the next enter, armed after
+    if (!sqe) {
+        // The SQ is full of the operations' SQEs: submit them first, or the
+        // park would sleep without the read that a wake completes.
+        ex->ring->submit();
+        sqe = ex->ring->get_sqe();
+        if (!sqe) return;  // park() then sleeps briefly and tries again
+    }
     sqe->opcode = IORING_OP_READ;
     sqe->fd = ex->mb->eventfd;
     sqe->addr = reinterpret_cast<uint64_t>(&ex->mb->efd_buf);
@@ -552,7 +558,10 @@ bool spin_for_work(Executor* ex, uint64_t spin_ns) {
 void park(Executor* ex) {
     Mailbox* mb = ex->mb;
     int64_t timeout = timer_timeout(ex);
-    if (timeout == 0) return;  // a timer is due: fire it first
+    if (timeout == 0) {  // a timer is due: fire it first
+        io_tpc_tick(ex->io);  // but hand the kernel what the polls queued
+        return;
+    }
     if (ex->spin && !io_tpc_may_complete(ex->io)) {
         bool timer_first = timeout > 0 && (uint64_t)timeout <= SPIN_NS;
         if (spin_for_work(ex, timer_first ? (uint64_t)timeout : SPIN_NS) || timer_first) return;
@@ -563,11 +572,15 @@ void park(Executor* ex) {
     if (mb->wake_head.load(std::memory_order_seq_cst) || mb->spawn_head.load(std::memory_order_seq_cst) ||
         mb->stop.load(std::memory_order_seq_cst) || io_tpc_remote_pending(ex->io)) {
         mb->sleeping.store(0, std::memory_order_relaxed);
+        io_tpc_tick(ex->io);  // not sleeping: submit what the polls queued now
         return;
     }
     bump(ex->parks);
     if (ex->use_ring) {
         if (!ex->efd_read_armed) arm_eventfd_read(ex);
+        // Without the read (no SQE could be had) a wake could not end the
+        // wait: sleep at most 1 ms, then arm it again.
+        if (!ex->efd_read_armed && (timeout < 0 || timeout > 1000000)) timeout = 1000000;
         // Submits the operations' queued SQEs in the same call.
         ex->ring->submit_and_wait(1, timeout);  // -ETIME, -EINTR: look again
         reap(ex);

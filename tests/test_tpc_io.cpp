@@ -422,6 +422,141 @@ TEST(TpcIo, AnOperationPolledOnAnotherShardIsServedByItsOwn) {
     weft_io_op_free(made.load());
 }
 
+// Runs the callable as a C task's poll function on ex until it is READY.
+template <class F>
+int run_c(weft_tpc* ex, F* f) {
+    weft_task_desc d{};
+    d.size = sizeof d;
+    d.poll = [](void* data, weft_context* cx, void*) -> int { return (*static_cast<F*>(data))(cx); };
+    d.data = f;
+    return weft_tpc_block_on(ex, &d, nullptr);
+}
+
+// Runs ex for a while (a 100 ms sleep), so that its timers fire.
+void run_for_a_while(weft_tpc* ex) {
+    weft_timer t;
+    bool armed = false;
+    auto sleep = [&](weft_context* cx) -> int {
+        if (!armed) {
+            weft_timer_init(&t, nullptr);
+            weft_timer_sleep_for(&t, 100 * 1000 * 1000);
+            armed = true;
+        }
+        return weft_timer_poll(&t, cx);
+    };
+    ASSERT_EQ(run_c(ex, &sleep), 0);
+}
+
+// An operation's time limit is a timer in its executor's wheel, which only
+// that executor's thread may touch. Freed on another thread (pending, or
+// completed with the timer still registered), the operation must stay alive
+// until the timer fires there (ASan: no use after free in fire_timers).
+TEST(TpcIo, AnOperationWithATimeLimitFreedOnAnotherThread) {
+    for (bool completed : {false, true}) {
+        TcpPair pair = tcp_pair();
+        if (completed) send_all(pair.peer.fd, "abc", 3);
+        weft_tpc* ex = nullptr;
+        ASSERT_EQ(weft_tpc_new(nullptr, &ex), 0);
+        static char buf[16];
+        weft_io_op* op = nullptr;
+        int64_t res = 0;
+        auto start = [&](weft_context* cx) -> int {
+            if (!op) {
+                EXPECT_EQ(weft_io_recv(nullptr, pair.weft_side.fd, buf, sizeof buf, nullptr, 0, &op), 0);
+                EXPECT_EQ(weft_io_op_set_timeout(op, 30 * 1000 * 1000), 0);
+            }
+            int r = weft_io_op_poll(op, cx, &res);
+            return completed ? r : WEFT_READY;  // pending: leave it registered
+        };
+        ASSERT_EQ(run_c(ex, &start), 0);
+        if (completed) {
+            EXPECT_EQ(res, 3);
+        }
+        std::thread([&] { weft_io_op_free(op); }).join();
+        run_for_a_while(ex);  // the timer fires here, after the free
+        ASSERT_EQ(weft_tpc_free(ex), 0);
+    }
+}
+
+// A plain thread waiting on an executor's operation has no timer wheel: the
+// time limit is kept by its wait instead, and still ends the operation.
+TEST(TpcIo, APlainThreadsWaitKeepsTheTimeLimit) {
+    TcpPair pair = tcp_pair();
+    weft::tpc::ShardSet shards(1);
+    static char buf[16];
+    std::atomic<weft_io_op*> made{nullptr};
+    shards.spawn_on(0, make_recv_op(pair.weft_side.fd, buf, sizeof buf, &made));
+    spin_until([&] { return made.load() != nullptr; });
+    ASSERT_EQ(weft_io_op_set_timeout(made.load(), 20 * 1000 * 1000), 0);
+    // If the limit were ignored the wait would block forever: data sent
+    // after 30 s ends it, and the result says which happened.
+    std::atomic<bool> done{false};
+    std::thread rescue([&] {
+        for (int i = 0; i < 3000 && !done.load(); i++) std::this_thread::sleep_for(10ms);
+        if (!done.load()) send_all(pair.peer.fd, "x", 1);
+    });
+    int64_t res = 0;
+    EXPECT_EQ(weft_io_op_wait(made.load(), &res), 0);
+    done.store(true);
+    rescue.join();
+    EXPECT_EQ(res, WEFT_ETIMEDOUT);
+    weft_io_op_free(made.load());
+}
+
+// The executor's ring holds both its operations' SQEs and the eventfd read
+// that a wake from another thread completes. With the SQ exactly full when
+// it parks (its size, and twice that), the read must still be armed.
+TEST(TpcIo, AWakeReachesAnExecutorParkedWithAFullSubmissionQueue) {
+    for (int nops : {256, 512}) {
+        TcpPair pair = tcp_pair();
+        weft_tpc* ex = nullptr;
+        ASSERT_EQ(weft_tpc_new(nullptr, &ex), 0);
+        static char buf[16];
+        std::vector<weft_io_op*> ops;
+        std::atomic<bool> flag{false}, have_waker{false}, finished{false}, rescued{false};
+        weft_waker wk{};
+        auto root = [&](weft_context* cx) -> int {
+            if (ops.empty()) {
+                for (int i = 0; i < nops; i++) {
+                    weft_io_op* op = nullptr;
+                    EXPECT_EQ(weft_io_recv(nullptr, pair.weft_side.fd, buf, sizeof buf, nullptr, 0, &op), 0);
+                    int64_t r;
+                    EXPECT_EQ(weft_io_op_poll(op, cx, &r), WEFT_PENDING);
+                    ops.push_back(op);
+                }
+                wk = weft_waker_clone(&cx->waker);
+                have_waker.store(true);
+                return WEFT_PENDING;
+            }
+            if (!flag.load()) return WEFT_PENDING;
+            for (auto* op : ops) weft_io_op_free(op);
+            weft_waker_drop(wk);
+            return WEFT_READY;
+        };
+        std::thread waker([&] {
+            spin_until([&] { return have_waker.load(); });
+            std::this_thread::sleep_for(20ms);  // usually lets the executor park first; any order must work
+            flag.store(true);
+            weft_waker_wake_by_ref(&wk);
+        });
+        // A lost wake would leave the executor asleep until an I/O
+        // completes: data sent after 30 s ends it, and `rescued` says so.
+        std::thread rescue([&] {
+            for (int i = 0; i < 3000 && !finished.load(); i++) std::this_thread::sleep_for(10ms);
+            if (!finished.load()) {
+                rescued.store(true);
+                send_all(pair.peer.fd, "x", 1);
+            }
+        });
+        ASSERT_EQ(run_c(ex, &root), 0);
+        finished.store(true);
+        waker.join();
+        rescue.join();
+        EXPECT_FALSE(rescued.load()) << nops << " SQEs: the wake from another thread was lost";
+        ASSERT_EQ(weft_tpc_free(ex), 0);
+    }
+}
+
 TEST(TpcIo, WaitingOnTheExecutorsOwnThreadIsRefused) {
     TcpPair pair = tcp_pair();
     weft::tpc::Executor ex;

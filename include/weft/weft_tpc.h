@@ -46,7 +46,9 @@
  * cross-thread traffic; the C++ wrappers (io.hpp: TcpListener, TcpStream,
  * UdpSocket, fs::File) pass rt NULL by default and so work unchanged. An
  * operation is best polled on its executor's thread; polled (or freed)
- * elsewhere it is handed to the executor through a queue. Freeing the
+ * elsewhere it is handed to the executor through a queue, which the
+ * executor serves while it runs (a weft_tpc_new executor: inside
+ * weft_tpc_block_on). Freeing the
  * executor cancels what the kernel still holds and waits for the answers;
  * an operation that outlives it completes with WEFT_ECLOSED.
  *
