@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # bench/io_compare.sh — weft's I/O servers beside Tokio's, in one run.
 #
-# Usage: bench/io_compare.sh [--seconds T] [--workers N] [--build DIR] [--no-http]
+# Usage: bench/io_compare.sh [--seconds T] [--workers N] [--build DIR] [--no-http] [--tpc]
 #   --seconds T  duration of each measured client run (default 5)
 #   --workers N  runtime worker threads of both servers (default 2)
 #   --build DIR  weft's build directory (default: build), holding
 #                examples/echo_server and examples/http_hello
 #   --no-http    only the echo workloads (for a machine without wrk)
+#   --tpc        weft's servers on a thread-per-core ShardSet of N shards
+#                (their --tpc flag) instead of a runtime of N workers;
+#                Tokio's side is unchanged
 #
 # Runs ../shared/peers/io-compare (neutral clients: echo_load at conns=1/64,
 # size 64/4096, and wrk at 64/256 connections; see its header comment) first
@@ -33,6 +36,7 @@ seconds=5
 workers=2
 build="$repo/build"
 http=1
+tpc=""
 
 usage() {
     sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//' >&2
@@ -47,6 +51,7 @@ while [ $# -gt 0 ]; do
         --build) [ $# -ge 2 ] || usage; build=$2; shift 2 ;;
         --build=*) build=${1#*=}; shift ;;
         --no-http) http=0; shift ;;
+        --tpc) tpc="--tpc"; shift ;;
         -h | --help) usage ;;
         *) echo "io_compare.sh: unknown argument '$1'" >&2; usage ;;
     esac
@@ -104,8 +109,8 @@ run_side() {
     return $rc
 }
 
-printf -v weft_echo '%q --workers %q 0' "$echo_server" "$workers"
-printf -v weft_http '%q --workers %q 0' "$http_server" "$workers"
+printf -v weft_echo '%q --workers %q %s 0' "$echo_server" "$workers" "$tpc"
+printf -v weft_http '%q --workers %q %s 0' "$http_server" "$workers" "$tpc"
 printf -v tokio_echo '%q --workers %q --serve-echo 0' "$peers/tokio/run" "$workers"
 printf -v tokio_http '%q --workers %q --serve-http 0' "$peers/tokio/run" "$workers"
 failed=0
@@ -113,7 +118,7 @@ run_side weft "$weft_echo" "$weft_http" || failed=1
 run_side tokio "$tokio_echo" "$tokio_http" || failed=1
 
 for name in weft tokio; do
-    echo "# $name workers=$workers seconds=$seconds"
+    echo "# $name workers=$workers seconds=$seconds${tpc:+ (weft: thread-per-core)}"
     grep '^BENCH ' "$workdir/$name" || echo "# $name: no BENCH lines"
 done
 

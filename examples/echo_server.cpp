@@ -1,6 +1,7 @@
 // examples/echo_server.cpp — a TCP echo server on weft's I/O (weft/io.hpp).
 //
-// Usage: echo_server [--workers N] PORT      (N default 2; PORT 0: any)
+// Usage: echo_server [--workers N] [--tpc] PORT   (N default 2; PORT 0: any; --tpc: N
+//        thread-per-core shards instead of a runtime of N workers)
 //
 // It behaves byte for byte like the Tokio peer's `--serve-echo` (the "I/O
 // servers" section at the top of shared/peers/tokio/src/main.rs), so that

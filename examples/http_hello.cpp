@@ -1,7 +1,8 @@
 // examples/http_hello.cpp — a minimal HTTP/1.1 keep-alive responder on
 // weft's I/O (weft/io.hpp): every request gets "Hello, World!".
 //
-// Usage: http_hello [--workers N] PORT      (N default 2; PORT 0: any)
+// Usage: http_hello [--workers N] [--tpc] PORT   (N default 2; PORT 0: any; --tpc: N
+//        thread-per-core shards instead of a runtime of N workers)
 //
 // It behaves byte for byte like the Tokio peer's `--serve-http` (the "I/O
 // servers" section at the top of shared/peers/tokio/src/main.rs), so that

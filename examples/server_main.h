@@ -27,6 +27,7 @@
 #include <thread>
 
 #include <weft/io.hpp>
+#include <weft/tpc.hpp>
 
 namespace server_main {
 
@@ -34,23 +35,50 @@ constexpr auto ACCEPT_ERROR_PAUSE = std::chrono::milliseconds(10);
 
 using ConnectionFn = weft::Task<void> (*)(weft::net::TcpStream);
 
-weft::Task<void> accept_loop(weft::net::TcpListener listener, ConnectionFn serve) {
+// The next connection, with TCP_NODELAY set; an accept error is printed
+// and retried after a pause.
+weft::Task<weft::net::TcpStream> next_connection(weft::net::TcpListener& listener) {
     for (;;) {
         auto conn = co_await listener.accept();
-        if (!conn) {
-            std::fprintf(stderr, "# accept error: %s\n", conn.message());
-            co_await weft::sleep(ACCEPT_ERROR_PAUSE);
-            continue;
+        if (conn) {
+            (void)conn->set_nodelay(true);
+            co_return std::move(*conn);
         }
-        (void)conn->set_nodelay(true);
+        std::fprintf(stderr, "# accept error: %s\n", conn.message());
+        co_await weft::sleep(ACCEPT_ERROR_PAUSE);
+    }
+}
+
+weft::Task<void> accept_loop(weft::net::TcpListener listener, ConnectionFn serve) {
+    for (;;) {
+        auto conn = co_await next_connection(listener);
         // weft::spawn throws only once the runtime is shutting down, when
         // this task is about to be dropped anyway.
-        weft::spawn(serve(std::move(*conn))).detach();
+        weft::spawn(serve(std::move(conn))).detach();
+    }
+}
+
+// --tpc: the same server on a thread-per-core ShardSet (weft_tpc.h) of N
+// shards instead of a multi-thread runtime. Shard 0 accepts and hands each
+// connection to the next shard in turn (a remote spawn); the connection's
+// task then runs on that shard only, its I/O on that shard's own ring.
+weft::Task<void> tpc_accept_loop(weft::net::TcpListener listener, ConnectionFn serve, weft::tpc::ShardSet* shards) {
+    uint32_t next = 0;
+    for (;;) {
+        // The stream holds no runtime: its operations go to the executor
+        // of the shard that polls them.
+        auto conn = co_await next_connection(listener);
+        try {
+            shards->spawn_on(next, serve(std::move(conn)));
+        } catch (const weft::Error&) {
+            co_return;  // the set is shutting down (WEFT_ECLOSED): the connection closes
+        }
+        next = next + 1 == shards->size() ? 0 : next + 1;
     }
 }
 
 [[noreturn]] inline void usage(const char* argv0) {
-    std::fprintf(stderr, "usage: %s [--workers N] PORT\n", argv0);
+    std::fprintf(stderr, "usage: %s [--workers N] [--tpc] PORT\n", argv0);
     std::exit(2);
 }
 
@@ -67,6 +95,7 @@ inline bool parse_uint(const char* s, unsigned long max, unsigned long* out) {
 struct Args {
     unsigned long workers = 2;
     unsigned long port = 0;
+    bool tpc = false;  // a ShardSet of `workers` shards instead of a runtime
 };
 
 inline Args parse_args(int argc, char** argv) {
@@ -76,6 +105,8 @@ inline Args parse_args(int argc, char** argv) {
         std::string arg = argv[i];
         if (arg == "--workers" || arg == "-w") {
             if (++i >= argc || !parse_uint(argv[i], 1024, &a.workers)) usage(argv[0]);
+        } else if (arg == "--tpc") {
+            a.tpc = true;
         } else if (arg.rfind("--workers=", 0) == 0) {
             if (!parse_uint(argv[i] + 10, 1024, &a.workers)) usage(argv[0]);
         } else if (!have_port && parse_uint(argv[i], 65535, &a.port)) {
@@ -105,6 +136,24 @@ inline int run(int argc, char** argv, const char* name, const char* kind, Connec
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
     int signo = 0;
+    if (args.tpc) {
+        weft::tpc::ShardSet shards(static_cast<uint32_t>(args.workers));
+        auto listener = weft::net::TcpListener::bind("127.0.0.1", static_cast<uint16_t>(args.port));
+        if (!listener) {
+            std::fprintf(stderr, "%s: cannot listen on 127.0.0.1:%lu: %s\n", name, args.port, listener.message());
+            return 1;
+        }
+        uint16_t port = listener->local_port();
+        weft_io_status st = shards.io_status(0);
+        std::fprintf(stderr, "# %s: serving %s on 127.0.0.1:%u shards=%lu (thread-per-core) available_parallelism=%u io: %s\n",
+                     name, kind, port, args.workers, std::thread::hardware_concurrency(), st.why ? st.why : "?");
+        std::printf("READY %u\n", port);
+        std::fflush(stdout);
+        shards.spawn_on(0, tpc_accept_loop(std::move(*listener), serve, &shards));
+        sigwait(&stop_signals, &signo);
+        std::fprintf(stderr, "# %s: %s received, shutting down\n", name, strsignal(signo));
+        return 0;  // the set's end drops every task (accept loop, connections) on its shard
+    }
     {
         weft::Runtime rt(static_cast<uint32_t>(args.workers));
         auto listener = weft::net::TcpListener::bind("127.0.0.1", static_cast<uint16_t>(args.port), rt.get());
