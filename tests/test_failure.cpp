@@ -38,12 +38,15 @@ struct Recorder {
     std::vector<std::pair<int, uint64_t>> events;  // (kind, task id), the first few
     std::atomic<bool> throw_from_handler{false};
     weft::FailureHandler handler{[this](const weft_failure& f) {
-        by_kind[f.kind].fetch_add(1, std::memory_order_relaxed);
         {
             std::lock_guard<std::mutex> g(mu);
             if (messages.size() < 16) messages.push_back(f.message);
             if (events.size() < 64) events.emplace_back(f.kind, f.task_id);
         }
+        // Counted after the message is stored (release): a test that waits
+        // for a count and then looks for the message must find it (the
+        // count first was a race, seen under qemu-s390x).
+        by_kind[f.kind].fetch_add(1, std::memory_order_release);
         total.fetch_add(1, std::memory_order_release);
         if (throw_from_handler.load(std::memory_order_relaxed)) throw std::runtime_error("the handler fails too");
     }};
