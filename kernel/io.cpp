@@ -212,6 +212,8 @@ inline void wake_taken(IoOp* op, weft_waker w) {
 
 // The waker an op's timeout timer holds (data: the op): a reference on the
 // op per clone; a wake passes on to the op's current waker.
+// SAFETY (the casts below): `p` is always the IoOp* that op_timer_poll put
+// in the waker, kept alive by the reference this waker holds.
 void op_timer_forward(IoOp* op) {
     weft_waker w;
     {
@@ -230,6 +232,8 @@ void op_timer_wake_by_ref(const void* p) { op_timer_forward(static_cast<IoOp*>(c
 void op_timer_drop(const void* p) { op_release(static_cast<IoOp*>(const_cast<void*>(p))); }
 const weft_waker_vtable op_timer_vtable = {op_timer_clone, op_timer_wake, op_timer_wake_by_ref, op_timer_drop};
 weft_waker op_timer_clone(const void* p) {
+    // relaxed: the cloning thread holds a reference already (like every
+    // other reference taken on an op); op_release's acq_rel orders the end.
     static_cast<IoOp*>(const_cast<void*>(p))->refs.fetch_add(1, std::memory_order_relaxed);
     return weft_waker{p, &op_timer_vtable};
 }
@@ -1102,10 +1106,11 @@ int io_tpc_new(const TpcIoConfig& cfg, IoState** out) {
 }
 
 port::Ring* io_tpc_ring(IoState* st) { return st->backend == IO_URING ? &st->drivers[0].ring : nullptr; }
-IoBackend io_tpc_backend(const IoState* st) { return st->backend; }
 
 void io_tpc_cqe(IoState* st, uint64_t ud, int32_t res, uint32_t flags) {
     if (ud & TAG_MASK) return;  // TAG_IGNORE: a cancel's own answer
+    // SAFETY: every other user_data in this ring is the IoOp* uring_prep
+    // set, alive until this, its last CQE, releases the kernel's reference.
     uring_complete(&st->drivers[0], reinterpret_cast<IoOp*>((uintptr_t)ud), res, flags);
 }
 

@@ -152,7 +152,6 @@ struct TpcIoConfig {
 int io_tpc_new(const TpcIoConfig& cfg, IoState** out);
 // The ring (io_uring backend) or nullptr (epoll).
 port::Ring* io_tpc_ring(IoState* st);
-IoBackend io_tpc_backend(const IoState* st);
 // One CQE whose user_data is not one of the executor's own tags.
 void io_tpc_cqe(IoState* st, uint64_t user_data, int32_t res, uint32_t flags);
 // Serves the remote list (owner only); cheap when it is empty.

@@ -527,7 +527,7 @@ void poll_remote(Executor* ex) {
     if (mb->spawn_head.load(std::memory_order_relaxed)) take_spawns(ex);
     if (mb->wake_head.load(std::memory_order_relaxed)) drain_wakes(ex);
     io_tpc_take_remote(ex->io);
-    if (ex->use_ring && ex->ring->cq_ready()) reap(ex);
+    if (ex->ring && ex->ring->cq_ready()) reap(ex);
 }
 
 // Before sleeping, an idle executor watches its queues for SPIN_NS: a
@@ -576,7 +576,7 @@ void park(Executor* ex) {
         return;
     }
     bump(ex->parks);
-    if (ex->use_ring) {
+    if (ex->ring) {  // parks in io_uring; else in its epoll set
         if (!ex->efd_read_armed) arm_eventfd_read(ex);
         // Without the read (no SQE could be had) a wake could not end the
         // wait: sleep at most 1 ms, then arm it again.
@@ -675,7 +675,6 @@ int executor_init(Executor* ex, const weft_tpc_config* cfg, ShardSet* set, uint6
         return r;
     }
     if ((ex->ring = io_tpc_ring(ex->io)) != nullptr) {
-        ex->use_ring = true;
         ex->cqe_skip = (ex->ring->features() & IORING_FEAT_CQE_SKIP) != 0;
         // MSG_RING between shards of one set, where the kernel has it (5.18).
         ex->can_msg_ring = set_id != 0 && ex->wake_mode != WEFT_TPC_WAKE_EVENTFD &&
@@ -1162,7 +1161,7 @@ int weft_tpc_get_metrics(const weft_tpc* p, weft_tpc_metrics* out) {
     out->signals = rd(ex->mb->signals) - ex->signals_base;
     out->msg_ring_signals = rd(ex->mb->msg_ring_signals) - ex->msg_ring_base;
     out->live_tasks = ex->live.load(std::memory_order_relaxed);
-    out->uses_ring = ex->use_ring ? 1 : 0;
+    out->uses_ring = ex->ring ? 1 : 0;
     return 0;
 }
 

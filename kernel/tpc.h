@@ -200,7 +200,6 @@ struct Executor {
     bool closing = false;     // shutdown began: spawns refused, wakes ignored
     bool in_block_on = false;
     bool own_pool = false;    // created the thread's pool cache (weft_tpc_new)
-    bool use_ring = false;     // parks in io_uring (ring != nullptr); else epoll_wait
     bool efd_read_armed = false;
     bool can_msg_ring = false;  // this executor's ring may send MSG_RING
     bool cqe_skip = false;      // IORING_FEAT_CQE_SKIP
@@ -221,7 +220,7 @@ struct Executor {
     // is the ring the executor parks in (`ring`, nullptr on epoll), or an
     // epoll set that watches the mailbox's eventfd.
     IoState* io = nullptr;
-    port::Ring* ring = nullptr;
+    port::Ring* ring = nullptr;  // owner only; set at init, cleared at destroy
 };
 
 // The executor of the calling thread (owner), or nullptr.
