@@ -100,7 +100,9 @@ void mailbox_release(Mailbox* mb) {
 // ---- slots -------------------------------------------------------------------
 
 // A never-used slot index, or -1 (MAX_SLOTS live tasks, or out of memory).
-__attribute__((noinline)) int64_t slot_alloc_fresh(Mailbox* mb) {
+// exec: the mailbox's index (Identity::exec), the same for every executor
+// that claims it.
+__attribute__((noinline)) int64_t slot_alloc_fresh(Mailbox* mb, uint32_t exec) {
     if (mb->nslots == MAX_SLOTS) return -1;
     uint32_t idx = mb->nslots;
     uint32_t c = idx >> CHUNK_SHIFT;
@@ -112,7 +114,7 @@ __attribute__((noinline)) int64_t slot_alloc_fresh(Mailbox* mb) {
         Chunk* ch = static_cast<Chunk*>(mem);
         for (uint32_t i = 0; i < CHUNK_SLOTS; i++) {
             Slot* s = new (&ch->slots[i]) Slot;
-            s->gen.store(1, std::memory_order_relaxed);
+            s->identity.store(Identity::pack(1, exec, (c << CHUNK_SHIFT) + i), std::memory_order_relaxed);
             s->queued.store(0, std::memory_order_relaxed);
             s->remote_next.store(0, std::memory_order_relaxed);
             s->free_next = 0;
@@ -126,26 +128,30 @@ __attribute__((noinline)) int64_t slot_alloc_fresh(Mailbox* mb) {
 }
 
 // A free slot index, or -1.
-inline int64_t slot_alloc(Mailbox* mb) {
+inline int64_t slot_alloc(Mailbox* mb, uint32_t exec) {
     if (mb->free_head) {
         uint32_t idx = mb->free_head - 1;
         mb->free_head = mb->owned_slot(idx)->free_next;
         return idx;
     }
-    return slot_alloc_fresh(mb);
+    return slot_alloc_fresh(mb, exec);
 }
 
 // The slot's task went away: new generation (stale wakers stop matching),
 // back on the free list.
 __attribute__((always_inline)) inline void slot_free(Mailbox* mb, uint32_t idx) {
     Slot* s = mb->owned_slot(idx);
-    uint32_t g = s->gen.load(std::memory_order_relaxed) + 1;
-    // release: orders the task's end before the new generation for wakers
-    // that read it (they only compare it).
-    s->gen.store(g ? g : 1, std::memory_order_release);
     s->task = nullptr;
     s->free_next = mb->free_head;
     mb->free_head = idx + 1;
+    uint64_t id;
+    // The add carries out exactly when the generation wraps to 0: skip it
+    // (generations are >= 1).
+    if (__builtin_expect(__builtin_add_overflow(s->identity.load(std::memory_order_relaxed), Identity::GEN_ONE, &id), 0))
+        id += Identity::GEN_ONE;
+    // release: orders the task's end before the new generation for wakers
+    // that read it (they only compare it).
+    s->identity.store(id, std::memory_order_release);
 }
 
 // ---- the ready queue and task lifecycle (owner thread) ---------------------------
@@ -187,7 +193,8 @@ void schedule(Executor* ex, TaskHeader* t) {
 // in run_one once per task.
 __attribute__((always_inline)) inline void finish(Executor* ex, TaskHeader* t) {
     slot_free(ex->mb, Identity::slot(t->tpc_identity));
-    ex->live.store(ex->live.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    // release: see Executor::ended.
+    ex->ended.store(ex->ended.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     uint64_t f = t->tpc_flags;
     t->tpc_flags = (f & ~(ST_MASK | F_WOKEN | F_JOIN_WAKER)) | ST_DONE;
     if (f & F_JOIN_WAKER) {
@@ -235,28 +242,30 @@ void run_one(Executor* ex, TaskHeader* t) {
         return;
     }
     t->stage = Stage::Finished;
-    t->result = r == WEFT_READY ? 0 : (r < 0 ? r : WEFT_EINVAL);
-    // Failure containment, layer 1 (failure.h): a failure nobody can join
-    // goes to the process-wide target (this thread belongs to no runtime).
-    if (__builtin_expect(t->result < 0, 0) && !(t->tpc_flags & F_JOIN)) report_detached_failure(nullptr, t->id, t->result);
+    // result is still task_init's 0 (only a task's end writes it): a task
+    // that succeeded leaves it, and skips the failure test below.
+    if (__builtin_expect(r != WEFT_READY, 0)) {
+        t->result = r < 0 ? r : WEFT_EINVAL;
+        // Failure containment, layer 1 (failure.h): a failure nobody can join
+        // goes to the process-wide target (this thread belongs to no runtime).
+        if (!(t->tpc_flags & F_JOIN)) report_detached_failure(nullptr, t->id, t->result);
+    }
     finish(ex, t);
 }
 
-// Gives t the slot idx (just taken off the free list or created) and queues it.
-__attribute__((always_inline)) inline void adopt_slot(Executor* ex, TaskHeader* t, Slot* s, uint32_t idx,
-                                                      uint64_t flags) {
-    t->tpc_identity = Identity::pack(s->gen.load(std::memory_order_relaxed), ex->index, idx);
+// Gives t the slot s (just taken off the free list or created) and queues it.
+__attribute__((always_inline)) inline void adopt_slot(Executor* ex, TaskHeader* t, Slot* s, uint64_t flags) {
+    t->tpc_identity = s->identity.load(std::memory_order_relaxed);
     t->tpc_flags = flags | ST_READY;
     s->task = t;
-    ex->live.store(ex->live.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    push_ready(ex, t);
+    push_ready(ex, t);  // the caller counts the spawn (Executor::ended)
 }
 
 // Gives t a slot and queues it (local spawn, or a remote spawn taken over).
 __attribute__((always_inline)) inline int adopt(Executor* ex, TaskHeader* t, uint64_t flags) {
-    int64_t idx = slot_alloc(ex->mb);
+    int64_t idx = slot_alloc(ex->mb, ex->index);
     if (idx < 0) return WEFT_ENOMEM;
-    adopt_slot(ex, t, ex->mb->owned_slot((uint32_t)idx), (uint32_t)idx, flags);
+    adopt_slot(ex, t, ex->mb->owned_slot((uint32_t)idx), flags);
     return 0;
 }
 
@@ -287,7 +296,7 @@ __attribute__((always_inline)) inline bool spawn_local_fast(Executor* ex, TaskHe
     t->tpc_exec = ex;
     t->id = t_id_next++;
     t->spawned = 1;
-    adopt_slot(ex, t, s, idx, with_join ? (uint64_t)F_JOIN : 0);
+    adopt_slot(ex, t, s, with_join ? (uint64_t)F_JOIN : 0);
     bump(ex->spawned_local);
     return true;
 }
@@ -351,7 +360,7 @@ void wake_remote(uint64_t id) {
     if (!mb) return;
     uint32_t idx = Identity::slot(id);
     Slot* s = mb->slot(idx);
-    if (!s || s->gen.load(std::memory_order_acquire) != Identity::gen(id)) return;  // stale
+    if (!s || s->identity.load(std::memory_order_acquire) != id) return;  // stale
     // acq_rel: release publishes what this waker wrote before waking; the
     // owner's acq_rel exchange back to 0 acquires it (tpc.h).
     if (s->queued.exchange(1, std::memory_order_acq_rel)) return;  // merged with a queued wake
@@ -368,7 +377,7 @@ void wake_by_id(uint64_t id) {
         // The owner thread: a plain lookup, no atomic read-modify-write.
         if (ex->closing) return;
         Slot* s = ex->mb->slot(Identity::slot(id));
-        if (!s || !s->task || s->gen.load(std::memory_order_relaxed) != Identity::gen(id)) {
+        if (!s || !s->task || s->identity.load(std::memory_order_relaxed) != id) {
             bump(ex->wakes_stale);
             return;
         }
@@ -602,13 +611,21 @@ void run(Executor* ex, TaskHeader* until) {
         poll_remote(ex);
         fire_timers(ex);
         for (uint32_t n = 0; n < POLLS_PER_TICK && ex->ready_head; n++) {
-            run_one(ex, pop_ready(ex));
-            if (until && (until->tpc_flags & ST_MASK) == ST_DONE) {
+            TaskHeader* t = pop_ready(ex);
+            // Only its own poll finishes `until`: block_on holds its one
+            // join handle until run returns, so nothing aborts it
+            // meanwhile. A pointer compare per poll, then, not a load of its
+            // flags; compared before the poll, which may free t.
+            bool is_until = t == until;
+            run_one(ex, t);
+            if (is_until && (until->tpc_flags & ST_MASK) == ST_DONE) {
                 io_tpc_tick(ex->io);  // what the last polls queued goes to the kernel now
                 return;
             }
         }
-        if (!ex->ready_head) park(ex);
+        // Were `until` finished some other way after all, parking could
+        // sleep for good: the loop's first test returns instead.
+        if (!ex->ready_head && !(until && (until->tpc_flags & ST_MASK) == ST_DONE)) park(ex);
         else io_tpc_tick(ex->io);  // busy: submit the SQEs queued meanwhile (epoll: look at the set)
     }
 }
@@ -1151,6 +1168,8 @@ int weft_tpc_get_metrics(const weft_tpc* p, weft_tpc_metrics* out) {
     if (!ex || ex->magic != Executor::MAGIC || !out) return WEFT_EINVAL;
     if (out->size != sizeof(weft_tpc_metrics)) return WEFT_EVERSION;
     auto rd = [](const std::atomic<uint64_t>& c) { return c.load(std::memory_order_relaxed); };
+    // Before the spawn counters, with acquire: see Executor::ended.
+    uint64_t ended = ex->ended.load(std::memory_order_acquire);
     out->polls = rd(ex->polls);
     out->spawned_local = rd(ex->spawned_local);
     out->spawned_remote = rd(ex->spawned_remote);
@@ -1160,7 +1179,7 @@ int weft_tpc_get_metrics(const weft_tpc* p, weft_tpc_metrics* out) {
     out->parks = rd(ex->parks);
     out->signals = rd(ex->mb->signals) - ex->signals_base;
     out->msg_ring_signals = rd(ex->mb->msg_ring_signals) - ex->msg_ring_base;
-    out->live_tasks = ex->live.load(std::memory_order_relaxed);
+    out->live_tasks = (uint32_t)(out->spawned_local + out->spawned_remote - ended);
     out->uses_ring = ex->ring ? 1 : 0;
     return 0;
 }

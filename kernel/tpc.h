@@ -18,9 +18,15 @@
 // waker held past its task, its executor, or the process's last executor
 // reads only live memory, and its generation says it is stale:
 //
-//   Slot::gen     written by the owner only (store-release): bumped each time
-//                 the slot's task goes away (finished, cancelled, dropped at
-//                 shutdown), so an identity from before no longer matches.
+//   Slot::identity
+//                 written by the owner only (store-release): the identity of
+//                 the slot's task, generation included; its generation is
+//                 bumped each time the slot's task goes away (finished,
+//                 cancelled, dropped at shutdown), so an identity from
+//                 before no longer matches. (The whole identity, not the
+//                 generation alone: a spawn then reads its task's identity
+//                 in one load instead of packing it; the exec and slot bits
+//                 of a slot never change, since a mailbox keeps its index.)
 //   Slot::queued  0/1: set by the waking thread (exchange), cleared by the
 //                 owner when it takes the slot off the wake stack. Only the
 //                 thread that flips it 0 -> 1 pushes the slot, so a slot is
@@ -33,7 +39,7 @@
 // the clear the slot may be pushed again and remote_next rewritten).
 //
 //   remote wake(id):                     owner drain:
-//     if gen(slot) != id.gen: stale        h = wake_head.exchange(0)
+//     if slot.identity != id: stale        h = wake_head.exchange(0)
 //     if queued.exchange(1): merged        for each slot s in h (FIFO):
 //     push s on wake_head                    next = s.remote_next
 //     if owner sleeping: signal it           s.queued.exchange(0)   (acq_rel)
@@ -105,6 +111,7 @@ inline constexpr uint32_t CHUNK_SLOTS = 1u << CHUNK_SHIFT;
 inline constexpr uint32_t MAX_CHUNKS = MAX_SLOTS / CHUNK_SLOTS;
 
 struct Identity {
+    static constexpr uint64_t GEN_ONE = uint64_t(1) << 32;
     static uint64_t pack(uint32_t gen, uint32_t exec, uint32_t slot) {
         return (uint64_t)gen << 32 | (uint64_t)exec << SLOT_BITS | slot;
     }
@@ -115,12 +122,15 @@ struct Identity {
 static_assert(sizeof(void*) == 8, "a waker identity is packed into the 64-bit data pointer");
 
 struct Slot {
-    std::atomic<uint32_t> gen;          // owner writes; any thread reads
+    std::atomic<uint64_t> identity;     // owner writes; any thread reads (generation >= 1)
     std::atomic<uint32_t> queued;       // see the header comment
     std::atomic<uint32_t> remote_next;  // wake-stack link: slot index + 1, 0 = end
     uint32_t free_next;                 // owner: free-list link (index + 1)
     TaskHeader* task;                   // owner: the live task, or nullptr
 };
+// 32 bytes since the identity is 64-bit (24 before): a power of two, so a
+// slot's address is a shift, not a multiply.
+static_assert(sizeof(Slot) == 32, "a slot grew");
 
 struct Chunk {
     Slot slots[CHUNK_SLOTS];
@@ -210,7 +220,14 @@ struct Executor {
     // per spawn and per poll).
     std::atomic<uint64_t> polls{0}, spawned_local{0}, spawned_remote{0}, wakes_local{0}, wakes_remote{0},
         wakes_stale{0}, parks{0};
-    std::atomic<uint32_t> live{0};  // tasks with a slot (the owner's count; others read it)
+    // Tasks that gave their slot back (finished, cancelled, dropped). The
+    // live count (weft_tpc_metrics::live_tasks) is spawned_local +
+    // spawned_remote - ended: every task that gets a slot is counted in one
+    // of the two, so a spawn writes one counter, not two. ended is stored
+    // with release, and read first with acquire: a reader then sees at
+    // least the spawns of the tasks it counts as ended (never a negative
+    // count).
+    std::atomic<uint64_t> ended{0};
 
     TimerWheel wheel;           // this executor's timers (1 ms ticks from timer_epoch_ns)
     uint64_t timer_epoch_ns = 0;

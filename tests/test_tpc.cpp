@@ -45,6 +45,7 @@
 
 #include <weft/tpc.hpp>
 
+#include "../kernel/tpc.h"  // TpcWakes.GenerationWrapSkipsZero reaches into a slot
 #include "test_support.h"
 
 // The idle spin before parking (weft_tpc.h).
@@ -1045,6 +1046,97 @@ int spawner_poll(void* d, weft_context* cx, void*) {
         return WEFT_READY;
     }
     return WEFT_PENDING;
+}
+
+// A slot's generation wraps from 0xFFFFFFFF to 1, never to 0 (slot_free:
+// generations are >= 1), and a waker of the last task before the wrap is
+// stale for the task that holds the slot after it. Four billion spawns on
+// one slot would take too long, so the test sets the free slot's generation
+// to 0xFFFFFFFF itself (the owner's thread, between polls: the slot is on
+// the free list and nothing else reads it).
+struct WrapRun {
+    weft_tpc* ex = nullptr;
+    int step = 0;
+    uint32_t slot = 0;
+    weft_waker last_waker{nullptr, nullptr};  // the latest short child's
+    uint32_t gen_after_wrap = 0;
+    bool holder_got_the_slot = false;
+    int holder_polls = 0;
+    bool holder_release = false;
+    weft_waker holder_waker{nullptr, nullptr};
+    uint64_t stale_before = 0, stale_after = 0;
+};
+
+int wrap_short_child(void* d, weft_context* cx, void*) {
+    auto* w = static_cast<WrapRun*>(d);
+    if (w->last_waker.vtable) weft_waker_drop(w->last_waker);
+    w->last_waker = weft_waker_clone(&cx->waker);
+    return WEFT_READY;
+}
+
+int wrap_holder(void* d, weft_context* cx, void*) {
+    auto* w = static_cast<WrapRun*>(d);
+    w->holder_polls++;
+    if (w->holder_release) return WEFT_READY;
+    if (!w->holder_waker.vtable) w->holder_waker = weft_waker_clone(&cx->waker);
+    return WEFT_PENDING;
+}
+
+int wrap_root(void* d, weft_context* cx, void*) {
+    namespace kt = weft::kernel::tpc;
+    auto* w = static_cast<WrapRun*>(d);
+    // SAFETY: a weft_tpc handle is its Executor (kernel/tpc.cpp, as_exec);
+    // this runs on the executor's own thread.
+    kt::Executor* ex = reinterpret_cast<kt::Executor*>(w->ex);
+    weft_task_desc child = make_desc(wrap_short_child, nullptr, w);
+    weft_task_desc holder = make_desc(wrap_holder, nullptr, w);
+    switch (w->step++) {
+    case 0:  // a first child, to leave a freed slot at the head of the free list
+        EXPECT_EQ(weft_tpc_spawn(w->ex, &child, nullptr), 0);
+        break;
+    case 1: {  // that slot, one generation before the wrap; its next task
+        w->slot = ex->mb->free_head - 1;
+        kt::Slot* s = ex->mb->owned_slot(w->slot);
+        s->identity.store(kt::Identity::pack(0xFFFFFFFFu, ex->index, w->slot), std::memory_order_relaxed);
+        EXPECT_EQ(weft_tpc_spawn(w->ex, &child, nullptr), 0);
+        break;
+    }
+    case 2:  // it finished: the generation wrapped; a task to hold the slot
+        w->gen_after_wrap = kt::Identity::gen(ex->mb->owned_slot(w->slot)->identity.load());
+        EXPECT_EQ(weft_tpc_spawn(w->ex, &holder, nullptr), 0);
+        break;
+    case 3:  // the holder waits; the waker from before the wrap is stale
+        w->holder_got_the_slot = ex->mb->owned_slot(w->slot)->task != nullptr && w->holder_polls == 1;
+        w->stale_before = metrics_of(w->ex).wakes_stale;
+        weft_waker_wake(w->last_waker);  // consumes it
+        w->last_waker = weft_waker{nullptr, nullptr};
+        w->stale_after = metrics_of(w->ex).wakes_stale;
+        break;
+    case 4:  // the stale wake polled nobody; now let the holder finish
+        EXPECT_EQ(w->holder_polls, 1);
+        w->holder_release = true;
+        weft_waker_wake(w->holder_waker);
+        w->holder_waker = weft_waker{nullptr, nullptr};
+        break;
+    default:
+        return WEFT_READY;
+    }
+    weft_waker_wake_by_ref(&cx->waker);  // yield: the children run first
+    return WEFT_PENDING;
+}
+
+TEST(TpcWakes, GenerationWrapSkipsZeroAndOldWakersStayStale) {
+    weft_tpc* ex = new_exec();
+    ASSERT_NE(ex, nullptr);
+    WrapRun w;
+    w.ex = ex;
+    weft_task_desc root = make_desc(wrap_root, nullptr, &w);
+    ASSERT_EQ(weft_tpc_block_on(ex, &root, nullptr), 0);
+    EXPECT_EQ(w.gen_after_wrap, 1u);
+    EXPECT_TRUE(w.holder_got_the_slot);
+    EXPECT_EQ(w.stale_after, w.stale_before + 1);
+    EXPECT_EQ(w.holder_polls, 2);
+    EXPECT_EQ(weft_tpc_free(ex), 0);
 }
 
 TEST(TpcWakes, StaleWakesRaceCompletionAndSlotReuse) {
