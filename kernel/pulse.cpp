@@ -304,6 +304,17 @@ void* monitor_main(void* arg) {
     uint64_t period = sh->pulse.handoff_ns / 8;
     if (period < 200000) period = 200000;
     if (period > 50000000) period = 50000000;
+    // How long every worker must have looked parked before the monitor
+    // sleeps until one leaves park (below): about 200 ms of looks, at least
+    // 2. After only 2 looks (2.5 ms at the default period), a server whose
+    // worker parks between requests (1 connection: every round trip) had its
+    // monitor fall asleep and be woken again all the time, a futex wake and
+    // wait each: 0.050 system calls per echo round trip, against 0.020 for
+    // the periodic looks alone (bench/RESULTS.md, issue 6). A runtime idle
+    // for good still stops waking after 200 ms.
+    constexpr uint64_t QUIET_NS_BEFORE_SLEEP = 200000000;
+    uint64_t rounds = QUIET_NS_BEFORE_SLEEP / period;
+    const uint32_t quiet_rounds_to_sleep = rounds < 2 ? 2 : (uint32_t)rounds;
     uint32_t quiet_rounds = 0;
     while (!m->stop.load(std::memory_order_acquire)) {
         uint64_t now = sh->pulse.ticks_are_ns ? sh->clock.raw() : weft_arch_cycles();
@@ -345,7 +356,7 @@ void* monitor_main(void* arg) {
             }
         }
         quiet_rounds = busy ? 0 : quiet_rounds + 1;
-        if (quiet_rounds >= 2 && sh->idle.all_parked()) {
+        if (quiet_rounds >= quiet_rounds_to_sleep && sh->idle.all_parked()) {
             // Idle runtime: sleep until a worker leaves park (scheduler.cpp
             // park() calls monitor_wake). Dekker on seq_cst: we publish
             // monitor_idle, then look at the idle word; a worker changes the
