@@ -870,9 +870,23 @@ uint32_t io_park(Worker* w, int64_t timeout_ns) {
 
 namespace {
 
-// Chooses the backend (WEFT_IO, then io_uring with every opcode probed,
-// then epoll) and records why. 0, or the error when WEFT_IO=uring forces a
-// ring that cannot be had.
+// Whether the process runs under Valgrind, which starts every program it
+// runs with its core preload library in LD_PRELOAD (any tool: memcheck,
+// callgrind, helgrind...). Valgrind runs one thread at a time and does not
+// treat io_uring_enter as a call that may block: a worker waiting in its
+// ring keeps every other thread from running, so the thread that would wake
+// it never does, and the process hangs (here it did not even answer
+// SIGTERM; only SIGKILL ended it). liburing issue #657 and glommio issue
+// #582 report the same hang. So under Valgrind weft uses epoll, unless
+// WEFT_IO=uring asks for the ring anyway.
+bool under_valgrind() {
+    const char* preload = getenv("LD_PRELOAD");
+    return preload && strstr(preload, "/vgpreload_core-") != nullptr;
+}
+
+// Chooses the backend (WEFT_IO, then Valgrind, then io_uring with every
+// opcode probed, then epoll) and records why. 0, or the error when
+// WEFT_IO=uring forces a ring that cannot be had.
 int choose_backend(IoState* st) {
     const char* force = getenv("WEFT_IO");
     bool want_epoll = force && strcmp(force, "epoll") == 0;
@@ -880,8 +894,9 @@ int choose_backend(IoState* st) {
     if (force && !want_epoll && !want_uring) {
         port::write_stderr("weft: WEFT_IO must be 'uring' or 'epoll'; ignoring it\n");
     }
+    bool valgrind = !want_uring && !want_epoll && under_valgrind();
     int err = 0;
-    if (!want_epoll) {
+    if (!want_epoll && !valgrind) {
         err = port::uring_probe_available();
         if (err == 0) {
             // The opcodes the operations need (5.6 has them all but
@@ -898,7 +913,7 @@ int choose_backend(IoState* st) {
         }
     }
     st->uring_error = err;
-    if (!want_epoll && err == 0) {
+    if (!want_epoll && !valgrind && err == 0) {
         st->backend = IO_URING;
         st->why = want_uring ? "io_uring (forced by WEFT_IO=uring)" : "io_uring (available, every opcode weft needs probed)";
     } else if (want_uring) {
@@ -907,6 +922,9 @@ int choose_backend(IoState* st) {
     } else {
         st->backend = IO_EPOLL;
         if (want_epoll) st->why = "epoll (forced by WEFT_IO=epoll)";
+        else if (valgrind)
+            st->why = "epoll: running under Valgrind, where a thread waiting in io_uring_enter stops every other "
+                      "thread (WEFT_IO=uring forces the ring)";
         else if (err == -ENOSYS) st->why = "epoll: this kernel has no io_uring (ENOSYS)";
         else if (err == -EPERM) st->why = "epoll: io_uring is forbidden here (EPERM: kernel.io_uring_disabled or seccomp)";
         else if (err == -EOPNOTSUPP) st->why = "epoll: the kernel's io_uring lacks a feature weft needs (5.11+: EXT_ARG, SHUTDOWN)";

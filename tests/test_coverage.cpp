@@ -654,6 +654,64 @@ TEST(CoverageIo, UnknownWeftIoValueIsIgnored) {
     EXPECT_EQ(weft_runtime_free(rt), 0);
 }
 
+// A status says epoll, for a reason that mentions `because`.
+void expect_epoll_because(const weft_io_status& st, const char* because) {
+    EXPECT_EQ(st.backend, WEFT_IO_EPOLL);
+    ASSERT_NE(st.why, nullptr);
+    EXPECT_NE(std::strstr(st.why, because), nullptr) << st.why;
+}
+
+// The I/O status of a fresh 1-worker runtime.
+weft_io_status runtime_io_status_of_fresh_runtime() {
+    weft_io_status st{};
+    st.size = sizeof st;
+    weft_runtime* rt = new_runtime(1);
+    EXPECT_NE(rt, nullptr);
+    if (!rt) return st;
+    EXPECT_EQ(weft_runtime_io_status(rt, &st), 0);
+    EXPECT_EQ(weft_runtime_free(rt), 0);
+    return st;
+}
+
+// Under Valgrind (seen as its core preload library in LD_PRELOAD) a runtime
+// and a thread-per-core executor use epoll, and say why: a thread waiting in
+// io_uring_enter would stop every other thread there (kernel/io.cpp,
+// under_valgrind). WEFT_IO still decides when set.
+TEST(CoverageIo, UnderValgrindEpollIsChosenUnlessWeftIoSaysOtherwise) {
+    ScopedEnv io("WEFT_IO", nullptr);
+    // Really under Valgrind: a runtime on io_uring would hang this process
+    // (the very thing tested), so do not make one.
+    const char* real_preload = getenv("LD_PRELOAD");
+    bool really_valgrind = real_preload && std::strstr(real_preload, "/vgpreload_core-");
+    bool uring_here = false;
+    if (!really_valgrind) {
+        ScopedEnv preload("LD_PRELOAD", nullptr);
+        uring_here = runtime_io_status_of_fresh_runtime().backend == WEFT_IO_URING;
+    }
+    ScopedEnv preload("LD_PRELOAD", "/usr/libexec/valgrind/vgpreload_core-amd64-linux.so:"
+                                    "/usr/libexec/valgrind/vgpreload_memcheck-amd64-linux.so");
+    expect_epoll_because(runtime_io_status_of_fresh_runtime(), "Valgrind");
+
+    weft_tpc* ex = nullptr;
+    ASSERT_EQ(weft_tpc_new(nullptr, &ex), 0);
+    weft_io_status tst{};
+    tst.size = sizeof tst;
+    ASSERT_EQ(weft_tpc_io_status(ex, &tst), 0);
+    expect_epoll_because(tst, "Valgrind");
+    EXPECT_EQ(weft_tpc_free(ex), 0);
+
+    {
+        // WEFT_IO=epoll: epoll, and the reason given is the variable's.
+        ScopedEnv forced("WEFT_IO", "epoll");
+        expect_epoll_because(runtime_io_status_of_fresh_runtime(), "WEFT_IO=epoll");
+    }
+    // WEFT_IO=uring: the ring, where this machine has one (not checkable
+    // where it has none, or under a real Valgrind).
+    if (!uring_here) return;
+    ScopedEnv forced("WEFT_IO", "uring");
+    EXPECT_EQ(runtime_io_status_of_fresh_runtime().backend, WEFT_IO_URING);
+}
+
 // A pending operation polled again with another waker: that waker gets the
 // completion, the first is released unwoken.
 TEST(CoverageIo, RepollWithAnotherWakerMovesTheWake) {

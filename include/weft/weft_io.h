@@ -22,8 +22,10 @@
  * build found it, else weft's own raw-syscall ring; epoll when io_uring is
  * unavailable at run time (ENOSYS, EPERM, the kernel.io_uring_disabled
  * sysctl, a seccomp filter, a kernel older than 5.11 or missing an opcode
- * weft needs). The environment variable WEFT_IO=uring|epoll forces one
- * (uring fails the runtime's creation with the reason if it cannot be used).
+ * weft needs), and under Valgrind (where a thread waiting in io_uring_enter
+ * stops every other thread, so the process hangs). The environment variable
+ * WEFT_IO=uring|epoll forces one (uring fails the runtime's creation with
+ * the reason if it cannot be used).
  * Every operation works on both; the differences: on epoll a read or write
  * of a regular file runs synchronously on the worker (files are always
  * "ready"), and sockets given to weft must be non-blocking (weft_io_socket
