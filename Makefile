@@ -18,9 +18,14 @@ build: $(BUILD)/CMakeCache.txt
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
 
-# Every benchmark workload (BENCHMARKS.md format), WORKERS workers (default 2).
+# Every benchmark workload (BENCHMARKS.md format), WORKERS workers (default 2),
+# then the micro benchmarks (Google Benchmark; built when libbenchmark-dev is
+# installed), 5 repetitions each, their median, mean and spread.
 bench: build
 	$(BUILD)/bench/weft-bench --workers $(WORKERS)
+	@if [ -x $(BUILD)/bench/weft-micro ]; then \
+	    $(BUILD)/bench/weft-micro --benchmark_repetitions=5 --benchmark_report_aggregates_only=true; \
+	else echo "weft-micro not built (apt-get install libbenchmark-dev, then make)"; fi
 
 # weft's main demo.
 run: build
