@@ -221,7 +221,7 @@ def main():
     check(not reported, "a failure read through its join handle is not reported")
     d = TaskDesc(ctypes.sizeof(TaskDesc), poll_cb, drop_cb, 667, 0)
     check(lib.weft_spawn(rt, ctypes.byref(d), None) == 0, "spawn a detached failing task")
-    for _ in range(5000):
+    for _ in range(60000):  # up to about 60 s, the suite's bound for a report that is due
         with lock:
             if reported:
                 break

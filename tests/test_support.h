@@ -49,6 +49,29 @@ bool wait_for(Pred pred, int seconds = 60) {
     return true;
 }
 
+// wait_for for long runs (10^7 wakes, thousands of round trips), whose total
+// time depends on the machine (qemu, a sanitizer, a loaded CI host): the
+// deadline restarts whenever progress() returns a new value, so only a run
+// that stops moving for `stall_seconds` (a lost wake-up leaves it parked)
+// fails here; a slow one that keeps moving is left to ctest's TIMEOUT.
+template <class Pred, class Progress>
+bool wait_while_progressing(Pred pred, Progress progress, int stall_seconds = 60) {
+    auto last = progress();
+    bool moved = false;
+    auto done_or_moved = [&] {
+        moved = false;
+        if (pred()) return true;
+        auto now = progress();
+        moved = now != last;
+        last = now;
+        return moved;
+    };
+    while (wait_for(done_or_moved, stall_seconds)) {
+        if (!moved) return true;  // pred() held
+    }
+    return pred();
+}
+
 // wait_for without a way out: ctest's per-test TIMEOUT turns a lost
 // wake-up into a failure.
 template <class Pred>

@@ -700,7 +700,18 @@ TEST(Sync, NotifiedOutlivesItsNotify) {
         n.reset();
         // aw is dropped here: it must not touch the freed Notify
     }
-    weft::Runtime rt(1);
+    // One worker and no handoff: with it, the blocker below, stuck in its
+    // poll for 10 ms (a descheduled test thread), would lose the worker's
+    // queue to a spare thread, which could run the notified task before
+    // the abort.
+    weft_pulse_config pulse;
+    weft_pulse_config_init(&pulse);
+    pulse.max_spare_threads = 0;
+    weft_runtime_config cfg;
+    weft_runtime_config_init(&cfg);
+    cfg.workers = 1;
+    cfg.pulse = &pulse;
+    weft::Runtime rt(cfg);
     auto n = std::make_unique<weft::Notify>();
     std::atomic<bool> queued{false};
     auto h = rt.spawn([](weft::Notify* n, std::atomic<bool>* q) -> weft::Task<void> {
