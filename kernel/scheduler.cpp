@@ -653,7 +653,18 @@ TaskHeader* next_task(Worker* w) {
         return t;
     }
     if (TaskHeader* t = w->queue.pop()) return t;
-    return pull_from_inject(w);
+    if (TaskHeader* t = pull_from_inject(w)) return t;
+    // The fairness tick's io_tick may have woken a task into the LIFO slot
+    // (after the check at the top). Returning nothing here would send this
+    // worker searching with work in hand, and finding it as the last
+    // searcher it would wake a parked worker for nothing: with one echo
+    // connection that was one needless wake-up (eventfd write, futile search,
+    // park) every ~90 round trips (bench/RESULTS.md, issue 6).
+    if (TaskHeader* t = w->lifo) {
+        w->lifo = nullptr;
+        return t;
+    }
+    return nullptr;
 }
 
 uint64_t xorshift(uint64_t& s) {

@@ -845,6 +845,60 @@ TEST(Io, ReadvWritevThroughTheCAbi) {
 
 // ---- concurrency --------------------------------------------------------------------------
 
+// One connection served by one worker: the other worker has nothing to do
+// and must stay asleep. The serving worker used to wake it about once every
+// 90 round trips: its fairness tick (next_task) reaped the connection's
+// completion into the LIFO slot after next_task had looked there, so it went
+// searching with the task in hand, found it as the last searcher, and woke
+// the parked worker for nothing (an eventfd write, a futile search, a park:
+// CPU taken from the one doing the work). Counted by the idle worker's parks.
+// Pulse off, which is also what keeps a descheduled worker from being handed
+// to a spare thread: with a poll budget, on epoll the echo task can serve
+// many round trips in one poll (each request arrives before its next read),
+// and when 128 results have spent the budget it yields to the back of the
+// queue, which offers it to an idle worker on purpose (as Tokio does).
+TEST(IoCpp, ServingOneConnectionLeavesTheOtherWorkerAsleep) {
+    TcpPair pair = tcp_pair();
+    weft_pulse_config pulse;
+    weft_pulse_config_init(&pulse);
+    pulse.mode = WEFT_PULSE_OFF;
+    weft_runtime_config cfg;
+    weft_runtime_config_init(&cfg);
+    cfg.workers = 2;
+    cfg.pulse = &pulse;
+    weft::Runtime rt(cfg);
+    auto server = rt.spawn(echo_connection(weft::net::TcpStream::adopt(pair.weft_side.release(), rt.get())));
+    auto round_trips = [&](int n) {
+        for (int i = 0; i < n; i++) {
+            send_all(pair.peer.fd, "12345678", 8);
+            ASSERT_EQ(recv_exactly(pair.peer.fd, 8), "12345678");
+        }
+    };
+    auto metrics = [&](uint32_t worker) {
+        weft_worker_metrics m;
+        m.size = sizeof m;
+        EXPECT_EQ(weft_runtime_worker_metrics(rt.get(), worker, &m), 0);
+        return m;
+    };
+    // Settle: the task is on one worker and the other has parked.
+    round_trips(500);
+    weft_worker_metrics before[2] = {metrics(0), metrics(1)};
+    constexpr int ROUNDS = 5000;
+    round_trips(ROUNDS);
+    weft_worker_metrics after[2] = {metrics(0), metrics(1)};
+    uint32_t serving = after[0].polls - before[0].polls > after[1].polls - before[1].polls ? 0 : 1;
+    uint32_t idle = 1 - serving;
+    // (On epoll one poll may serve several round trips: a request can arrive
+    // before the task's next read.)
+    EXPECT_GT(after[serving].polls - before[serving].polls, 0u);
+    // At most one: a park already under way when `before` was read.
+    EXPECT_LE(after[idle].parks - before[idle].parks, 1u)
+        << "the idle worker woke " << after[idle].parks - before[idle].parks << " times in " << ROUNDS
+        << " round trips served by worker " << serving;
+    ::shutdown(pair.peer.fd, SHUT_WR);  // EOF: the echo task ends
+    server.join();
+}
+
 TEST(IoCpp, TwoHundredConnectionsEchoConcurrently) {
     constexpr int CONNECTIONS = 200;
     constexpr size_t MESSAGE = 3000;
