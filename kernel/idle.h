@@ -8,7 +8,11 @@
 // Rules (the same as Tokio's, which this follows closely):
 //   * At most half the workers search at once (to_searching refuses beyond).
 //   * Work that becomes stealable calls notify_one(): if nobody searches and
-//     somebody sleeps, one sleeper is woken *as a searcher*.
+//     somebody sleeps, one sleeper is woken *as a searcher*. One exception
+//     (unlike Tokio): a task that yields while nothing else waits on its
+//     worker is queued silently, since that worker takes it back next
+//     (scheduler.cpp schedule_local). No wake-up is lost by it: the worker
+//     is running, and park() returns at once while its queue holds a task.
 //   * The last searcher to stop searching because it found work wakes
 //     another searcher (there may be more).
 //   * Every worker that parks rechecks every queue after leaving the unparked
