@@ -11,8 +11,11 @@
 //     somebody sleeps, one sleeper is woken *as a searcher*. One exception
 //     (unlike Tokio): a task that yields while nothing else waits on its
 //     worker is queued silently, since that worker takes it back next
-//     (scheduler.cpp schedule_local). No wake-up is lost by it: the worker
-//     is running, and park() returns at once while its queue holds a task.
+//     (scheduler.cpp schedule_local; likewise a LIFO chain's task put back
+//     for the fairness tick, run_with_lifo). Nothing is left behind by it:
+//     next_task returns that task before anything else except what the
+//     fairness tick takes from the inject queue, and the tick then offers
+//     the local queue's tasks (notify) before it runs the inject task.
 //   * The last searcher to stop searching because it found work wakes
 //     another searcher (there may be more).
 //   * Every worker that parks rechecks every queue after leaving the unparked

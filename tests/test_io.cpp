@@ -859,11 +859,11 @@ TEST(Io, ReadvWritevThroughTheCAbi) {
 //     The fairness tick used to submit a queued write on its own when the
 //     worker had nothing else to do, a third enter every ~80 round trips.
 //     Counted by the runtime's `enters` (weft_runtime_io_status).
-// Pulse off, which also keeps a descheduled worker from being handed to a
-// spare thread: with a poll budget, on epoll the echo task can serve many
-// round trips in one poll (each request arrives before its next read), and
-// when 128 results have spent the budget it yields to the back of the
-// queue, which offers it to an idle worker on purpose (as Tokio does).
+// Pulse off: no handoff of a descheduled worker to a spare thread, and no
+// poll budget (on epoll the echo task can serve many round trips in one
+// poll, each request arriving before its next read, and spend it; its
+// yield is quiet, schedule_local, but what the test counts should not
+// depend on that).
 TEST(IoCpp, OneConnectionCostsTwoEntersPerRoundTripAndWakesNoOtherWorker) {
     TcpPair pair = tcp_pair();
     weft_pulse_config pulse;
@@ -919,6 +919,78 @@ TEST(IoCpp, OneConnectionCostsTwoEntersPerRoundTripAndWakesNoOtherWorker) {
     }
     ::shutdown(pair.peer.fd, SHUT_WR);  // EOF: the echo task ends
     server.join();
+}
+
+// Two tasks that wake each other for ever, with nothing else queued, run as
+// a LIFO chain that never returns to next_task, whose fairness tick fires
+// the worker's timers, submits and reaps its I/O and looks at the inject
+// queue. Before the chain's polls counted toward that tick, a 5 ms sleep or
+// a read of bytes already sent, spawned beside such a pair on its worker,
+// never finished (found in review). One worker, pulse off (no handoff that
+// would move the pair elsewhere); the pair keeps running throughout.
+namespace lifo_chain {
+struct Pair {
+    weft::Notify to_ping, to_pong;
+    std::atomic<bool> stop{false};
+    std::atomic<uint64_t> rounds{0};
+};
+weft::Task<void> ping(Pair* s) {
+    while (!s->stop.load(std::memory_order_relaxed)) {
+        s->to_pong.notify_one();
+        co_await s->to_ping.notified();
+        s->rounds.fetch_add(1, std::memory_order_relaxed);
+    }
+    s->to_pong.notify_one();
+}
+weft::Task<void> pong(Pair* s) {
+    while (!s->stop.load(std::memory_order_relaxed)) {
+        co_await s->to_pong.notified();
+        s->to_ping.notify_one();
+    }
+    s->to_ping.notify_one();
+}
+}  // namespace lifo_chain
+
+TEST(IoCpp, TwoTasksWakingEachOtherLeaveTheirWorkersTimersAndIoServed) {
+    weft_pulse_config pulse;
+    weft_pulse_config_init(&pulse);
+    pulse.mode = WEFT_PULSE_OFF;
+    weft_runtime_config cfg;
+    weft_runtime_config_init(&cfg);
+    cfg.workers = 1;
+    cfg.pulse = &pulse;
+    weft::Runtime rt(cfg);
+    TcpPair pair = tcp_pair();
+    lifo_chain::Pair s;
+    auto p = rt.spawn(lifo_chain::ping(&s));
+    auto q = rt.spawn(lifo_chain::pong(&s));
+    spin_until([&] { return s.rounds.load() >= 1000; });
+    // A sleep, spawned from outside (the inject queue).
+    std::atomic<bool> slept{false};
+    auto sleeper = rt.spawn([](std::atomic<bool>* slept) -> weft::Task<void> {
+        co_await weft::sleep(5ms);
+        slept->store(true);
+    }(&slept));
+    EXPECT_TRUE(weft_test::wait_for([&] { return slept.load(); })) << "the sleep never ended";
+    // A read of bytes sent before it starts: its submission and completion
+    // go through the worker's driver.
+    send_all(pair.peer.fd, "x", 1);
+    std::atomic<int> got{0};
+    auto reader = rt.spawn([](int fd, weft_runtime* rt, std::atomic<int>* got) -> weft::Task<void> {
+        auto stream = weft::net::TcpStream::adopt(fd, rt);
+        weft::Buffer buf(16);
+        auto n = co_await stream.read(buf);
+        got->store(n ? static_cast<int>(*n) : -1);
+    }(pair.weft_side.release(), rt.get(), &got));
+    EXPECT_TRUE(weft_test::wait_for([&] { return got.load() != 0; })) << "the read never completed";
+    EXPECT_EQ(got.load(), 1);
+    uint64_t before = s.rounds.load();
+    spin_until([&] { return s.rounds.load() > before + 1000; });  // the pair still runs
+    s.stop.store(true);
+    p.join();
+    q.join();
+    sleeper.join();
+    reader.join();
 }
 
 TEST(IoCpp, TwoHundredConnectionsEchoConcurrently) {
