@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -845,6 +846,19 @@ TEST(Io, ReadvWritevThroughTheCAbi) {
 
 // ---- concurrency --------------------------------------------------------------------------
 
+// A runtime with pulse off: no poll budget, no monitor, no handoff of a
+// descheduled worker to a spare thread (for tests that count wake-ups).
+std::unique_ptr<weft::Runtime> runtime_without_pulse(uint32_t workers) {
+    weft_pulse_config pulse;
+    weft_pulse_config_init(&pulse);
+    pulse.mode = WEFT_PULSE_OFF;
+    weft_runtime_config cfg;
+    weft_runtime_config_init(&cfg);
+    cfg.workers = workers;
+    cfg.pulse = &pulse;
+    return std::make_unique<weft::Runtime>(cfg);
+}
+
 // One connection served by one worker, what the echo benchmark at 1
 // connection does (issue 6: at most 2 system calls per round trip).
 //   * The other worker has nothing to do and must stay asleep. The serving
@@ -866,14 +880,8 @@ TEST(Io, ReadvWritevThroughTheCAbi) {
 // depend on that).
 TEST(IoCpp, OneConnectionCostsTwoEntersPerRoundTripAndWakesNoOtherWorker) {
     TcpPair pair = tcp_pair();
-    weft_pulse_config pulse;
-    weft_pulse_config_init(&pulse);
-    pulse.mode = WEFT_PULSE_OFF;
-    weft_runtime_config cfg;
-    weft_runtime_config_init(&cfg);
-    cfg.workers = 2;
-    cfg.pulse = &pulse;
-    weft::Runtime rt(cfg);
+    auto rt_owner = runtime_without_pulse(2);
+    weft::Runtime& rt = *rt_owner;
     auto server = rt.spawn(echo_connection(weft::net::TcpStream::adopt(pair.weft_side.release(), rt.get())));
     auto round_trips = [&](int n) {
         for (int i = 0; i < n; i++) {
@@ -952,14 +960,8 @@ weft::Task<void> pong(Pair* s) {
 }  // namespace lifo_chain
 
 TEST(IoCpp, TwoTasksWakingEachOtherLeaveTheirWorkersTimersAndIoServed) {
-    weft_pulse_config pulse;
-    weft_pulse_config_init(&pulse);
-    pulse.mode = WEFT_PULSE_OFF;
-    weft_runtime_config cfg;
-    weft_runtime_config_init(&cfg);
-    cfg.workers = 1;
-    cfg.pulse = &pulse;
-    weft::Runtime rt(cfg);
+    auto rt_owner = runtime_without_pulse(1);
+    weft::Runtime& rt = *rt_owner;
     TcpPair pair = tcp_pair();
     lifo_chain::Pair s;
     auto p = rt.spawn(lifo_chain::ping(&s));
