@@ -749,10 +749,13 @@ bool run_with_lifo(Worker* w, TaskHeader* t) {
     while (TaskHeader* next = w->lifo) {
         w->lifo = nullptr;
         if (++lifo_polls > MAX_LIFO_POLLS) {
-            if (!w->queue.is_empty() || !w->shared->inject.is_empty() ||
+            if (!w->queue.is_empty() || w->fork_top != w->fork_bottom || !w->shared->inject.is_empty() ||
                 w->shared->shutdown.load(std::memory_order_relaxed)) {
-                // Cap reached and other tasks wait (see scheduler.h): to the
-                // back of the queue. With nothing waiting the cap would only
+                // Cap reached and other tasks wait (see scheduler.h; the
+                // fork stack too, which next_task serves before the queue:
+                // without it a chain kept a fork-join child, or the tasks a
+                // handoff put there, waiting for ever): to the back of the
+                // queue. With nothing waiting the cap would only
                 // hand a sequential chain to a thief, a core migration every
                 // few polls. At shutdown, too: two tasks that wake each other
                 // on this worker form an endless chain, and worker_loop must

@@ -995,6 +995,38 @@ TEST(IoCpp, TwoTasksWakingEachOtherLeaveTheirWorkersTimersAndIoServed) {
     reader.join();
 }
 
+// The same pair beside a task on the worker's fork stack (a ForkJoin child;
+// a handoff puts the old LIFO task and expired timers' tasks there too),
+// which next_task serves before the local queue. The chain ignored the fork
+// stack when it looked for other waiting work, so it ran past the LIFO cap
+// for ever and its fairness ticks handed it straight back: the child never
+// ran (found in review). The pair is waiting before the ForkJoin is made.
+TEST(IoCpp, TwoTasksWakingEachOtherLeaveTheForkStackServed) {
+    auto rt_owner = runtime_without_pulse(1);
+    weft::Runtime& rt = *rt_owner;
+    lifo_chain::Pair s;
+    std::atomic<bool> pong_started{false}, child_ran{false};
+    auto q = rt.spawn([](lifo_chain::Pair* s, std::atomic<bool>* started) -> weft::Task<void> {
+        started->store(true);
+        co_await lifo_chain::pong(s);
+    }(&s, &pong_started));
+    spin_until([&] { return pong_started.load(); });
+    auto p = rt.spawn([](lifo_chain::Pair* s, std::atomic<bool>* child_ran) -> weft::Task<void> {
+        weft::ForkJoin<void> fj(1);
+        fj.spawn([](std::atomic<bool>* ran) -> weft::Task<void> {
+            ran->store(true);
+            co_return;
+        }(child_ran));
+        co_await lifo_chain::ping(s);
+        co_await fj;
+    }(&s, &child_ran));
+    EXPECT_TRUE(weft_test::wait_for([&] { return child_ran.load(); })) << "the fork-join child never ran, "
+                                                                       << s.rounds.load() << " rounds later";
+    s.stop.store(true);
+    p.join();
+    q.join();
+}
+
 TEST(IoCpp, TwoHundredConnectionsEchoConcurrently) {
     constexpr int CONNECTIONS = 200;
     constexpr size_t MESSAGE = 3000;
