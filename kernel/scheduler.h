@@ -4,9 +4,11 @@
 //   1. the LIFO slot: one task, owner-only. A task woken by the running task
 //      goes here and runs next, with hot caches (message passing, spawn then
 //      await). Capped: after MAX_LIFO_POLLS consecutive LIFO runs, if other
-//      tasks are waiting (local or inject queue), the slot's task goes to the
-//      back of the local queue, so two tasks waking each other cannot starve
-//      the rest. The slot is not stealable:
+//      tasks are waiting (local or inject queue, fork stack), the slot's task
+//      goes to the back of the local queue, so two tasks waking each other
+//      cannot starve the rest; with nothing waiting the chain goes on, but
+//      its polls count toward the fairness tick below (the worker's timers
+//      and I/O). The slot is not stealable:
 //      a worker stuck in a long poll keeps that one task waiting (the pulse
 //      issue's handoff addresses stuck workers as a whole).
 //   2. the local queue (local_queue.h), 256 entries, stealable.
