@@ -61,7 +61,7 @@ public:
     }
 
     // Owner only. Returns the number of tasks moved to the sink (0 normally).
-    // Sink has push_batch(first, last, n): a list linked through queue_next.
+    // Sink has push_batch(tasks, n): an array of n tasks, oldest first.
     template <class Sink>
     inline __attribute__((always_inline)) uint32_t push_back(TaskHeader* task, Sink& sink) {
         // Fast path: room in the ring (the owner is the only writer of tail).
@@ -91,8 +91,7 @@ private:
             }
             if (steal != real) {
                 // A stealer is about to free half the ring; do not wait for it.
-                task->queue_next = nullptr;
-                sink.push_batch(task, task, 1);
+                sink.push_batch(&task, 1);
                 return 1;
             }
             uint32_t moved = push_overflow(task, real, tail, sink);
@@ -162,16 +161,10 @@ private:
         if (!head_.compare_exchange_strong(prev, pack(head + NUM, head + NUM), std::memory_order_acq_rel,
                                            std::memory_order_acquire))
             return 0;
-        TaskHeader* first = buffer_[head & MASK].load(std::memory_order_relaxed);
-        TaskHeader* cur = first;
-        for (uint32_t i = 1; i < NUM; i++) {
-            TaskHeader* next = buffer_[(head + i) & MASK].load(std::memory_order_relaxed);
-            cur->queue_next = next;
-            cur = next;
-        }
-        cur->queue_next = task;
-        task->queue_next = nullptr;
-        sink.push_batch(first, task, NUM + 1);
+        TaskHeader* batch[NUM + 1];
+        for (uint32_t i = 0; i < NUM; i++) batch[i] = buffer_[(head + i) & MASK].load(std::memory_order_relaxed);
+        batch[NUM] = task;
+        sink.push_batch(batch, NUM + 1);
         return NUM + 1;
     }
 

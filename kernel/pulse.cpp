@@ -157,7 +157,7 @@ struct IsolationPool {
 
 bool isolation_push(Shared* sh, TaskHeader* t) {
     IsolationPool* p = sh->isolation;
-    if (!p->queue.push_batch(t, t, 1)) return false;
+    if (!p->queue.push_batch(&t, 1)) return false;
     // seq_cst pair with the waiter: it counts itself, then re-checks the queue.
     p->seq.fetch_add(1, std::memory_order_seq_cst);
     if (p->waiters.load(std::memory_order_seq_cst)) port::futex_wake(&p->seq, 1);

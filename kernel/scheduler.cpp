@@ -73,8 +73,9 @@ void drop_queue_refs(TaskHeader* first) {
 
 struct InjectSink {
     Shared* sh;
-    void push_batch(TaskHeader* first, TaskHeader* last, uint32_t n) {
-        if (!sh->inject.push_batch(first, last, n)) drop_queue_refs(first);
+    void push_batch(TaskHeader* const* tasks, uint32_t n) {
+        if (!sh->inject.push_batch(tasks, n))
+            for (uint32_t i = 0; i < n; i++) drop_queue_entry(tasks[i]);
     }
 };
 

@@ -55,7 +55,7 @@ enum TaskKind : uint8_t {
 struct alignas(16) TaskHeader {
     TaskState state;                 // 8
     Budget budget;                   // 16  pulse.h (beside state: wakers read the tier)
-    TaskHeader* queue_next;          // 8   inject-queue link
+    TaskHeader* queue_next;          // 8   list link (inject queue front / no-memory back, fired timers, ...)
     const weft_task_vtable* vtable;  // 8
     Shared* shared;                  // 8   the runtime that runs it
     // Multi-thread runtime tasks: the owned-task links. Thread-per-core tasks

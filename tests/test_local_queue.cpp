@@ -5,7 +5,7 @@
 // or duplicated tasks, and they hide in three places this file aims at
 // directly:
 //   * the edges: FIFO order, overflow (half the ring plus the new task go to
-//     the sink, in order, as one linked batch), steal-half arithmetic;
+//     the sink, in order, as one batch), steal-half arithmetic;
 //   * 32-bit index wrap-around, reached through the reset_for_test(start)
 //     seam: every single-threaded case runs again with the indices starting
 //     just below 2^32, so pushes, pops, overflows and steals cross the wrap;
@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "../kernel/local_queue.h"
+#include "task_headers.h"
 #include "test_support.h"
 
 using weft::kernel::LocalQueue;
@@ -32,31 +33,13 @@ using weft::kernel::TaskHeader;
 
 namespace {
 
-// A pool of task headers; the queue only uses queue_next, the test uses the
-// index to count.
-struct Tasks {
-    explicit Tasks(size_t n) : v(new TaskHeader[n]()), n(n) {}
-    TaskHeader* operator[](size_t i) { return &v[i]; }
-    size_t index(const TaskHeader* t) const { return (size_t)(t - v.get()); }
-    std::unique_ptr<TaskHeader[]> v;
-    size_t n;
-};
-
-// Records every batch; checks that each is a well-formed list of n tasks
-// through queue_next ending at `last`.
+// Records every batch (an array of n tasks, oldest first).
 struct VecSink {
     std::vector<TaskHeader*> got;
     std::vector<uint32_t> batch_sizes;
-    void push_batch(TaskHeader* first, TaskHeader* last, uint32_t n) {
-        uint32_t count = 0;
-        TaskHeader* prev = nullptr;
-        for (TaskHeader* t = first; t; t = t->queue_next) {
-            got.push_back(t);
-            prev = t;
-            if (++count > n) break;  // a cycle or a list longer than claimed
-        }
-        EXPECT_EQ(count, n) << "batch length";
-        EXPECT_EQ(prev, last) << "batch must end at `last`, with queue_next == nullptr";
+    void push_batch(TaskHeader* const* tasks, uint32_t n) {
+        EXPECT_GT(n, 0u) << "an empty batch";
+        for (uint32_t i = 0; i < n; i++) got.push_back(tasks[i]);
         batch_sizes.push_back(n);
     }
 };
@@ -291,14 +274,9 @@ void steal_race(uint32_t start, uint64_t total) {
     // tasks while others steal). Overflow batches are "run" by the sink.
     struct CountSink {
         std::function<void(TaskHeader*)> f;
-        void push_batch(TaskHeader* first, TaskHeader* last, uint32_t n) {
-            uint32_t c = 0;
-            TaskHeader* prev = nullptr;
-            for (TaskHeader* x = first; x && c <= n; x = x->queue_next, c++) {
-                prev = x;
-                f(x);
-            }
-            if (c != n || prev != last) bad.fetch_add(1, std::memory_order_relaxed);
+        void push_batch(TaskHeader* const* tasks, uint32_t n) {
+            if (n == 0) bad.fetch_add(1, std::memory_order_relaxed);
+            for (uint32_t i = 0; i < n; i++) f(tasks[i]);
         }
         std::atomic<uint64_t> bad{0};
     } sink;
