@@ -32,16 +32,9 @@ using fuzz::Reader;
 
 struct Sink {
     std::vector<TaskHeader*> got;
-    void push_batch(TaskHeader* first, TaskHeader* last, uint32_t n) {
-        uint32_t count = 0;
-        TaskHeader* prev = nullptr;
-        for (TaskHeader* t = first; t; t = t->queue_next) {
-            got.push_back(t);
-            prev = t;
-            CHECK(++count <= n);  // a cycle or a list longer than claimed
-        }
-        CHECK(count == n);
-        CHECK(prev == last);
+    void push_batch(TaskHeader* const* tasks, uint32_t n) {
+        CHECK(n > 0);
+        for (uint32_t i = 0; i < n; i++) got.push_back(tasks[i]);
     }
 };
 
