@@ -11,8 +11,11 @@
 //   front_   an intrusive list (TaskHeader::queue_next) of tasks pushed to
 //            the front (expired timers' tasks, which are late already);
 //   chunks   a FIFO of task pointers in 4 KiB chunks (510 each), allocated
-//            as the queue grows and freed as it drains, one kept as a spare
-//            so that a queue that fills and empties allocates nothing;
+//            as the queue grows and freed as it drains; the last chunk stays
+//            in place when it empties and one more is kept as a spare, so a
+//            queue that fills and empties again allocates nothing (8 KiB kept
+//            at most). malloc runs under the lock, once per 510 tasks of
+//            growth; free runs after the lock is released;
 //   back_    an intrusive list, FIFO, used only when a chunk cannot be
 //            allocated: the queue never refuses a task for want of memory.
 // A push goes to the chunks only while back_ is empty, and pops take back_
@@ -96,17 +99,21 @@ public:
     }
 
     TaskHeader* pop() {
-        if (is_empty()) return nullptr;
-        port::LockGuard g(mu_);
         TaskHeader* t;
-        return pop_n_locked(&t, 1) ? t : nullptr;
+        return pop_n(&t, 1) ? t : nullptr;
     }
 
     // Pops up to max tasks into out (oldest first); returns the count.
     uint32_t pop_n(TaskHeader** out, uint32_t max) {
         if (is_empty()) return 0;
-        port::LockGuard g(mu_);
-        return pop_n_locked(out, max);
+        Chunk* unused = nullptr;  // a drained chunk beyond the spare
+        uint32_t n;
+        {
+            port::LockGuard g(mu_);
+            n = pop_n_locked(out, max, &unused);
+        }
+        if (unused) Memory::free(unused);
+        return n;
     }
 
     bool is_empty() const { return len_.load(std::memory_order_acquire) == 0; }
@@ -189,7 +196,9 @@ private:
         }
     }
 
-    uint32_t pop_n_locked(TaskHeader** out, uint32_t max) {
+    // A chunk drained while a spare is already kept goes to *unused, for the
+    // caller to free after unlocking (at most one per call: max <= 510).
+    uint32_t pop_n_locked(TaskHeader** out, uint32_t max, Chunk** unused) {
         uint32_t n = 0;
         while (n < max && front_) {
             TaskHeader* t = front_;
@@ -206,8 +215,12 @@ private:
                 break;
             }
             first_ = c->next;
-            if (spare_) Memory::free(spare_);
-            spare_ = c;
+            if (spare_) {
+                if (*unused) Memory::free(*unused);  // only if max > 510
+                *unused = c;
+            } else {
+                spare_ = c;
+            }
         }
         while (n < max && back_head_) {
             TaskHeader* t = back_head_;

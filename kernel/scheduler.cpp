@@ -60,9 +60,9 @@ void dealloc(TaskHeader* t);
 
 void drop_queue_entry(TaskHeader* t);
 
-// A list of queue entries that no queue will take (overflow into a closed
-// inject queue during shutdown): each is dropped like a drained entry.
-// Test: Shutdown.LocalQueueOverflowAfterCloseLosesNoTask.
+// A list of queue entries (linked through queue_next) that no queue will
+// take: expired timers' tasks pushed to the front of a closed inject queue
+// during shutdown (flush_fired). Each is dropped like a drained entry.
 void drop_queue_refs(TaskHeader* first) {
     while (first) {
         TaskHeader* next = first->queue_next;
@@ -71,6 +71,9 @@ void drop_queue_refs(TaskHeader* first) {
     }
 }
 
+// Where a local queue's overflow goes. A closed inject queue (shutdown) takes
+// nothing: each task is dropped like a drained entry.
+// Test: Shutdown.LocalQueueOverflowAfterCloseLosesNoTask.
 struct InjectSink {
     Shared* sh;
     void push_batch(TaskHeader* const* tasks, uint32_t n) {

@@ -10,8 +10,10 @@
 //
 // Who touches what:
 //   state       any thread, atomically (task_state.h)
-//   queue_next  the thread that holds the task's NOTIFIED ref, while it sits in
-//               an inject queue (under the inject mutex)
+//   queue_next  the thread that holds the task's NOTIFIED ref, while the task
+//               sits in a list: an inject queue's front or no-memory list
+//               (under the inject mutex; its chunks store pointers and leave
+//               queue_next alone), a worker's fired-timer list, a cancel chain
 //   owned_*     the worker that linked it (owned_tasks.h); owned_done_next: the
 //               completing thread, then that worker (its done stack)
 //   join_waker  the join handle while JOIN_WAKER is clear; the runtime (read

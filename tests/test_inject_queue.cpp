@@ -217,45 +217,54 @@ RC_GTEST_PROP(InjectQueueModel, MatchesSequentialModel, ()) {
 }
 
 // Two pushers (single pushes and batches) and two poppers: every task comes
-// out exactly once (the lock is the whole protocol; this is for TSan).
+// out exactly once (the lock is the whole protocol; this is for TSan). Five
+// rounds, each starting from whatever chunks the last one left.
 TEST(InjectQueue, ConcurrentPushersAndPoppersLoseAndDuplicateNothing) {
     constexpr size_t PER_PUSHER = 20000;
     Tasks t(2 * PER_PUSHER);
     InjectQueue q;
-    std::vector<std::atomic<uint32_t>> seen(t.n);
-    std::atomic<size_t> popped{0};
-    auto pusher = [&](size_t base) {
-        for (size_t i = 0; i < PER_PUSHER;) {
-            if (i % 3 == 0) {
-                ASSERT_TRUE(q.push(t[base + i]));
-                i++;
-            } else {
-                TaskHeader* b[129];
-                uint32_t k = (uint32_t)std::min<size_t>(129, PER_PUSHER - i);
-                for (uint32_t j = 0; j < k; j++) b[j] = t[base + i + j];
-                ASSERT_TRUE(q.push_batch(b, k));
-                i += k;
+    for (int round = 0; round < 5; round++) {
+        std::vector<std::atomic<uint32_t>> seen(t.n);
+        std::atomic<int> pushers_done{0};
+        auto pusher = [&](size_t base) {
+            for (size_t i = 0; i < PER_PUSHER;) {
+                if (i % 3 == 0) {
+                    EXPECT_TRUE(q.push(t[base + i]));
+                    i++;
+                } else {
+                    TaskHeader* b[129];
+                    uint32_t k = (uint32_t)std::min<size_t>(129, PER_PUSHER - i);
+                    for (uint32_t j = 0; j < k; j++) b[j] = t[base + i + j];
+                    EXPECT_TRUE(q.push_batch(b, k));
+                    i += k;
+                }
             }
-        }
-    };
-    auto popper = [&] {
-        TaskHeader* b[32];
-        while (popped.load(std::memory_order_relaxed) < t.n) {
-            uint32_t n = q.pop_n(b, 32);
-            for (uint32_t j = 0; j < n; j++) seen[t.index(b[j])].fetch_add(1, std::memory_order_relaxed);
-            popped.fetch_add(n, std::memory_order_relaxed);
-            if (n == 0) std::this_thread::yield();
-        }
-    };
-    std::thread p1(pusher, 0), p2(pusher, PER_PUSHER), c1(popper), c2(popper);
-    p1.join();
-    p2.join();
-    c1.join();
-    c2.join();
-    size_t bad = 0;
-    for (auto& s : seen) bad += s.load() != 1;
-    EXPECT_EQ(bad, 0u) << "tasks lost or popped twice";
-    EXPECT_TRUE(q.is_empty());
+            pushers_done.fetch_add(1);
+        };
+        // Until both pushers are done and the queue is empty: a pusher that
+        // fails ends the round instead of leaving the poppers spinning.
+        auto popper = [&] {
+            TaskHeader* b[32];
+            for (;;) {
+                bool done = pushers_done.load() == 2;
+                uint32_t n = q.pop_n(b, 32);
+                for (uint32_t j = 0; j < n; j++) seen[t.index(b[j])].fetch_add(1, std::memory_order_relaxed);
+                if (n == 0) {
+                    if (done) break;
+                    std::this_thread::yield();
+                }
+            }
+        };
+        std::thread p1(pusher, 0), p2(pusher, PER_PUSHER), c1(popper), c2(popper);
+        p1.join();
+        p2.join();
+        c1.join();
+        c2.join();
+        size_t bad = 0;
+        for (auto& s : seen) bad += s.load() != 1;
+        EXPECT_EQ(bad, 0u) << "round " << round << ": tasks lost or popped twice";
+        EXPECT_TRUE(q.is_empty());
+    }
 }
 
 }  // namespace

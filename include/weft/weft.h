@@ -16,7 +16,9 @@
  *
  * Threads: every function may be called from any thread unless it says
  * otherwise. A weft_join* belongs to one thread at a time (move it, don't
- * share it).
+ * share it). None is async-signal-safe, waking a waker included (a wake may
+ * take a lock and allocate): from a signal handler, write to a pipe or an
+ * eventfd that a task reads.
  */
 #ifndef WEFT_WEFT_H
 #define WEFT_WEFT_H
