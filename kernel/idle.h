@@ -11,8 +11,9 @@
 //     somebody sleeps, one sleeper is woken *as a searcher*. One exception
 //     (unlike Tokio): a task that yields while nothing else waits on its
 //     worker is queued silently, since that worker takes it back next
-//     (scheduler.cpp schedule_local; likewise a LIFO chain's task put back
-//     for the fairness tick, run_with_lifo). Nothing is left behind by it:
+//     (scheduler.cpp schedule_local; likewise a joiner woken by a task's
+//     completion, which is queued like a yield, and a LIFO chain's task put
+//     back for the fairness tick, run_with_lifo). Nothing is left behind by it:
 //     next_task returns that task before anything else except what the
 //     fairness tick takes from the inject queue, and the tick then offers
 //     the local queue's tasks (notify) before it runs the inject task.

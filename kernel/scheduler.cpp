@@ -34,6 +34,9 @@ namespace {
 __attribute__((tls_model("initial-exec"))) thread_local TaskHeader* t_current = nullptr;
 // Set when the task being polled wakes itself (see run_task).
 __attribute__((tls_model("initial-exec"))) thread_local bool t_self_woken = false;
+// Set while complete() wakes the task awaiting the finished one's JoinHandle
+// (see schedule_local).
+__attribute__((tls_model("initial-exec"))) thread_local bool t_waking_joiner = false;
 // Task ids come from a global counter in blocks, so a spawn does no shared
 // RMW (next_task_id, scheduler.h).
 std::atomic<uint64_t> g_id_blocks{0};
@@ -221,7 +224,9 @@ void complete(TaskHeader* t, uint32_t runner_refs) {
     if (failed && !c.after.join_interest()) report_detached_failure(failure_to, id, result);
     if (c.kept_ref) {
         // JOIN_WAKER set: the field is ours to read until we clear the bit.
+        t_waking_joiner = true;
         t->join_waker.vtable->wake_by_ref(t->join_waker.data);
+        t_waking_joiner = false;
         Snapshot after = t->state.unset_join_waker_after_complete();
         if (!after.join_interest()) {
             // The handle went away meanwhile and left the waker to us.
@@ -1104,7 +1109,15 @@ inline __attribute__((always_inline)) void schedule_local(Worker* w, TaskHeader*
         w->fired_n++;
         return;
     }
-    if (!is_yield) {
+    // A task woken because a task it joins finished goes to the back of the
+    // queue like a yield, not to the LIFO slot: a joiner usually awaits a
+    // batch in order (join all), and from the LIFO slot it ran after every
+    // child, found the next one still queued and suspended again, once per
+    // child left in the queue. From the back it runs after the queued
+    // children (skynet_join_handles 105.6 -> 90.7 ns; spawn_many_local while
+    // the other worker is descheduled: 4,076 -> 260 of 10,000 awaits found
+    // their child unfinished).
+    if (!is_yield && __builtin_expect(!t_waking_joiner, 1)) {
         TaskHeader* prev = w->lifo;
         w->lifo = t;
         if (!prev) return;  // this worker runs it next; nothing to steal

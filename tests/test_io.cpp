@@ -995,6 +995,30 @@ TEST(IoCpp, TwoTasksWakingEachOtherLeaveTheirWorkersTimersAndIoServed) {
     reader.join();
 }
 
+// A task that awaits a batch of JoinHandles in spawn order (join all) is
+// woken by each child's completion. From the LIFO slot it ran right after
+// that child, found the next one still queued and suspended again: once per
+// child left in the queue. Woken to the back of the queue it runs after the
+// queued children and suspends once. One worker, pulse off: the order is
+// exact. The children: the LIFO slot holds the last one spawned, the queue
+// the others in order (100 < the queue's 256, nothing overflows).
+TEST(IoCpp, AJoinerAwaitingABatchInOrderSuspendsOnceNotPerChild) {
+    auto rt = runtime_without_pulse(1);
+    constexpr int CHILDREN = 100;
+    int suspensions = rt->block_on([]() -> weft::Task<int> {
+        std::vector<weft::JoinHandle<int>> hs;
+        for (int i = 0; i < CHILDREN; i++) hs.push_back(weft::spawn([](int v) -> weft::Task<int> { co_return v; }(i)));
+        int unfinished = 0, sum = 0;
+        for (auto& h : hs) {
+            if (!h.is_finished()) unfinished++;
+            sum += co_await h;
+        }
+        EXPECT_EQ(sum, CHILDREN * (CHILDREN - 1) / 2);
+        co_return unfinished;
+    }());
+    EXPECT_EQ(suspensions, 1);
+}
+
 // The same pair beside a task on the worker's fork stack (a ForkJoin child;
 // a handoff puts the old LIFO task and expired timers' tasks there too),
 // which next_task serves before the local queue. The chain ignored the fork
