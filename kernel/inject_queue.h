@@ -106,13 +106,16 @@ public:
     // Pops up to max tasks into out (oldest first); returns the count.
     uint32_t pop_n(TaskHeader** out, uint32_t max) {
         if (is_empty()) return 0;
-        Chunk* unused = nullptr;  // a drained chunk beyond the spare
+        Chunk* unused = nullptr;  // drained chunks beyond the spare, linked through next
         uint32_t n;
         {
             port::LockGuard g(mu_);
             n = pop_n_locked(out, max, &unused);
         }
-        if (unused) Memory::free(unused);
+        while (Chunk* c = unused) {
+            unused = c->next;
+            Memory::free(c);
+        }
         return n;
     }
 
@@ -196,16 +199,19 @@ private:
         }
     }
 
-    // A chunk drained while a spare is already kept goes to *unused, for the
-    // caller to free after unlocking (at most one per call: max <= 510).
+    // Unlinks the first task of a list through queue_next.
+    static TaskHeader* take_first(TaskHeader*& head) {
+        TaskHeader* t = head;
+        head = t->queue_next;
+        t->queue_next = nullptr;
+        return t;
+    }
+
+    // Chunks drained while a spare is already kept are linked onto *unused,
+    // for the caller to free after unlocking.
     uint32_t pop_n_locked(TaskHeader** out, uint32_t max, Chunk** unused) {
         uint32_t n = 0;
-        while (n < max && front_) {
-            TaskHeader* t = front_;
-            front_ = t->queue_next;
-            t->queue_next = nullptr;
-            out[n++] = t;
-        }
+        while (n < max && front_) out[n++] = take_first(front_);
         while (n < max && first_) {
             Chunk* c = first_;
             while (n < max && c->head < c->tail) out[n++] = c->slots[c->head++];
@@ -216,18 +222,15 @@ private:
             }
             first_ = c->next;
             if (spare_) {
-                if (*unused) Memory::free(*unused);  // only if max > 510
+                c->next = *unused;
                 *unused = c;
             } else {
                 spare_ = c;
             }
         }
         while (n < max && back_head_) {
-            TaskHeader* t = back_head_;
-            back_head_ = t->queue_next;
+            out[n++] = take_first(back_head_);
             if (!back_head_) back_tail_ = nullptr;
-            t->queue_next = nullptr;
-            out[n++] = t;
         }
         len_.store(len_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
         return n;
