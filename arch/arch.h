@@ -8,6 +8,12 @@
 //   weft_arch_cycles()       a cheap, monotonic-per-CPU tick counter (not
 //                            serialising; calibrate against the clock before
 //                            converting to time)
+//   weft_arch_fence_after_rmw()  makes the atomic read-modify-write just
+//                            before it a full (seq_cst) fence for the accesses
+//                            around it: nothing on x86-64, where every
+//                            lock-prefixed instruction is one; a real fence
+//                            elsewhere (Linux's smp_mb__after_atomic). Only
+//                            right after an RMW that is known to have run.
 //   WEFT_ARCH_NAME           a string for diagnostics
 // Nothing here allocates or calls the OS. No STL.
 #ifndef WEFT_ARCH_ARCH_H

@@ -32,7 +32,13 @@
 // and wakes someone; if the pusher's comes first, the worker's RMW reads from
 // it (acquire after release), so the worker's recheck sees the task. A local
 // pusher (scheduler.cpp notify_parked_local) uses "publish; SeqCst fence;
-// load state" instead, which pairs with the parker's fence.
+// load state" instead, which pairs with the parker's fence. A yield queued
+// behind other tasks defers that fence and load until just before its
+// worker's next poll (scheduler.cpp announce_pushes; after a pop from the
+// local queue, the pop's CAS is the fence): between the two the worker runs
+// only scheduler code, which cannot park it (its queue holds the task) nor
+// run long, so every task is still offered before any poll that could
+// block its worker.
 // Model-checked by kernel/park.pml (SPIN; tests/check_models.sh).
 #ifndef WEFT_KERNEL_IDLE_H
 #define WEFT_KERNEL_IDLE_H

@@ -51,7 +51,11 @@
  *   miss the other's write (each store still in a store buffer / not yet
  *   propagated on Arm and POWER), which SC interleaving cannot produce.
  *     - local pusher (notify_parked_local): push (release store of tail);
- *       seq_cst fence; relaxed load of state_.
+ *       seq_cst fence; relaxed load of state_. A yield queued behind other
+ *       tasks does the fence and load later, before its worker's next poll
+ *       (announce_pushes; the fence is then the local pop's CAS where there
+ *       is one): the steps in between are the owner's own scheduler steps,
+ *       none of which blocks, so the model's push-then-notify covers it.
  *     - parker (park): to_parked = seq_cst fetch_sub on state_; seq_cst
  *       fence; work_pending's acquire loads of the queues.
  *     By [atomics.fences] the two fences are ordered in the single total

@@ -131,6 +131,29 @@ inline void notify_parked_local(Shared* sh) {
     if (sh->idle.may_want_notify()) notify_parked_local_slow(sh);
 }
 
+// The deferred pusher's half for yields queued quietly behind other tasks
+// (schedule_local sets w->unannounced): publish; full fence; read the idle
+// word, done before this worker's next poll starts, so that no poll can run
+// long (a task busy-waiting on the queued one, with the other workers
+// parked) while a pushed task has not been offered. Between the push and
+// here this worker runs only scheduler code, which neither parks (its queue
+// is not empty) nor polls. A pop from the local queue is a CAS, whose
+// barrier serves as the fence (pop_local: free on x86-64); before a task
+// from anywhere else, run_task fences.
+inline void announce_pushes(Worker* w) {
+    w->unannounced = false;
+    notify_parked_local(w->shared);
+}
+inline TaskHeader* pop_local(Worker* w) {
+    TaskHeader* t = w->queue.pop();
+    if (t && w->unannounced) {
+        w->unannounced = false;
+        weft_arch_fence_after_rmw();  // the pop's CAS, after the pushes
+        if (w->shared->idle.may_want_notify()) notify_parked_local_slow(w->shared);
+    }
+    return t;
+}
+
 bool work_pending(Shared* sh) {
     for (uint32_t i = 0; i < sh->nworkers; i++)
         if (sh->workers[i].queue.has_stealable()) return true;
@@ -508,6 +531,7 @@ inline bool begin_run(TaskHeader* t) {
 // Returns false when this thread lost w during the poll (pulse.h): the task
 // has been dealt with, and the caller must not touch w again.
 bool run_task(Worker* w, TaskHeader* t) {
+    if (__builtin_expect(w->unannounced, 0)) announce_pushes(w);  // t came from elsewhere than pop_local
     if (!begin_run(t)) return true;
     // The failure policy shut the runtime down (failure.h): a task queued or
     // yielding is cancelled here rather than polled; suspended ones are
@@ -670,13 +694,13 @@ TaskHeader* next_task(Worker* w) {
             if (!w->queue.is_empty()) notify_parked_local(w->shared);
             return t;
         }
-        if (TaskHeader* t = w->queue.pop()) return t;
+        if (TaskHeader* t = pop_local(w)) return t;
     }
     if (TaskHeader* t = fork_pop(w)) {
         expose_fork(w);
         return t;
     }
-    if (TaskHeader* t = w->queue.pop()) return t;
+    if (TaskHeader* t = pop_local(w)) return t;
     if (TaskHeader* t = pull_from_inject(w)) return t;
     // The fairness tick's io_tick may have woken a task into the LIFO slot
     // (after the check at the top). Returning nothing here would send this
@@ -1122,14 +1146,32 @@ inline __attribute__((always_inline)) void schedule_local(Worker* w, TaskHeader*
         w->lifo = t;
         if (!prev) return;  // this worker runs it next; nothing to steal
         t = prev;
-    } else if (!w->lifo && w->fork_top == w->fork_bottom && w->queue.is_empty()) {
+    } else if (!w->queue.is_empty() && !t_current) {
         // A task that yields (its budget spent, yield_now, woken during its
-        // own poll) while nothing else waits here: this worker takes it
-        // back at once (next_task), so waking an idle worker would only have
-        // it race us for a task we are about to run. With one busy task
-        // that was a futile wake-up per spent budget (cross_thread_wake:
+        // own poll, a joiner) behind tasks already queued here, queued after
+        // a poll, not during one (t_current: no poll runs on this thread,
+        // so none can run long before the announcement): it is offered to
+        // idle workers before this worker's next poll starts
+        // (announce_pushes), not here. That next poll usually takes a task
+        // from this queue, whose pop is a locked instruction, a full barrier
+        // on x86-64, so the offer costs one plain load of the idle word
+        // instead of a fence: yield_many (200 tasks yielding on 2 workers)
+        // spent a third of its cycles on this fence.
+        if (w->queue.push_back(t, sink)) {
+            WorkerMetrics::bump(w->metrics.overflows);
+            w->unannounced = false;
+            notify_parked_local(w->shared);
+        } else {
+            w->unannounced = true;
+        }
+        return;
+    } else if (!w->lifo && w->fork_top == w->fork_bottom) {
+        // A task that yields while nothing else waits here: this worker
+        // takes it back at once (next_task), so waking an idle worker would
+        // only have it race us for a task we are about to run. With one busy
+        // task that was a futile wake-up per spent budget (cross_thread_wake:
         // about 6,000 in 10,000 round trips). Tokio notifies here; a task
-        // behind it, or in the LIFO slot, still does.
+        // in the LIFO slot or on the fork stack makes it notify below.
         w->queue.push_back(t, sink);
         return;
     }

@@ -152,6 +152,10 @@ struct alignas(WEFT_CACHE_LINE) Worker {
     uint32_t index = 0;
     uint32_t ticks_to_fairness = INJECT_INTERVAL;  // polls until the next inject-first look
     bool searching = false;
+    // A yield was queued behind other tasks without offering it to idle
+    // workers yet (scheduler.cpp schedule_local): done before the next poll
+    // starts (announce_pushes).
+    bool unannounced = false;
     bool failed_seen = false;  // park() woke for the runtime's `failed` already (failure.h)
     // While firing timers (timer.cpp), woken tasks of this runtime are
     // collected here instead of scheduled one by one; flush_fired then

@@ -9,4 +9,7 @@
 #define WEFT_CACHE_LINE 128
 #define WEFT_ARCH_NAME "x86_64"
 static inline void weft_arch_cpu_relax(void) { __builtin_ia32_pause(); }
+// Locked instructions (lock cmpxchg, xadd, xchg) are full barriers on x86-64
+// (Intel SDM vol. 3, 9.2.2): only the compiler must not move accesses across.
+static inline void weft_arch_fence_after_rmw(void) { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
 static inline uint64_t weft_arch_cycles(void) { return __builtin_ia32_rdtsc(); }
