@@ -504,8 +504,8 @@ __attribute__((noinline)) void finish_after_losing_worker(Shared* sh, TaskHeader
 // poll (the task was cancelled, completed or freed here).
 inline bool begin_run(TaskHeader* t) {
     if (t->resume_running) {
-        // Re-queued while still RUNNING (it woke itself): we own the future
-        // already. Honour a cancellation that arrived meanwhile.
+        // Queued while still RUNNING (spawned so, or it woke itself): we own
+        // the future already. Honour a cancellation that arrived meanwhile.
         t->resume_running = 0;
         if (t->state.load().cancelled()) {
             cancel_task(t, 1);
@@ -1305,7 +1305,11 @@ void task_release_unspawned(TaskHeader* t) {
 int task_spawn(Shared* sh, TaskHeader* t, bool with_join, bool fork) {
     t->shared = sh;
     t->id = next_task_id();
-    t->state.init(with_join);
+    // Queued RUNNING (task_state.h init_running): the first poll skips the
+    // state word's CAS (begin_run). skynet: one locked instruction of about
+    // five per task.
+    t->state.init_running(with_join);
+    t->resume_running = 1;
     t->spawned = 1;
     Worker* w = t_worker;
     if (w && w->shared == sh) {

@@ -27,8 +27,9 @@
 //   budget      the thread that owns RUNNING; budget.tier also read (relaxed)
 //               by wakers (pulse.h)
 //   resume_running
-//               written by the runner before it queues the task, read by the
-//               next runner after it dequeued it (the queue orders the two)
+//               written by the runner (or the spawner) before it queues the
+//               task, read by the next runner after it dequeued it (the
+//               queue orders the two)
 #ifndef WEFT_KERNEL_TASK_H
 #define WEFT_KERNEL_TASK_H
 
@@ -84,7 +85,7 @@ struct alignas(16) TaskHeader {
     uint8_t join_taken;              // JOIN_TAKEN | JOIN_OBSERVED (below)
     uint8_t orphan;                  // TASK_ORPHAN | TASK_PINNED (below): holds a ref on Shared
     uint8_t spawned;                 // the kernel owns the memory (set at spawn)
-    uint8_t resume_running;          // queued while still RUNNING (self-wake; see run_task)
+    uint8_t resume_running;          // queued while still RUNNING (spawned, or woke itself; see run_task)
     uint8_t kind;                    // TaskKind: which executor runs it (set at spawn)
 
     void* state_ptr() { return reinterpret_cast<char*>(this) + sizeof(TaskHeader); }

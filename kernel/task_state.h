@@ -86,6 +86,18 @@ public:
         if (with_join) s += Snapshot::REF_ONE | Snapshot::JOIN_INTEREST;
         word_.store(s, std::memory_order_relaxed);
     }
+    // The same refs, but the task starts RUNNING, as if it had woken itself
+    // during a poll and been queued still RUNNING (the runner's ref stands
+    // for the queue entry; the scheduler sets TaskHeader::resume_running).
+    // Its first poll then needs no transition_to_running. Until then only
+    // its join handle (abort: CANCELLED | NOTIFIED, not queued again) and
+    // the shutdown drain can reach it, and both already handle a task
+    // queued while RUNNING; a waker cannot exist before the first poll.
+    void init_running(bool with_join) {
+        uint64_t s = Snapshot::RUNNING | 2 * Snapshot::REF_ONE;
+        if (with_join) s += Snapshot::REF_ONE | Snapshot::JOIN_INTEREST;
+        word_.store(s, std::memory_order_relaxed);
+    }
     Snapshot load() const { return {word_.load(std::memory_order_acquire)}; }
 
     // A run queue entry is being run: NOTIFIED -> RUNNING. The entry's ref now

@@ -2,7 +2,8 @@
  * of the scheduler.cpp code that drives it for one task.
  *
  * WHAT IT MODELS
- *   One spawned task with a join handle (TaskState::init(with_join = true)),
+ *   One spawned task with a join handle (TaskState::init_running(with_join =
+ *   true), queued RUNNING with resume_running set, as task_spawn does),
  *   and every thread that touches its state word at once:
  *     worker(): two workers taking queue entries from one run queue and
  *       running run_task(): the resume_running shortcut, transition_to_running
@@ -82,9 +83,10 @@
  *   60 million states, so the runs split it three ways:
  *
  * RESULTS (spin 6.5.2, 2 cores shared with other builds; errors: 0 in all)
- *   -DRMW_ATOMIC            every actor, atomic RMWs:     5,083,942 states, 20 s
- *   -DNO_FOREIGN            CAS steps, no foreign waker:  3,238,497 states, 17 s
- *   -DNO_REAPER -DNO_ABORT  CAS steps, foreign waker:     8,881,477 states, 27 s
+ *   -DRMW_ATOMIC            every actor, atomic RMWs:     6,364,404 states, 10 s
+ *   -DNO_FOREIGN            CAS steps, no foreign waker:  3,657,340 states,  7 s
+ *   -DNO_REAPER -DNO_ABORT  CAS steps, foreign waker:     9,736,271 states, 12 s
+ *   -DRMW_ATOMIC -DINIT_NOTIFIED (queued NOTIFIED):       6,296,245 states, 10 s
  *   No bug found in TaskState or in the run_task / complete / join code.
  *
  * MUTATIONS (tests/check_models.sh --mutations; each must fail)
@@ -844,8 +846,16 @@ proctype checker() {
 
 init {
     atomic {
-        /* TaskState::init(with_join = true): owned list + queue entry + handle */
+        /* task_spawn: TaskState::init_running(with_join = true) and
+         * resume_running: queued as if it had woken itself (owned list +
+         * runner's ref for the queue entry + handle). -DINIT_NOTIFIED: the
+         * older TaskState::init, queued NOTIFIED. */
+#ifdef INIT_NOTIFIED
         word = NOTIFIED | JOIN_INTEREST | 3 * REF_ONE;
+#else
+        word = RUNNING | JOIN_INTEREST | 3 * REF_ONE;
+        resume_running = 1;
+#endif
         stage = ST_FUTURE;
         runq!1;
         run worker();

@@ -138,6 +138,7 @@ if want task_state; then
     run ts-all-actors safety task_state -DRMW_ATOMIC
     run ts-cas-steps safety task_state -DNO_FOREIGN
     run ts-cas-steps-foreign safety task_state -DNO_REAPER -DNO_ABORT
+    run ts-init-notified safety task_state -DRMW_ATOMIC -DINIT_NOTIFIED
 fi
 if want park; then
     echo "--- kernel/park.pml"

@@ -562,6 +562,34 @@ TEST(TaskState, LifecyclePendingWakeReady) {
     EXPECT_TRUE(st.ref_dec()) << "the join handle's ref was the last";
 }
 
+// task_spawn's state: queued RUNNING (init_running), so the first poll takes
+// the resume_running path with no CAS. What can reach it before that poll:
+// its join handle's abort and detach; a waker cannot exist yet.
+TEST(TaskState, SpawnedRunningFirstPollNeedsNoTransition) {
+    TaskState st;
+    st.init_running(true);  // owned + runner's (the queue entry's) + join = 3
+    Snapshot s = st.load();
+    EXPECT_TRUE(s.running());
+    EXPECT_FALSE(s.notified());
+    EXPECT_EQ(s.refs(), 3u);
+    EXPECT_TRUE(s.join_interest());
+    // The first poll returns Pending: the same transition as any poll's end.
+    ASSERT_EQ(st.transition_to_idle(), ToIdle::Ok);
+    EXPECT_EQ(st.load().refs(), 2u) << "the runner's ref went, as after any poll";
+    EXPECT_TRUE(st.load().idle());
+
+    TaskState aborted;
+    aborted.init_running(true);
+    EXPECT_FALSE(aborted.transition_to_notified_and_cancel()) << "still queued: no second entry";
+    EXPECT_TRUE(aborted.load().cancelled()) << "begin_run's resume_running path sees it and cancels";
+    EXPECT_EQ(aborted.load().refs(), 3u);
+
+    TaskState detached;
+    detached.init_running(false);
+    EXPECT_EQ(detached.load().refs(), 2u);
+    EXPECT_FALSE(detached.load().join_interest());
+}
+
 TEST(TaskState, LifecycleWakeDuringPollRequeues) {
     TaskState st;
     st.init(false);
