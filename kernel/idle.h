@@ -37,8 +37,9 @@
 // worker's next poll (scheduler.cpp announce_pushes; after a pop from the
 // local queue, the pop's CAS is the fence): between the two the worker runs
 // only scheduler code, which cannot park it (its queue holds the task) nor
-// run long, so every task is still offered before any poll that could
-// block its worker.
+// run long (the fairness tick, which calls user callbacks, announces
+// first), so every task is still offered before any poll that could block
+// its worker.
 // Model-checked by kernel/park.pml (SPIN; tests/check_models.sh).
 #ifndef WEFT_KERNEL_IDLE_H
 #define WEFT_KERNEL_IDLE_H

@@ -21,7 +21,8 @@ void* alloc_slow(size_t size) {
     size = (size + GRANULE - 1) & ~(GRANULE - 1);
     char* raw = static_cast<char*>(port::alloc(size + GRANULE));
     if (!raw) return nullptr;
-    // malloc aligns to 16, so the gap is 16 to GRANULE bytes: room for the word.
+    // malloc aligns to at least a pointer's size (16 on x86-64 glibc), so the
+    // gap is that to GRANULE bytes: room for the word.
     char* p = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(raw) + GRANULE) & ~(uintptr_t)(GRANULE - 1));
     reinterpret_cast<void**>(p)[-1] = raw;
     return p;

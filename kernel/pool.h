@@ -56,7 +56,8 @@ static_assert(MAX_POOLED % GRANULE == 0, "the largest class is whole lines");
 
 struct Cache {
     FreeBlock* head[CLASSES];
-    uint64_t cached_bytes;  // on all the free lists
+    uint64_t cached_bytes;  // on all the free lists, counted as class bytes (each
+                            // block holds a line and malloc's header more of heap)
 };
 
 // This thread's cache, or nullptr (not a worker). initial-exec: no

@@ -137,7 +137,8 @@ inline void notify_parked_local(Shared* sh) {
 // long (a task busy-waiting on the queued one, with the other workers
 // parked) while a pushed task has not been offered. Between the push and
 // here this worker runs only scheduler code, which neither parks (its queue
-// is not empty) nor polls. A pop from the local queue is a CAS, whose
+// is not empty) nor polls; the fairness tick, which runs user callbacks,
+// announces first (next_task). A pop from the local queue is a CAS, whose
 // barrier serves as the fence (pop_local: free on x86-64); before a task
 // from anywhere else, run_task fences.
 inline void announce_pushes(Worker* w) {
@@ -669,6 +670,9 @@ TaskHeader* next_task(Worker* w) {
     }
     if (--w->ticks_to_fairness == 0) {
         w->ticks_to_fairness = INJECT_INTERVAL;
+        // The tick runs user callbacks (reaped tasks' drop_output, timer
+        // and I/O wakers): a quietly queued yield is offered first.
+        if (w->unannounced) announce_pushes(w);
         if (__builtin_expect(w->shared->failed.load(std::memory_order_relaxed), 0)) cancel_owned(w);
         reap(w);
         // I/O maintenance while busy: submit what the tasks queued, reap
@@ -1146,25 +1150,27 @@ inline __attribute__((always_inline)) void schedule_local(Worker* w, TaskHeader*
         w->lifo = t;
         if (!prev) return;  // this worker runs it next; nothing to steal
         t = prev;
-    } else if (!w->queue.is_empty() && !t_current) {
-        // A task that yields (its budget spent, yield_now, woken during its
-        // own poll, a joiner) behind tasks already queued here, queued after
-        // a poll, not during one (t_current: no poll runs on this thread,
-        // so none can run long before the announcement): it is offered to
-        // idle workers before this worker's next poll starts
-        // (announce_pushes), not here. That next poll usually takes a task
-        // from this queue, whose pop is a locked instruction, a full barrier
-        // on x86-64, so the offer costs one plain load of the idle word
-        // instead of a fence: yield_many (200 tasks yielding on 2 workers)
-        // spent a third of its cycles on this fence.
-        if (w->queue.push_back(t, sink)) {
-            WorkerMetrics::bump(w->metrics.overflows);
-            w->unannounced = false;
-            notify_parked_local(w->shared);
-        } else {
-            w->unannounced = true;
+    } else if (!w->queue.is_empty()) {
+        if (!t_current && !t_waking_joiner) {
+            // A task that yields (its budget spent, yield_now, woken during
+            // its own poll) behind tasks already queued here, queued after
+            // its poll (t_current: none runs on this thread now): it is
+            // offered to idle workers before this worker's next poll starts
+            // (announce_pushes), not here. That next poll usually takes a
+            // task from this queue, whose pop is a locked instruction, a full
+            // barrier on x86-64, so the offer costs one plain load of the
+            // idle word instead of a fence: yield_many (200 tasks yielding on
+            // 2 workers) spent a third of its cycles on this fence. Not a
+            // joiner: complete() may run a drop_output after waking it.
+            if (w->queue.push_back(t, sink)) {
+                WorkerMetrics::bump(w->metrics.overflows);
+                w->unannounced = false;
+                notify_parked_local(w->shared);
+            } else {
+                w->unannounced = true;
+            }
+            return;
         }
-        return;
     } else if (!w->lifo && w->fork_top == w->fork_bottom) {
         // A task that yields while nothing else waits here: this worker
         // takes it back at once (next_task), so waking an idle worker would

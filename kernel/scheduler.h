@@ -305,7 +305,7 @@ inline constexpr size_t TASK_STATE_MAX = (size_t)UINT32_MAX - sizeof(TaskHeader)
 inline size_t task_alloc_size(size_t state_size) { return sizeof(TaskHeader) + ((state_size + 15) & ~(size_t)15); }
 // The header of a new task in mem (total bytes from the pool).
 inline TaskHeader* task_init(void* mem, size_t total, const weft_task_vtable* vt) {
-    // SAFETY: mem is a fresh block of `total` bytes, 16-aligned (malloc), large
+    // SAFETY: mem is a fresh block of `total` bytes, line-aligned (pool.h), large
     // enough for the header followed by the state. Default-initialised (no
     // zeroing of the whole header): the fields read before spawn are set
     // here, the rest by task_spawn.

@@ -358,8 +358,9 @@ WEFT_API int weft_block_on(weft_runtime* rt, const weft_task_desc* desc, void* o
 /* A waker that wakes nothing (for polling outside any task). */
 WEFT_API weft_waker weft_waker_noop(void);
 
-/* Pooled memory of the calling worker (falls back to malloc elsewhere).
- * weft_free must be given the same size. Used by the C++ wrappers. */
+/* Memory from the calling worker's pool (on other threads, from the heap
+ * the same way): aligned to a cache line and a whole number of lines. Give
+ * it back only with weft_free and the same size, never with free(). */
 WEFT_API void* weft_alloc(size_t size);
 WEFT_API void weft_free(void* p, size_t size);
 
