@@ -9,8 +9,9 @@
  *       running run_task(): the resume_running shortcut, transition_to_running
  *       and its four outcomes, the poll, the self-wake (yield) path that
  *       re-queues the task still RUNNING, transition_to_idle and its four
- *       outcomes, complete() (owned_remove, transition_to_complete, the join
- *       waker wake, unset_join_waker_after_complete, the last ref_dec) and
+ *       outcomes, complete() (its fast path for a task nobody else can
+ *       reach, owned_remove, transition_to_complete, the join waker wake,
+ *       unset_join_waker_after_complete, the last ref_dec) and
  *       cancel_task().
  *     The future: the first poll clones the task waker twice (ref_inc) and
  *       hands one clone to source() and one to foreign(); it returns Ready
@@ -83,10 +84,10 @@
  *   60 million states, so the runs split it three ways:
  *
  * RESULTS (spin 6.5.2, 2 cores shared with other builds; errors: 0 in all)
- *   -DRMW_ATOMIC            every actor, atomic RMWs:     6,364,404 states, 10 s
- *   -DNO_FOREIGN            CAS steps, no foreign waker:  3,657,340 states,  7 s
- *   -DNO_REAPER -DNO_ABORT  CAS steps, foreign waker:     9,736,271 states, 12 s
- *   -DRMW_ATOMIC -DINIT_NOTIFIED (queued NOTIFIED):       6,296,245 states, 10 s
+ *   -DRMW_ATOMIC            every actor, atomic RMWs:     6,444,927 states,  9 s
+ *   -DNO_FOREIGN            CAS steps, no foreign waker:  2,657,882 states,  5 s
+ *   -DNO_REAPER -DNO_ABORT  CAS steps, foreign waker:    12,067,082 states, 15 s
+ *   -DRMW_ATOMIC -DINIT_NOTIFIED (queued NOTIFIED):       6,485,542 states,  9 s
  *   No bug found in TaskState or in the run_task / complete / join code.
  *
  * MUTATIONS (tests/check_models.sh --mutations; each must fail)
@@ -104,6 +105,9 @@
  *   -DMUT_UNREF_NO_REFUSE        join_free's fast path goes ahead when the
  *                                task completed after its load (the outcome
  *                                then reaches no reporter: notices == 0)
+ *   -DMUT_FAST_IGNORES_REFS      complete()'s fast path frees a task with
+ *                                no join handle even while a waker holds a
+ *                                reference
  *   -DMUT_JOIN_DROP_CLEARS_WAKER transition_to_join_handle_dropped clears
  *                                JOIN_WAKER even after COMPLETE (while the
  *                                runtime may be waking that waker)
@@ -166,6 +170,7 @@ byte jw_refs;
 bit join_woken;
 bit join_waiting;
 bit reap_pending;
+bit linked;     /* TaskHeader::owned_shard != OWNED_UNBOUND: it suspended once */
 
 /* the future and the threads that hold its wakers */
 bit ev;
@@ -518,12 +523,51 @@ inline drop_ref() {
 
 /* complete(t, runner_refs) */
 inline complete(runner_refs) {
+    /* The fast path: never linked in an owned list (it never suspended), no
+     * join handle, no reference besides the runner's and the list's (an
+     * acquire load): freed with no RMW, COMPLETE never published. Two steps,
+     * as in the C++ (the load, then dealloc's plain writes). */
+    fast = 0;
+    if
+    :: !linked && runner_refs == 1 ->
+       atomic {
+           assert(!freed);
+#ifdef MUT_FAST_IGNORES_REFS
+           fast = ((word & JOIN_INTEREST) == 0)
+#else
+           fast = (REFS(word) == 2 && (word & JOIN_INTEREST) == 0)
+#endif
+       };
+       if
+       :: fast ->
+          atomic {
+              assert(!freed);
+#ifndef MUT_FAST_IGNORES_REFS
+              assert(REFS(word) == 2 && (word & JOIN_INTEREST) == 0);   /* nobody moved it */
+#endif
+              assert(completed == 0); completed++; notices++;         /* no handle: the completion reports */
+              if
+              :: stage == ST_FINISHED -> output_drops++; assert(output_drops == 1)
+              :: else -> skip
+              fi;
+              stage = ST_DROPPED;
+              assert(jw_field == 0 && jw_refs == 0);
+              freed = 1
+          }
+       :: else -> skip
+       fi
+    :: else -> skip
+    fi;
+    if
+    :: fast -> skip
+    :: else ->
     /* owned_remove(): unlinked here (or never linked) -> release the list's
      * ref now; or pushed on the owner's done stack -> reap() releases it */
     if
-    :: rel = runner_refs + 1
+    :: linked -> rel = runner_refs + 1
+    :: !linked -> rel = runner_refs + 1
 #ifndef NO_REAPER
-    :: rel = runner_refs; reap_pending = 1
+    :: linked -> rel = runner_refs; reap_pending = 1
 #endif
     fi;
     transition_to_complete(rel, kept, dl);
@@ -547,6 +591,7 @@ inline complete(runner_refs) {
        drop_ref()
     :: !kept && dl -> dealloc()
     :: else -> skip
+    fi
     fi
 }
 
@@ -594,7 +639,7 @@ inline poll_future(ready) {
 proctype worker() {
     short cur, s;
     byte out, rel;
-    bit ok, kept, dl, last, ready, self_woken;
+    bit ok, kept, dl, last, ready, self_woken, fast;
 end_idle:
     do
     :: runq?_ ->
@@ -633,6 +678,7 @@ poll:
              resume_running = 1;
              schedule()
           :: else ->
+             linked = 1;   /* run_task links it in its worker's owned list */
              transition_to_idle(out);
              if
              :: out == TI_OK -> skip
@@ -647,7 +693,7 @@ poll:
           complete(1)
        fi;
 done:
-       atomic { cur = 0; s = 0; out = 0; rel = 0; ok = 0; kept = 0; dl = 0; last = 0; ready = 0; self_woken = 0 }
+       atomic { cur = 0; s = 0; out = 0; rel = 0; ok = 0; kept = 0; dl = 0; last = 0; ready = 0; self_woken = 0; fast = 0 }
     od
 }
 

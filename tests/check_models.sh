@@ -168,6 +168,7 @@ if ((MUTATIONS)); then
     if want task_state; then
         mutant ts-idle-ignores-notified task_state -DRMW_ATOMIC -DMUT_IDLE_IGNORES_NOTIFIED
         mutant ts-wake-running-submits task_state -DRMW_ATOMIC -DMUT_WAKE_RUNNING_SUBMITS
+        mutant ts-fast-ignores-refs task_state -DRMW_ATOMIC -DMUT_FAST_IGNORES_REFS
         mutant ts-byref-no-ref task_state -DRMW_ATOMIC -DMUT_BYREF_NO_REF
         mutant ts-complete-no-keep task_state -DRMW_ATOMIC -DMUT_COMPLETE_NO_KEEP
         mutant ts-byref-no-reset task_state -DNO_FOREIGN -DMUT_BYREF_NO_RESET

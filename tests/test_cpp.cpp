@@ -81,6 +81,39 @@ TEST(Cpp, InlineAwaitOfChildTasks) {
     EXPECT_EQ(weft::current_task_id(), 0u) << "outside any task";
 }
 
+// Clones the polling task's waker into *out without suspending.
+struct CloneOwnWaker {
+    weft_waker* out;
+    bool await_ready() const noexcept { return false; }
+    bool await_suspend(std::coroutine_handle<>) {
+        *out = weft_waker_clone(&weft::detail::require_cx("CloneOwnWaker")->waker);
+        return false;
+    }
+    void await_resume() const noexcept {}
+};
+
+weft::Task<void> finish_holding_a_clone_elsewhere(weft_waker* out, std::atomic<bool>* cloned) {
+    co_await CloneOwnWaker{out};
+    cloned->store(true, std::memory_order_release);
+    cloned->notify_one();
+}
+
+// complete()'s fast path frees a task that finished in its first poll at
+// once, with no RMW, only when nothing else holds a reference to it: a
+// detached task that handed a clone of its waker to another thread stays
+// allocated until that clone is dropped (ASan: a use after free otherwise).
+TEST(Cpp, DetachedTaskFinishingWhileAWakerCloneLivesIsFreedOnlyAfterIt) {
+    weft::Runtime rt(2);
+    for (int round = 0; round < 300; round++) {
+        weft_waker w{};
+        std::atomic<bool> cloned{false};
+        rt.spawn(finish_holding_a_clone_elsewhere(&w, &cloned)).detach();
+        while (!cloned.load(std::memory_order_acquire)) cloned.wait(false, std::memory_order_acquire);
+        weft_waker_wake_by_ref(&w);  // racing its completion: a wake that does nothing
+        weft_waker_drop(w);          // maybe the last reference: frees it
+    }
+}
+
 TEST(Cpp, YieldNow) {
     weft::Runtime rt(2);
     const int n = (int)weft_test::scaled(10000);
