@@ -114,6 +114,62 @@ TEST(Cpp, DetachedTaskFinishingWhileAWakerCloneLivesIsFreedOnlyAfterIt) {
     }
 }
 
+// Clones the polling task's waker into *out, says so, and suspends.
+struct SuspendHandingOutWaker {
+    weft_waker* out;
+    std::atomic<bool>* handed;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<>) {
+        *out = weft_waker_clone(&weft::detail::require_cx("SuspendHandingOutWaker")->waker);
+        handed->store(true, std::memory_order_release);
+        handed->notify_one();
+    }
+    void await_resume() const noexcept {}
+};
+
+weft::Task<void> suspend_once(weft_waker* out, std::atomic<bool>* handed, std::atomic<bool>* resumed) {
+    co_await SuspendHandingOutWaker{out, handed};
+    resumed->store(true);
+}
+
+weft::Task<void> hold_the_worker(std::atomic<bool>* holding, std::atomic<bool>* go) {
+    holding->store(true, std::memory_order_release);
+    holding->notify_one();
+    while (!go->load(std::memory_order_acquire)) {
+    }
+    co_return;
+}
+
+// A suspended task that is woken (queued NOTIFIED) and then aborted before a
+// worker takes it: its run finds CANCELLED in transition_to_running and
+// cancels it instead of polling (begin_run's Cancelled outcome; a task aborted
+// before its first poll takes the resume_running path instead). One worker,
+// held by a busy task meanwhile; pulse off, so no handoff lets the task run
+// early.
+TEST(Cpp, WokenThenAbortedBeforeItRunsIsCancelledNotPolled) {
+    weft_runtime_config cfg;
+    weft_runtime_config_init(&cfg);
+    cfg.workers = 1;
+    weft_pulse_config pc;
+    weft_pulse_config_init(&pc);
+    pc.mode = WEFT_PULSE_OFF;
+    cfg.pulse = &pc;
+    weft::Runtime rt(cfg);
+    weft_waker w{};
+    std::atomic<bool> handed{false}, resumed{false}, holding{false}, go{false};
+    auto a = rt.spawn(suspend_once(&w, &handed, &resumed));
+    while (!handed.load(std::memory_order_acquire)) handed.wait(false, std::memory_order_acquire);
+    auto b = rt.spawn(hold_the_worker(&holding, &go));  // runs after a's poll has returned
+    while (!holding.load(std::memory_order_acquire)) holding.wait(false, std::memory_order_acquire);
+    weft_waker_wake_by_ref(&w);  // a is idle: queued NOTIFIED behind b
+    a.abort();                   // CANCELLED; already queued, so not queued again
+    go.store(true, std::memory_order_release);
+    b.join();
+    EXPECT_THROW(a.join(), weft::Cancelled);
+    EXPECT_FALSE(resumed.load()) << "cancelled, not polled";
+    weft_waker_drop(w);
+}
+
 TEST(Cpp, YieldNow) {
     weft::Runtime rt(2);
     const int n = (int)weft_test::scaled(10000);
