@@ -21,14 +21,18 @@ void* alloc_slow(size_t size) {
     size = (size + GRANULE - 1) & ~(GRANULE - 1);
     char* raw = static_cast<char*>(port::alloc(size + GRANULE));
     if (!raw) return nullptr;
-    // malloc aligns to at least a pointer's size (16 on x86-64 glibc), so the
-    // gap is that to GRANULE bytes: room for the word.
+    // SAFETY: malloc aligns to at least a pointer's size (16 on x86-64 glibc),
+    // so p lies sizeof(void*) to GRANULE bytes past raw, inside raw's
+    // size + GRANULE bytes, with size bytes after it; the word before p is
+    // raw's, pointer-aligned, and nobody else writes it (heap_free reads it).
     char* p = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(raw) + GRANULE) & ~(uintptr_t)(GRANULE - 1));
     reinterpret_cast<void**>(p)[-1] = raw;
     return p;
 }
 
 namespace {
+// SAFETY: p came from alloc_slow, which stored malloc's address in the word
+// before it.
 void heap_free(void* p) { port::free(static_cast<void**>(p)[-1]); }
 }  // namespace
 
