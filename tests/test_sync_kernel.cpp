@@ -17,11 +17,13 @@
 #include <cstring>
 #include <deque>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "../kernel/semaphore.h"
 #include "../kernel/sync/channel.h"
 #include "../kernel/sync/notify.h"
+#include "../kernel/sync/thread_signal.h"
 #include "../kernel/wake_list.h"
 
 using weft::kernel::SemWaiter;
@@ -31,6 +33,8 @@ using weft::kernel::sync::Chan;
 using weft::kernel::sync::Notify;
 using weft::kernel::sync::NotifyWaiter;
 using weft::kernel::sync::SendWaiter;
+using weft::kernel::sync::SpinPolicy;
+using weft::kernel::sync::ThreadSignal;
 
 namespace {
 
@@ -716,6 +720,85 @@ TEST(Notify, DroppedNotifiedWaiterPassesItOn) {
     EXPECT_EQ(n.poll(&t, &w), WEFT_PENDING);
     n.cancel(&t);
     EXPECT_EQ(c.refs, 0);
+}
+
+// ---- ThreadSignal's adaptive spin ------------------------------------------
+
+TEST(SpinPolicy, OneCpuNeverSpins) {
+    SpinPolicy p(1);
+    for (int i = 0; i < 10; i++) EXPECT_FALSE(p.may_spin());
+    SpinPolicy none(0);  // an unknown count is treated as one CPU
+    EXPECT_FALSE(none.may_spin());
+}
+
+TEST(SpinPolicy, EachMissDoublesTheSkippedWaitsUpToTheCap) {
+    SpinPolicy p(2);
+    uint32_t expected = 1;
+    for (int miss = 0; miss < 12; miss++) {
+        ASSERT_TRUE(p.may_spin()) << "miss " << miss;
+        p.spun(false);
+        ASSERT_EQ(p.skip(), expected) << "miss " << miss;
+        for (uint32_t i = 0; i < expected; i++) ASSERT_FALSE(p.may_spin()) << "skipped wait " << i;
+        expected = expected * 2 < SpinPolicy::MAX_SKIP ? expected * 2 : SpinPolicy::MAX_SKIP;
+    }
+    EXPECT_EQ(p.skip(), 0u);
+    EXPECT_TRUE(p.may_spin()) << "after the capped skip, a wait probes again";
+}
+
+TEST(SpinPolicy, HitsHalveThePenaltyUntilMissesCostOneWait) {
+    SpinPolicy p(4);
+    for (int miss = 0; miss < 4; miss++) {  // penalty 1, 2, 4, 8
+        ASSERT_TRUE(p.may_spin());
+        p.spun(false);
+        while (p.skip() > 0) p.may_spin();
+    }
+    for (int hit = 0; hit < 4; hit++) {  // 8 -> 4 -> 2 -> 1 -> 0; a hit skips nothing
+        ASSERT_TRUE(p.may_spin());
+        p.spun(true);
+        ASSERT_EQ(p.skip(), 0u);
+    }
+    ASSERT_TRUE(p.may_spin());
+    p.spun(false);
+    EXPECT_EQ(p.skip(), 1u) << "the penalty was back to zero, so one miss skips one wait";
+}
+
+TEST(ThreadSignal, SignalledBeforeTheWaitReturnsAtOnceAndResetRearms) {
+    ThreadSignal s;
+    weft_waker w = s.waker();
+    w.vtable->wake(w.data);
+    EXPECT_TRUE(s.signalled());
+    s.wait();
+    s.reset();
+    EXPECT_FALSE(s.signalled());
+    weft_waker d = s.waker();
+    d.vtable->drop(d.data);  // a dropped waker releases the sleeper too
+    s.wait();
+    EXPECT_TRUE(s.signalled());
+}
+
+// Every wait returns whichever way the signal finds the waiter: before its
+// spin, during it, or asleep in the futex after it (the varying delays make
+// the policy both hit and miss). The outcome, not the timing, is asserted.
+TEST(ThreadSignal, EveryWaitIsReleasedWhetherSpinningOrAsleep) {
+    constexpr int ROUNDS = 3000;
+    ThreadSignal signals[2];
+    std::atomic<int> posted{-1};
+    std::thread waker([&] {
+        for (int i = 0; i < ROUNDS; i++) {
+            while (posted.load(std::memory_order_acquire) != i) std::this_thread::yield();
+            if (i % 7 == 0) std::this_thread::sleep_for(std::chrono::microseconds(i % 50));
+            weft_waker w = signals[i % 2].waker();
+            w.vtable->wake(w.data);
+        }
+    });
+    for (int i = 0; i < ROUNDS; i++) {
+        ThreadSignal& s = signals[i % 2];
+        s.reset();
+        posted.store(i, std::memory_order_release);
+        s.wait();
+        ASSERT_TRUE(s.signalled()) << "round " << i;
+    }
+    waker.join();
 }
 
 }  // namespace

@@ -40,14 +40,63 @@
 
 namespace weft::kernel::sync {
 
+// The bookkeeping of ThreadSignal's adaptive spin (see the comment in
+// ThreadSignal), kept apart from the clock so it can be tested alone. One per
+// blocked thread: no sharing, no atomics.
+class SpinPolicy {
+public:
+    static constexpr uint32_t MAX_SKIP = 256;
+
+    constexpr explicit SpinPolicy(unsigned cpus) noexcept : one_cpu_(cpus <= 1) {}
+
+    // Whether this wait may spin before it sleeps. Counts a skipped wait.
+    bool may_spin() noexcept {
+        if (one_cpu_) return false;
+        if (skip_ == 0) return true;
+        skip_--;
+        return false;
+    }
+    // The spin that may_spin() allowed ended: hit (the signal came) or miss.
+    // A hit halves the penalty; a miss doubles it (1, 2, 4 ... MAX_SKIP) and
+    // skips the spin for that many of the next waits.
+    void spun(bool hit) noexcept {
+        if (hit) {
+            penalty_ /= 2;
+            return;
+        }
+        uint32_t next = penalty_ == 0 ? 1u : 2u * penalty_;
+        penalty_ = next < MAX_SKIP ? next : MAX_SKIP;
+        skip_ = penalty_;
+    }
+    uint32_t skip() const noexcept { return skip_; }
+
+private:
+    uint32_t skip_ = 0;     // waits left that go straight to the futex
+    uint32_t penalty_ = 0;  // the skip the next miss sets (after doubling)
+    bool one_cpu_;
+};
+
 class ThreadSignal {
 public:
     static constexpr uint32_t WAITING = 0, SLEEPING = 1, SIGNALLED = 2;
-    // No spinning before the futex sleep: measured on the 2-vCPU development
-    // machine (bench cross_thread_wake), any spin — pause loops of 1-100 us,
-    // sched_yield loops — made the round trip slower (7-100 us against 6),
-    // because the blocked thread then competes for a core with the worker
-    // that is about to wake it. Revisit on machines with spare cores.
+    // Before the futex sleep, wait() may spin for up to SPIN_LIMIT_NS, but
+    // only while spinning has been paying off on this thread (spin_briefly()
+    // in thread_signal.cpp). Why both halves:
+    //  - A sleeping thread's wake-up costs a futex_wake in the waker, and on a
+    //    virtual machine whose other vCPU is halted another ~20 us before the
+    //    woken thread runs. When the answer comes within a few microseconds
+    //    (a thread-per-core shard answering the main thread), a spin turns a
+    //    17-20 us round trip into about 1 us and spares the waker's syscall.
+    //  - When the threads outnumber the cores, the spinner competes with the
+    //    thread that is about to wake it: measured on the 2-vCPU development
+    //    machine (bench cross_thread_wake, 2 workers + the main thread), every
+    //    unconditional spin — pause loops of 1-100 us, sched_yield loops —
+    //    made the round trip slower (7-100 us against 6). A spin that ends
+    //    without the signal therefore makes the next waits of this thread
+    //    skip the spin, for twice as many waits after each further miss (up
+    //    to SpinPolicy::MAX_SKIP), so a thread whose spins do not pay spends
+    //    at most SPIN_LIMIT_NS per MAX_SKIP waits on them. One CPU: never.
+    static constexpr uint64_t SPIN_LIMIT_NS = 5000;
 
     ThreadSignal() noexcept = default;
     ThreadSignal(const ThreadSignal&) = delete;
@@ -64,6 +113,8 @@ public:
 
     // Blocks until the waker has been consumed (woken or dropped).
     void wait() noexcept {
+        if (word_.load(std::memory_order_acquire) == SIGNALLED) return;
+        if (spin_briefly()) return;
         for (;;) {
             uint32_t v = word_.load(std::memory_order_acquire);
             if (v == SIGNALLED) return;
@@ -77,6 +128,11 @@ public:
     }
 
 private:
+    // Spins while the adaptive policy above allows; true when the signal
+    // arrived meanwhile (acquire: as wait()'s loads). Word stays WAITING, so
+    // a waker that comes during the spin makes no syscall.
+    bool spin_briefly() noexcept;
+
     static void signal(const void* p) noexcept {
         auto* self = static_cast<ThreadSignal*>(const_cast<void*>(p));
         std::atomic<uint32_t>* word = &self->word_;
