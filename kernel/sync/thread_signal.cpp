@@ -14,31 +14,38 @@ struct ThreadSpin {
 };
 constinit __attribute__((tls_model("initial-exec"))) thread_local ThreadSpin t_spin = {false, SpinPolicy(2)};
 
-// Signal checks between two clock reads: a pause is 10-140 cycles depending
-// on the CPU, so the clock (a vDSO read, ~20 ns) is read every 0.1-2 us and
-// the limit is overshot by about that much at most.
+// Signal checks between two clock reads. On x86-64 a pause is 10-140
+// cycles depending on the CPU, so the clock (a vDSO read, ~20 ns) is read
+// every 0.1-2 us and the limit is overshot by about that much at most; where
+// the relax hint is a few cycles (aarch64's yield) or nothing (the generic
+// and s390x headers), the clock is read more often, which only costs time
+// that is being spun away anyway.
 constexpr int CHECKS_PER_CLOCK_READ = 32;
 
 }  // namespace
 
-bool ThreadSignal::spin_briefly() noexcept {
+SpinPolicy& ThreadSignal::this_thread_policy() noexcept {
     ThreadSpin& t = t_spin;
     if (!t.ready) {
         t.policy = SpinPolicy(port::cpu_count());
         t.ready = true;
     }
-    if (!t.policy.may_spin()) return false;
-    uint64_t deadline = port::monotonic_ns() + SPIN_LIMIT_NS;
+    return t.policy;
+}
+
+bool ThreadSignal::spin_with(SpinPolicy& policy, uint64_t limit_ns) noexcept {
+    if (!policy.may_spin()) return false;
+    uint64_t deadline = port::monotonic_ns() + limit_ns;
     do {
         for (int i = 0; i < CHECKS_PER_CLOCK_READ; i++) {
             if (word_.load(std::memory_order_acquire) == SIGNALLED) {
-                t.policy.spun(true);
+                policy.spun(true);
                 return true;
             }
             weft_arch_cpu_relax();
         }
     } while (port::monotonic_ns() < deadline);
-    t.policy.spun(false);
+    policy.spun(false);
     return false;
 }
 

@@ -22,6 +22,10 @@
 //   word: WAITING (0) --sleeper--> SLEEPING (1)   (about to futex_wait)
 //         any --wake/drop--> SIGNALLED (2)        (once; final)
 //
+// Before it moves the word to SLEEPING, wait() may watch it for a few
+// microseconds while it is still WAITING (the adaptive spin, below): a
+// waker that comes meanwhile finds WAITING and makes no syscall.
+//
 // Orderings: the swap is release (what the waker did before — filling the
 // waiter, publishing a message — is visible to the woken thread); wait()'s
 // loads and CAS are acquire and pair with it.
@@ -69,6 +73,7 @@ public:
         skip_ = penalty_;
     }
     uint32_t skip() const noexcept { return skip_; }
+    uint32_t penalty() const noexcept { return penalty_; }
 
 private:
     uint32_t skip_ = 0;     // waits left that go straight to the futex
@@ -94,8 +99,13 @@ public:
     //    made the round trip slower (7-100 us against 6). A spin that ends
     //    without the signal therefore makes the next waits of this thread
     //    skip the spin, for twice as many waits after each further miss (up
-    //    to SpinPolicy::MAX_SKIP), so a thread whose spins do not pay spends
-    //    at most SPIN_LIMIT_NS per MAX_SKIP waits on them. One CPU: never.
+    //    to SpinPolicy::MAX_SKIP): once capped (after 9 misses in a row), a
+    //    thread whose spins do not pay spins once per MAX_SKIP + 1 waits,
+    //    for SPIN_LIMIT_NS plus up to ~2 us of overshoot. One CPU: never.
+    // The policy is per thread, for all primitives together (a thread that
+    // mixes short mutex waits with long channel receives mostly does not
+    // spin), and reads the thread's CPU count once (a later affinity change
+    // is only seen through hits and misses).
     static constexpr uint64_t SPIN_LIMIT_NS = 5000;
 
     ThreadSignal() noexcept = default;
@@ -114,7 +124,7 @@ public:
     // Blocks until the waker has been consumed (woken or dropped).
     void wait() noexcept {
         if (word_.load(std::memory_order_acquire) == SIGNALLED) return;
-        if (spin_briefly()) return;
+        if (spin_with(this_thread_policy(), SPIN_LIMIT_NS)) return;
         for (;;) {
             uint32_t v = word_.load(std::memory_order_acquire);
             if (v == SIGNALLED) return;
@@ -127,12 +137,17 @@ public:
         }
     }
 
-private:
-    // Spins while the adaptive policy above allows; true when the signal
-    // arrived meanwhile (acquire: as wait()'s loads). Word stays WAITING, so
-    // a waker that comes during the spin makes no syscall.
-    bool spin_briefly() noexcept;
+    // The spin before the futex sleep, when `policy` allows one: watches
+    // the word for up to limit_ns and tells the policy whether the signal
+    // came. True when it did (acquire: as wait()'s loads; the word stays
+    // WAITING throughout). wait() passes this thread's policy; public so
+    // that tests can drive both outcomes with a policy of their own.
+    bool spin_with(SpinPolicy& policy, uint64_t limit_ns) noexcept;
 
+    // The calling thread's policy (a thread_local, set up on first use).
+    static SpinPolicy& this_thread_policy() noexcept;
+
+private:
     static void signal(const void* p) noexcept {
         auto* self = static_cast<ThreadSignal*>(const_cast<void*>(p));
         std::atomic<uint32_t>* word = &self->word_;
