@@ -27,8 +27,8 @@
 // with posix_memalign; the prefetcher's pairs of lines were still shared).
 // The price: up to a line less one byte of rounding per block, and one line
 // more per malloc block for the alignment, which a cached block being reused
-// never touches (spawn_many_local +7%, timers +8% and its p99 lateness worse,
-// where half the blocks come from the heap each round: bench/RESULTS.md).
+// never touches (spawn_many_local +7%, timers +8%, where half the blocks
+// come from the heap each round: bench/RESULTS.md).
 //
 // Thread safety: each cache is touched only by its own thread (thread_local).
 #ifndef WEFT_KERNEL_POOL_H
