@@ -248,6 +248,57 @@ TEST(Semaphore, CloseWakesEveryWaiterWithAnError) {
     EXPECT_EQ(c.refs, 0);
 }
 
+// A waker whose clone runs code against the semaphore itself: the foreign
+// clone runs between the acquire's failed fast path and its queueing
+// (poll_acquire_slow clones outside the lock), which makes that window, a
+// race between threads otherwise, deterministic.
+struct MeddlingWaker {
+    Semaphore* sem;
+    bool close;  // false: release one permit
+    int clones = 0, drops = 0;
+};
+weft_waker meddling_clone(const void* p);
+void meddling_drop(const void* p) { static_cast<MeddlingWaker*>(const_cast<void*>(p))->drops++; }
+const weft_waker_vtable meddling_vtable = {meddling_clone, meddling_drop, [](const void*) {}, meddling_drop};
+weft_waker meddling_clone(const void* p) {
+    auto* m = static_cast<MeddlingWaker*>(const_cast<void*>(p));
+    if (m->clones++ == 0) {
+        if (m->close) m->sem->close();
+        else EXPECT_EQ(m->sem->release(1), 0);
+    }
+    return weft_waker{p, &meddling_vtable};
+}
+
+// Polls a 1-permit acquire of s (whose one permit is taken first) with m's
+// waker; m's clone meddles in the window.
+int poll_with_meddler(Semaphore& s, MeddlingWaker& m, SemWaiter* a) {
+    EXPECT_EQ(s.try_acquire(1), 0);
+    weft_waker w{&m, &meddling_vtable};
+    int r = s.poll_acquire(a, 1, &w);
+    EXPECT_FALSE(s.has_waiters());
+    EXPECT_EQ(m.clones, 1);
+    EXPECT_EQ(m.drops, 1) << "the clone the waiter did not keep is dropped";
+    return r;
+}
+
+TEST(Semaphore, PermitsFreedBeforeTheWaiterQueuesAreTakenWithoutWaiting) {
+    Semaphore s(1);
+    MeddlingWaker m{&s, false};
+    SemWaiter a;
+    EXPECT_EQ(poll_with_meddler(s, m, &a), WEFT_READY) << "the permit released meanwhile is taken, not waited for";
+    EXPECT_EQ(s.available(), 0u);
+    EXPECT_EQ(s.release(1), 0);
+}
+
+TEST(Semaphore, ClosedBeforeTheWaiterQueuesFailsWithoutQueueing) {
+    Semaphore s(1);
+    MeddlingWaker m{&s, true};
+    SemWaiter a;
+    EXPECT_EQ(poll_with_meddler(s, m, &a), WEFT_ECLOSED);
+    weft_waker w{&m, &meddling_vtable};
+    EXPECT_EQ(s.poll_acquire(&a, 1, &w), WEFT_EINVAL) << "a finished waiter is not polled again";
+}
+
 TEST(Semaphore, ReleaseOverflowIsRefused) {
     Semaphore s(Semaphore::MAX_PERMITS - 1);
     EXPECT_EQ(s.release(1), 0);
