@@ -88,6 +88,10 @@ public:
         }
     }
 
+    // The state word, for a sleeper that watches it for NOTIFIED before it
+    // parks (scheduler.cpp join_wait); park() then returns at once.
+    const std::atomic<uint32_t>& word() const { return state_; }
+
     void unpark() {
         uint32_t prev = state_.exchange(NOTIFIED, std::memory_order_seq_cst);
         if (prev == PARKED) {

@@ -6,6 +6,7 @@
 #include <new>
 
 #include "pool.h"
+#include "sync/thread_signal.h"
 
 namespace weft::kernel {
 
@@ -1442,6 +1443,14 @@ int join_wait(TaskHeader* t, int64_t timeout_ns) {
             }
             left = (int64_t)(deadline - now);
         }
+        // A short task's result often comes within microseconds: watch for
+        // the unpark first, adaptively, as a blocked ThreadSignal does
+        // (thread_signal.h: on a VM whose other vCPU is halted, a futex
+        // sleep and wake-up cost ~20 us; the completer's unpark then also
+        // skips its futex_wake). Not when the time left is shorter.
+        if (left < 0 || (uint64_t)left > sync::ThreadSignal::SPIN_LIMIT_NS)
+            sync::spin_until_equal(parker.word(), Parker::NOTIFIED, sync::ThreadSignal::this_thread_policy(),
+                                   sync::ThreadSignal::SPIN_LIMIT_NS);
         parker.park(left);
     }
 }

@@ -33,12 +33,13 @@ SpinPolicy& ThreadSignal::this_thread_policy() noexcept {
     return t.policy;
 }
 
-bool ThreadSignal::spin_with(SpinPolicy& policy, uint64_t limit_ns) noexcept {
+bool spin_until_equal(const std::atomic<uint32_t>& word, uint32_t value, SpinPolicy& policy,
+                      uint64_t limit_ns) noexcept {
     if (!policy.may_spin()) return false;
     uint64_t deadline = port::monotonic_ns() + limit_ns;
     do {
         for (int i = 0; i < CHECKS_PER_CLOCK_READ; i++) {
-            if (word_.load(std::memory_order_acquire) == SIGNALLED) {
+            if (word.load(std::memory_order_acquire) == value) {
                 policy.spun(true);
                 return true;
             }

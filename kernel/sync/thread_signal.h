@@ -81,6 +81,13 @@ private:
     bool one_cpu_;
 };
 
+// The adaptive spin itself: watches `word` until it reads `value` (acquire)
+// for up to limit_ns, when `policy` allows a spin, and tells the policy how
+// it went. True when the value came. Shared by ThreadSignal::wait and the
+// join wait of a plain thread (scheduler.cpp join_wait).
+bool spin_until_equal(const std::atomic<uint32_t>& word, uint32_t value, SpinPolicy& policy,
+                      uint64_t limit_ns) noexcept;
+
 class ThreadSignal {
 public:
     static constexpr uint32_t WAITING = 0, SLEEPING = 1, SIGNALLED = 2;
@@ -142,7 +149,9 @@ public:
     // came. True when it did (acquire: as wait()'s loads; the word stays
     // WAITING throughout). wait() passes this thread's policy; public so
     // that tests can drive both outcomes with a policy of their own.
-    bool spin_with(SpinPolicy& policy, uint64_t limit_ns) noexcept;
+    bool spin_with(SpinPolicy& policy, uint64_t limit_ns) noexcept {
+        return spin_until_equal(word_, SIGNALLED, policy, limit_ns);
+    }
 
     // The calling thread's policy (a thread_local, set up on first use).
     static SpinPolicy& this_thread_policy() noexcept;
