@@ -92,8 +92,8 @@ class ThreadSignal {
 public:
     static constexpr uint32_t WAITING = 0, SLEEPING = 1, SIGNALLED = 2;
     // Before the futex sleep, wait() may spin for up to SPIN_LIMIT_NS, but
-    // only while spinning has been paying off on this thread (spin_briefly()
-    // in thread_signal.cpp). Why both halves:
+    // only while spinning has been paying off on this thread (SpinPolicy
+    // above, spin_until_equal in thread_signal.cpp). Why both halves:
     //  - A sleeping thread's wake-up costs a futex_wake in the waker, and on a
     //    virtual machine whose other vCPU is halted another ~20 us before the
     //    woken thread runs. When the answer comes within a few microseconds
