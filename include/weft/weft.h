@@ -225,7 +225,9 @@ WEFT_API uint64_t weft_task_current_id(void);
  * WEFT_PENDING after arranging for cx's waker to be woken when it finishes. */
 WEFT_API int weft_join_poll(weft_join* join, weft_context* cx);
 /* Blocks the calling (non-worker) thread until the task finishes or
- * timeout_ns passes (negative: forever). 0, WEFT_ETIMEDOUT, WEFT_EDEADLK. */
+ * timeout_ns passes (negative: forever). 0, WEFT_ETIMEDOUT, WEFT_EDEADLK.
+ * Like the _blocking calls of weft_sync.h, it may spin for up to 5 us before
+ * sleeping, while such spins keep catching the result on this thread. */
 WEFT_API int weft_join_wait(weft_join* join, int64_t timeout_ns);
 /* Once finished: 0 (completed), WEFT_ECANCELED, or the task's failure code.
  * Before: WEFT_EAGAIN. Reading a finished task's status counts as handling

@@ -12,7 +12,11 @@
  *                            negative error. Poll again after a wake.
  *   weft_X_..._blocking(...) blocks a plain thread. From a runtime worker
  *                            thread it returns WEFT_EDEADLK (it would stall
- *                            the runtime) and does nothing.
+ *                            the runtime) and does nothing. Before it sleeps
+ *                            in the kernel, a blocked thread may spin for up
+ *                            to 5 us, only while such spins have recently
+ *                            caught the wake-up on that thread, and never
+ *                            with one usable CPU.
  * A prepared weft_wait must stay at the same address until it completes or
  * is dropped with weft_wait_drop(), which cancels it: a queued acquire leaves
  * the queue and returns any permits already given to it, a queued
