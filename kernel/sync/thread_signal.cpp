@@ -6,8 +6,11 @@ namespace weft::kernel::sync {
 
 namespace {
 
-// Only plain (non-runtime) threads block on a ThreadSignal; each gets its
-// policy on its first blocking wait (one sched_getaffinity call per thread).
+// Only plain (non-runtime) threads wait here: on a ThreadSignal, or in a
+// join wait (scheduler.cpp join_wait), both through this_thread_policy().
+// Each thread gets its policy on its first such wait (one sched_getaffinity
+// call per thread); `policy` holds a placeholder until `ready`. Owner thread
+// only: no atomics.
 struct ThreadSpin {
     bool ready;
     SpinPolicy policy;
@@ -33,6 +36,9 @@ SpinPolicy& ThreadSignal::this_thread_policy() noexcept {
     return t.policy;
 }
 
+// The acquire load pairs with the waker's release (ThreadSignal::signal's
+// exchange, Parker::unpark's seq_cst exchange): seeing `value` publishes
+// what the waker wrote before it.
 bool spin_until_equal(const std::atomic<uint32_t>& word, uint32_t value, SpinPolicy& policy,
                       uint64_t limit_ns) noexcept {
     if (!policy.may_spin()) return false;
