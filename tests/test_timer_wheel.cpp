@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <random>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "../kernel/clock.h"
@@ -234,6 +236,59 @@ TEST(Clock, NeverGoesBackwards) {
     EXPECT_EQ(c.now(), 5001u);
     g_fake_ns = 0;
     EXPECT_EQ(c.now(), 5001u);
+}
+
+// The default clock publishes in steps (clock.h): every value now() returns
+// was published, it never trails the source by PUBLISH_STEP_NS or more, and
+// on one thread each change is a step of at least PUBLISH_STEP_NS.
+TEST(Clock, DefaultReadingsAdvanceInPublishedSteps) {
+    Clock c;
+    c.init(nullptr, nullptr);
+    uint64_t last = c.now();
+    uint64_t changes = 0;
+    for (int i = 0; i < 200000; i++) {
+        uint64_t before = weft::port::monotonic_ns();
+        uint64_t t = c.now();
+        ASSERT_GE(t, last);
+        ASSERT_LT(before, t + Clock::PUBLISH_STEP_NS) << "trails the source by a step or more";
+        if (t != last) {
+            ASSERT_GE(t - last, Clock::PUBLISH_STEP_NS) << "a change smaller than a step";
+            changes++;
+        }
+        last = t;
+    }
+    EXPECT_GT(changes, 0u);
+    // An exact publication (observe: a deadline passed) is returned as is,
+    // and the next reading is not smaller.
+    uint64_t r = c.raw();
+    EXPECT_GE(c.observe(r), r);
+    EXPECT_GE(c.now(), r);
+}
+
+// Two threads reading at once: each one's readings never go backwards, and
+// after a thread's reading, a reading by the other is not smaller (the
+// handshake orders them).
+TEST(Clock, DefaultReadingsAreMonotonicAcrossThreads) {
+    Clock c;
+    c.init(nullptr, nullptr);
+    std::atomic<uint64_t> seen{0};
+    std::atomic<bool> bad{false};
+    auto reader = [&] {
+        uint64_t mine = 0;
+        for (int i = 0; i < 100000; i++) {
+            uint64_t other = seen.load(std::memory_order_acquire);
+            uint64_t t = c.now();
+            if (t < mine || t < other) bad.store(true, std::memory_order_relaxed);
+            mine = t;
+            uint64_t cur = seen.load(std::memory_order_relaxed);
+            while (t > cur && !seen.compare_exchange_weak(cur, t, std::memory_order_release)) {
+            }
+        }
+    };
+    std::thread a(reader), b(reader);
+    a.join();
+    b.join();
+    EXPECT_FALSE(bad.load());
 }
 
 TEST(Clock, MonotonicDefaultAdvances) {

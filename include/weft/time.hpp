@@ -25,7 +25,9 @@
 namespace weft {
 
 // The runtime's clock: CLOCK_MONOTONIC (or the runtime's injected clock)
-// behind weft's never-backwards guard. A steady std::chrono clock.
+// behind weft's never-backwards guard. A steady std::chrono clock; its
+// CLOCK_MONOTONIC readings advance in steps of about a microsecond (weft_now
+// in weft_time.h), so time work shorter than that with std::chrono::steady_clock.
 struct clock {
     using duration = std::chrono::nanoseconds;
     using rep = duration::rep;

@@ -38,7 +38,13 @@ extern "C" {
 
 /* ---- clocks ------------------------------------------------------------- */
 /* The current worker's runtime clock, or the process's guarded
- * CLOCK_MONOTONIC on any other thread, in nanoseconds. */
+ * CLOCK_MONOTONIC on any other thread, in nanoseconds. The guarded
+ * CLOCK_MONOTONIC advances in steps of about a microsecond: a reading less
+ * than 1 us after the last time the guard published returns that time, so
+ * that threads reading the clock at once do not all write its shared word.
+ * To time work shorter than a few microseconds, read clock_gettime directly.
+ * An injected clock is returned as it reads (raised to the largest value
+ * already returned). */
 WEFT_API uint64_t weft_now(void);
 /* rt's clock (its injected clock if it has one). 0 if rt is invalid. */
 WEFT_API uint64_t weft_runtime_now(weft_runtime* rt);
