@@ -545,6 +545,7 @@ void bench_timers(unsigned workers) {
 struct PulseEvents {
     std::atomic<uint64_t> handoffs{0};  // WEFT_PULSE_HANDOFF: a stuck worker's queues moved
     std::atomic<uint64_t> refused{0};   // WEFT_PULSE_HANDOFF_REFUSED: no spare thread left
+    std::atomic<uint64_t> covered{0};   // WEFT_PULSE_HANDOFF_COVERED: no spare thread needed
     std::atomic<uint64_t> isolated{0};  // tier changes into WEFT_TIER_ISOLATE
 };
 
@@ -552,6 +553,7 @@ void count_pulse_event(void* ctx, const weft_pulse_event* ev) {
     auto* e = static_cast<PulseEvents*>(ctx);
     if (ev->kind == WEFT_PULSE_HANDOFF) e->handoffs.fetch_add(1, std::memory_order_relaxed);
     if (ev->kind == WEFT_PULSE_HANDOFF_REFUSED) e->refused.fetch_add(1, std::memory_order_relaxed);
+    if (ev->kind == WEFT_PULSE_HANDOFF_COVERED) e->covered.fetch_add(1, std::memory_order_relaxed);
     if (ev->kind == WEFT_PULSE_TIER_CHANGE && ev->to_tier == WEFT_TIER_ISOLATE)
         e->isolated.fetch_add(1, std::memory_order_relaxed);
 }
@@ -586,10 +588,11 @@ void print_pulse_diagnostics(const char* name, const weft::Runtime& rt, const Pu
     }
     std::fprintf(stderr,
                  "# %s: pulse mode=%s compiled=%u handoff=%u spare_threads=%u cycles_per_us=%" PRIu64
-                 "%s%s; events: handoffs=%" PRIu64 " refused=%" PRIu64 " isolated=%" PRIu64 "\n",
+                 "%s%s; events: handoffs=%" PRIu64 " refused=%" PRIu64 " covered=%" PRIu64 " isolated=%" PRIu64 "\n",
                  name, st.mode == WEFT_PULSE_OFF ? "off" : "on", st.compiled, st.handoff, st.spare_threads,
                  st.cycles_per_us, st.handoff_note && *st.handoff_note ? " handoff_note=" : "",
-                 st.handoff_note ? st.handoff_note : "", ev.handoffs.load(), ev.refused.load(), ev.isolated.load());
+                 st.handoff_note ? st.handoff_note : "", ev.handoffs.load(), ev.refused.load(), ev.covered.load(),
+                 ev.isolated.load());
     weft_metrics m;
     std::memset(&m, 0, sizeof m);
     m.size = sizeof m;

@@ -830,6 +830,15 @@ bool io_may_complete(Worker* w) {
     return d->submitted.load(std::memory_order_relaxed) != d->completed.load(std::memory_order_relaxed);
 }
 
+bool io_quiet_hint(const Worker* w) {
+    const Driver* d = w->io;
+    if (!d) return true;
+    // relaxed: counters the holder bumps; a stale read delays a handoff by
+    // one monitor period at most, or starts one that was not needed.
+    return d->submitted.load(std::memory_order_relaxed) == d->completed.load(std::memory_order_relaxed) &&
+           !d->remote_any.load(std::memory_order_relaxed);
+}
+
 uint32_t io_tick(Worker* w, bool submit) {
     Driver* d = w->io;
     if (d->backend == IO_EPOLL) return submit ? ep_dispatch(d, 0) : 0;

@@ -115,6 +115,10 @@ void io_destroy(Shared* sh);
 // completes them in task work that needs a syscall of this thread; epoll
 // needs epoll_wait), so it only delayed them, by up to SEARCH_SPIN_NS.
 bool io_may_complete(Worker* w);
+// The same question asked from another thread (the pulse monitor), from the
+// driver's counters and remote requests alone: a hint, true also when w has
+// no driver.
+bool io_quiet_hint(const Worker* w);
 // Maintenance: takes remote requests and reaps completions already posted
 // (no syscall); with `submit`, also submits the queued SQEs (one syscall
 // when there are any), and on epoll polls the set (a zero-timeout

@@ -148,6 +148,10 @@ public:
         return tail - real_of(head);
     }
     bool is_empty() const { return len() == 0; }
+    // How many tasks have ever left by the head (pops, steals, overflow),
+    // mod 2^32: a watcher on another thread tells from it whether anyone
+    // takes from this queue.
+    uint32_t taken() const { return real_of(head_.load(std::memory_order_acquire)); }
     // Whether a stealer would find anything (the owner's queue has > 0 tasks).
     bool has_stealable() const { return len() > 0; }
 

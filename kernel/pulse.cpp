@@ -9,6 +9,7 @@
 #include <new>
 
 #include "../include/weft/weft.h"
+#include "io.h"
 #include "scheduler.h"
 
 namespace weft::kernel {
@@ -209,7 +210,26 @@ struct Monitor {
         uint64_t since = 0;          // pulse ticks when first seen
     };
     Seen* seen = nullptr;            // one per worker
+    struct Cover {                   // a long poll left with its worker (handoff_covered)
+        ThreadRec* holder = nullptr;
+        uint64_t seq = 0;
+        uint32_t taken = 0;          // the worker's queue's taken() when last seen moving
+        uint64_t since = 0;          // pulse ticks then
+        uint64_t reported = ~(uint64_t)0;  // the poll the event was reported for
+        ThreadRec* asked_holder = nullptr;  // the poll asked to give up its LIFO
+        uint64_t asked_seq = 0;             // slot (ThreadRec::long_poll), and
+        uint64_t asked_round = 0;           // the monitor's round then
+    };
+    Cover* cover = nullptr;          // one per worker
+    uint64_t round = 0;              // the monitor's looks so far
 };
+
+// Rounds a thread asked to give up its LIFO slot gets to answer before it can
+// lose its worker: a poll first seen past half the threshold (the monitor
+// was descheduled, or a test's injected clock jumped) is asked and judged in
+// the same round otherwise. At the default threshold the half-way ask comes
+// about 4 rounds before the handoff anyway.
+constexpr uint64_t ANSWER_ROUNDS = 4;
 
 namespace {
 
@@ -292,6 +312,55 @@ void begin_handoff(Shared* sh, Monitor* m, uint32_t i, ThreadRec* h, uint64_t wo
     try_commit(sh, m, i);
 }
 
+// A worker whose thread h has been in poll `seq` for the handoff threshold:
+// is everything it owes done by others without a spare thread? Then the
+// monitor leaves it with h (asked again every round) instead of starting a
+// spare that would compete with h and the other workers for the CPUs. Yes
+// when all of:
+//   - h gave up its LIFO slot and fork stack in this poll (long_poll_ack:
+//     it spawned or woke something after the monitor asked; a hog that does
+//     neither is handed over as before), so what it queues is stealable;
+//   - its I/O driver has nothing in flight (only its thread reaps that);
+//   - some other worker is running tasks: its thread is in scheduler code
+//     or parked (it finds w's queue when it looks for work), or in a poll
+//     younger than half the threshold;
+//   - w's queue is empty, or someone took from it in the last half
+//     threshold (stealers; its overflow goes to the inject queue, which
+//     every worker serves).
+// Its timers are fired by the other workers, busy or idle (timer.cpp).
+bool handoff_covered(Shared* sh, Monitor* m, uint32_t i, ThreadRec* h, uint64_t seq, uint64_t now) {
+    Worker* w = &sh->workers[i];
+    uint64_t half = sh->pulse.handoff_ticks / 2;
+    // acquire: pairs with the ack's release (a record of the order only:
+    // the monitor never touches the slot or the stack).
+    if (h->long_poll_ack.load(std::memory_order_acquire) != seq) return false;
+    if (!io_quiet_hint(w)) return false;
+    bool others_run = false;
+    for (uint32_t j = 0; j < sh->nworkers && !others_run; j++) {
+        if (j == i || m->pending[j].active) continue;
+        ThreadRec* hj = sh->workers[j].holder.load(std::memory_order_acquire);
+        uint64_t wj = hj->word.load(std::memory_order_acquire);
+        uint64_t st = wj & 3;
+        if (st == ThreadRec::IDLE) {
+            others_run = true;
+        } else if (st == ThreadRec::POLLING || st == ThreadRec::IN_OP) {
+            Monitor::Seen& sj = m->seen[j];
+            others_run = sj.holder != hj || sj.seq != (wj & ~(uint64_t)3) || now - sj.since < half;
+        }
+    }
+    if (!others_run) return false;
+    Monitor::Cover& c = m->cover[i];
+    uint32_t taken = w->queue.taken();
+    if (c.holder != h || c.seq != seq || taken != c.taken || w->queue.is_empty()) {
+        c.holder = h;
+        c.seq = seq;
+        c.taken = taken;
+        c.since = now;
+        return true;
+    }
+    return now - c.since < half;
+}
+
 void* monitor_main(void* arg) {
     Shared* sh = static_cast<Shared*>(arg);
     Monitor* m = sh->monitor;
@@ -344,17 +413,41 @@ void* monitor_main(void* arg) {
                 continue;
             }
             uint64_t age = now > seen.since ? now - seen.since : 0;
+            // Half the threshold: ask the thread to give up what only it can
+            // run (pulse.h ThreadRec::long_poll), so that a long poll that
+            // spawns can keep its worker (handoff_covered).
+            uint64_t half = sh->pulse.handoff_ticks / 2;
+            Monitor::Cover& c = m->cover[i];
+            if (age >= half && h->long_poll.load(std::memory_order_relaxed) != seq) {
+                h->long_poll.store(seq, std::memory_order_relaxed);
+                c.asked_holder = h;
+                c.asked_seq = seq;
+                c.asked_round = m->round;
+            }
             if (age >= sh->pulse.handoff_ticks) {
                 uint64_t ns = sh->pulse.ticks_are_ns ? age : (uint64_t)(((unsigned __int128)age * sh->pulse_ns_mult) >> 32);
+                if (handoff_covered(sh, m, i, h, seq, now)) {
+                    if (c.reported != seq) {
+                        c.reported = seq;
+                        pulse_event(sh, WEFT_PULSE_HANDOFF_COVERED, i, 0, ns, 0, 0);
+                    }
+                    continue;
+                }
+                if (c.asked_holder == h && c.asked_seq == seq && m->round - c.asked_round < ANSWER_ROUNDS &&
+                    h->long_poll_ack.load(std::memory_order_relaxed) != seq)
+                    continue;  // asked only just now: its answer may be on the way
                 begin_handoff(sh, m, i, h, seq, ns);
             } else if (!sh->pulse.ticks_are_ns) {
-                // Wake when this poll comes due rather than up to a period
-                // later: handed over between 1 and 1 + 1/8 x handoff_ns.
-                // (With an injected clock, time moves when the test says.)
-                uint64_t left = (uint64_t)(((unsigned __int128)(sh->pulse.handoff_ticks - age) * sh->pulse_ns_mult) >> 32);
+                // Wake when this poll comes due (half-way, then in full)
+                // rather than up to a period later: handed over between 1 and
+                // 1 + 1/8 x handoff_ns. (With an injected clock, time moves
+                // when the test says.)
+                uint64_t due = age < half ? half : sh->pulse.handoff_ticks;
+                uint64_t left = (uint64_t)(((unsigned __int128)(due - age) * sh->pulse_ns_mult) >> 32);
                 if (left < sleep_ns) sleep_ns = left < 50000 ? 50000 : left;
             }
         }
+        m->round++;
         quiet_rounds = busy ? 0 : quiet_rounds + 1;
         if (quiet_rounds >= quiet_rounds_to_sleep && sh->idle.all_parked()) {
             // Idle runtime: sleep until a worker leaves park (scheduler.cpp
@@ -405,10 +498,12 @@ int pulse_start(Shared* sh) {
         m->pending = static_cast<Monitor::Pending*>(port::alloc(sizeof(Monitor::Pending) * sh->nworkers));
         m->refused_seq = static_cast<uint64_t*>(port::alloc(sizeof(uint64_t) * sh->nworkers));
         m->seen = static_cast<Monitor::Seen*>(port::alloc(sizeof(Monitor::Seen) * sh->nworkers));
-        if (!m->pending || !m->refused_seq || !m->seen) return WEFT_ENOMEM;
+        m->cover = static_cast<Monitor::Cover*>(port::alloc(sizeof(Monitor::Cover) * sh->nworkers));
+        if (!m->pending || !m->refused_seq || !m->seen || !m->cover) return WEFT_ENOMEM;
         for (uint32_t i = 0; i < sh->nworkers; i++) {
             new (&m->pending[i]) Monitor::Pending();
             new (&m->seen[i]) Monitor::Seen();
+            new (&m->cover[i]) Monitor::Cover();
             m->refused_seq[i] = ~(uint64_t)0;
         }
         char name[16] = "weft-pulse";
@@ -451,6 +546,7 @@ void pulse_destroy(Shared* sh) {
         port::free(m->pending);
         port::free(m->refused_seq);
         port::free(m->seen);
+        port::free(m->cover);
         m->~Monitor();
         port::free(m);
         sh->monitor = nullptr;

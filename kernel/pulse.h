@@ -43,6 +43,15 @@
 // check: the op takes the path a foreign thread would (the inject queue).
 // The per-poll cost is two relaxed stores and one load on lines this thread
 // owns; the expensive barrier is the monitor's, once per handoff.
+// A handoff that nothing needs is skipped (pulse.cpp handoff_covered): at
+// half the threshold the monitor writes the poll's sequence to H's
+// long_poll; H's next in-poll owner op (CoreOp reads it) moves the LIFO
+// slot and fork stack to the stealable queue, stores long_poll_ack, and
+// from then on queues what it spawns or wakes there. With that done, no
+// I/O in flight, another worker running and H's queue being taken from,
+// the monitor leaves W with H and looks again next round. Only H touches
+// its worker's private parts; the monitor reads the two words and the
+// queue's head. Tests: Pulse.ALongPollThatSpawns*.
 // Without membarrier (old kernel, seccomp) there is no handoff: the status
 // says why (weft_runtime_pulse_status) and budgets and tiers still work.
 // Test: Pulse.HandoffStressLosesNoTask (ThreadSanitizer in CI).
@@ -132,6 +141,15 @@ struct alignas(WEFT_CACHE_LINE) ThreadRec {
     static constexpr uint64_t IDLE = 0, POLLING = 1, IN_OP = 2, RELEASED = 3;
     // -- written by this thread only (relaxed/release), read by the monitor --
     std::atomic<uint64_t> word{IDLE};       // (poll sequence << 2) | state
+    // The poll (sequence, state bits clear) in which this thread gave up its
+    // LIFO slot and fork stack because the monitor asked (long_poll below):
+    // from then on, until that poll returns, what it spawns or wakes goes to
+    // its worker's stealable queue (scheduler.cpp schedule_in_long_poll).
+    std::atomic<uint64_t> long_poll_ack{0};
+    // -- written by the monitor --
+    // A poll (sequence) the monitor found running for half the handoff
+    // threshold: the thread's next in-poll owner op donates (above).
+    std::atomic<uint64_t> long_poll{0};
     // -- written by the monitor (or runtime_new) before waking this thread --
     alignas(WEFT_CACHE_LINE) Parker parker;  // a spare sleeps here
     std::atomic<Worker*> given{nullptr};     // the worker to hold next

@@ -1204,6 +1204,35 @@ inline __attribute__((always_inline)) void schedule_local(Worker* w, TaskHeader*
 
 }  // namespace
 
+// A spawn or wake from inside a poll that the monitor found long (pulse.h,
+// ThreadRec::long_poll; pulse.cpp handoff_covered): this thread will not
+// take a task for a while, so nothing goes where only it can take it. The
+// first such op moves the LIFO slot and the fork stack to the queue and
+// says so (long_poll_ack); every one queues its task at the back and offers
+// it to idle workers. With the worker's other duties covered too, the
+// monitor then leaves the worker with its thread instead of starting a
+// spare that would compete for the CPUs (the `timers` root spawning 100,000
+// tasks in one poll: p99 lateness and iteration time, bench/RESULTS.md).
+static __attribute__((noinline)) void schedule_in_long_poll(Worker* w, TaskHeader* t) {
+    InjectSink sink{w->shared};
+    ThreadRec* me = t_thread;
+    uint64_t seq = me->word.load(std::memory_order_relaxed) & ~(uint64_t)3;
+    if (me->long_poll_ack.load(std::memory_order_relaxed) != seq) {
+        if (TaskHeader* l = w->lifo) {
+            w->lifo = nullptr;
+            if (w->queue.push_back(l, sink)) WorkerMetrics::bump(w->metrics.overflows);
+        }
+        while (w->fork_top != w->fork_bottom)
+            if (w->queue.push_back(w->fork[w->fork_bottom++ % FORK_STACK_CAPACITY], sink))
+                WorkerMetrics::bump(w->metrics.overflows);
+        // release: the monitor that reads the ack finds the slot and the
+        // stack empty (it never touches them; the ordering is for the record).
+        me->long_poll_ack.store(seq, std::memory_order_release);
+    }
+    if (w->queue.push_back(t, sink)) WorkerMetrics::bump(w->metrics.overflows);
+    notify_parked_local(w->shared);
+}
+
 // Tasks woken by expired timers are late by definition, so they must not
 // queue behind a backlog of fresh work. They go to the back of the local
 // queue while it has room, and the rest to the *front* of the inject queue
@@ -1271,6 +1300,10 @@ void schedule(TaskHeader* t, bool is_yield) {
     if (w && w->shared == sh) {
         CoreOp op(w);  // a wake from inside a poll: is w still ours? (pulse.h)
         if (__builtin_expect(op.ok, 1)) {
+            if (__builtin_expect(op.long_poll, 0)) {
+                schedule_in_long_poll(w, t);
+                return;
+            }
             schedule_local(w, t, is_yield);
             return;
         }
@@ -1343,7 +1376,9 @@ int task_spawn(Shared* sh, TaskHeader* t, bool with_join, bool fork) {
         CoreOp op(w);  // a spawn from inside a poll: is w still ours? (pulse.h)
         if (__builtin_expect(op.ok, 1)) {
             t->owned_shard = OWNED_UNBOUND;  // linked if it ever suspends
-            if (!fork) {
+            if (__builtin_expect(op.long_poll, 0)) {
+                schedule_in_long_poll(w, t);
+            } else if (!fork) {
                 schedule_local(w, t, false);
             } else if (w->fork_top - w->fork_bottom < FORK_STACK_CAPACITY) {
                 w->fork[w->fork_top++ % FORK_STACK_CAPACITY] = t;

@@ -163,6 +163,7 @@ struct alignas(WEFT_CACHE_LINE) Worker {
     bool waking_timers = false;
     bool fired_first = false;  // flush_fired: to the fork stack (after a handoff)
     uint32_t fired_n = 0;
+    uint32_t timer_help_next = 0;  // timer.cpp: the other wheel the next busy look checks
     TaskHeader* fired_head = nullptr;
     TaskHeader* fired_tail = nullptr;
     uint64_t rng = 0;
@@ -250,6 +251,9 @@ struct Shared {
 struct CoreOp {
     bool ok;
     bool guarded;
+    // ok, in a poll the monitor marked long (pulse.h ThreadRec::long_poll):
+    // queue for stealers, not the LIFO slot (scheduler.cpp).
+    bool long_poll = false;
     explicit CoreOp(const Worker* w);
     ~CoreOp();
     CoreOp(const CoreOp&) = delete;
@@ -271,6 +275,8 @@ inline CoreOp::CoreOp(const Worker* w) {
         guarded = false;
         return;
     }
+    // relaxed: a hint; seen late, the monitor hands the worker over instead.
+    long_poll = me->long_poll.load(std::memory_order_relaxed) == seq;
     // An op inside this op (a drop function run by the op waking a task)
     // is covered by this guard: it must not end it early.
     t_poll.in_user_poll = false;

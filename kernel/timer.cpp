@@ -19,6 +19,10 @@ namespace {
 
 uint32_t shard_of(Shared* sh, uint32_t worker) { return worker % sh->ntimer_shards; }
 
+// A busy worker fires another worker's wheel once it is this many ticks
+// overdue (timers_fire): a whole tick gives the owner its chance first.
+constexpr uint64_t HELP_AFTER_TICKS = 1;
+
 
 uint64_t deadline_to_tick(Shared* sh, uint64_t deadline_ns) {
     if (deadline_ns <= sh->timer_epoch_ns) return 0;
@@ -136,7 +140,19 @@ uint32_t timers_fire(Worker* w, bool idle) {
     TimerShard& own = sh->timer_shards[own_idx];
     uint64_t own_next = own.next_tick.load(std::memory_order_relaxed);
     uint32_t n = sh->ntimer_shards;
-    if (!idle && own_next == TimerWheel::NONE) return 0;  // the common case: nothing to look at
+    // A busy worker also looks at one other wheel per call, in turn: one
+    // whose owner left it HELP_AFTER_TICKS overdue (descheduled by the OS,
+    // or stuck in a long poll before pulse hands it over) is fired here.
+    TimerShard* other = nullptr;
+    uint64_t other_next = TimerWheel::NONE;
+    if (!idle && n > 1) {
+        uint32_t i = w->timer_help_next;
+        if (i == own_idx) i = (i + 1) % n;
+        w->timer_help_next = (i + 1) % n;
+        other = &sh->timer_shards[i];
+        other_next = other->next_tick.load(std::memory_order_relaxed);
+    }
+    if (!idle && own_next == TimerWheel::NONE && other_next == TimerWheel::NONE) return 0;  // the common case
     uint64_t now_tick = TimerWheel::NONE;
     uint32_t fired = 0;
     if (own_next != TimerWheel::NONE) {
@@ -146,7 +162,15 @@ uint32_t timers_fire(Worker* w, bool idle) {
             fired += fire_locked(w, own, now_tick);
         }
     }
-    if (!idle) return fired;
+    if (!idle) {
+        if (other_next == TimerWheel::NONE) return fired;
+        if (now_tick == TimerWheel::NONE) now_tick = now_to_tick(sh, sh->clock.now());
+        // Never waits: the owner (or another helper) holding the lock is at it.
+        if (other_next + HELP_AFTER_TICKS <= now_tick && other->mu.try_lock()) {
+            fired += fire_locked(w, *other, now_tick);
+        }
+        return fired;
+    }
     for (uint32_t i = 0; i < n; i++) {
         if (i == own_idx) continue;
         TimerShard& s = sh->timer_shards[i];

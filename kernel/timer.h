@@ -30,8 +30,11 @@
 // that a busy worker registers in its own wheel afterwards, earlier than
 // that, does not wake the parked worker (that would cost a futex wake on
 // every such registration); it is fired by its owner, at its next
-// maintenance. A worker stuck in one long poll is the pulse subsystem's to
-// hand over (DESIGN.md, "Isolate"), timers included.
+// maintenance. A busy worker also looks at one other wheel at each
+// maintenance, in turn, and fires it if it is a whole tick overdue (its
+// owner descheduled, or stuck in a long poll that pulse left it, pulse.cpp
+// handoff_covered). A worker stuck in one long poll is otherwise the pulse
+// subsystem's to hand over (DESIGN.md, "Isolate"), timers included.
 //
 // Entry states (TimerEntry::state; transitions under the wheel's lock except
 // where noted):
@@ -94,8 +97,8 @@ void timers_shutdown(Shared* sh); // shutdown step 5b: empty every wheel
 void timers_destroy(Shared* sh);  // frees the shards (Shared is being freed)
 
 // Fires the expired timers this worker is responsible for (its own wheel;
-// when `idle`, also other wheels whose deadlines passed). Returns how many
-// fired. Woken tasks go to the back of this worker's local queue.
+// when `idle`, also other wheels whose deadlines passed; when busy, one other
+// wheel in turn if it is a tick overdue). Returns how many fired. Woken tasks go to the back of this worker's local queue.
 uint32_t timers_fire(Worker* w, bool idle);
 // How long a worker about to park may sleep: ns until the earliest deadline
 // of its own wheel and of the wheels of workers that are not parked, or -1

@@ -584,6 +584,91 @@ TEST(Pulse, HandoffStressLosesNoTask) {
     EXPECT_GE(handoffs(rt.get()), 1u);
 }
 
+// A task that spawns children in one long poll, with at most two of them
+// unfinished: each child that runs elsewhere was taken from the spawner's
+// worker (its queue, or its LIFO slot after a handoff).
+struct Spawner {
+    std::atomic<uint64_t> spawned{0}, ran{0};
+    std::atomic<bool> release{false};
+};
+weft::Task<uint64_t> spawn_in_one_poll(Spawner* sp) {
+    while (!sp->release.load()) {
+        if (sp->spawned.load() - sp->ran.load() < 2) {
+            weft::spawn([](Spawner* sp) -> weft::Task<void> {
+                sp->ran.fetch_add(1);
+                co_return;
+            }(sp)).detach();
+            sp->spawned.fetch_add(1);
+        } else {
+            std::this_thread::yield();
+        }
+    }
+    co_return sp->spawned.load();
+}
+
+// Such a poll, with another worker running what it spawns, keeps its worker
+// (pulse.cpp handoff_covered): a spare thread would only compete for the
+// CPUs. The monitor reports it once; the children keep running on the other
+// worker while the poll goes on; none is lost.
+TEST(Pulse, ALongPollThatSpawnsKeepsItsWorkerWhileAnotherWorkerRunsItsTasks) {
+    REQUIRE_PULSE();
+    PulseRig s(2);
+    Recorder rec;
+    rec.attach(s.pulse);
+    weft::Runtime rt(s.cfg);
+    if (!handoff_available(rt.get())) GTEST_SKIP() << "no membarrier: no handoff here";
+    Spawner sp;
+    auto spawner = rt.spawn(spawn_in_one_poll(&sp));
+    // The clock moves only after one more child ran: the spawner's poll ages
+    // while the other worker is seen to run tasks (a descheduled worker
+    // would not be, and then a handoff would be right).
+    uint64_t seen = 0;
+    auto step_after_a_child = [&] {
+        spin_until([&] { return sp.ran.load() > seen; });
+        seen = sp.ran.load();
+        s.clock.step(MS / 2);
+    };
+    ASSERT_TRUE(weft_test::wait_for(
+        [&] {
+            step_after_a_child();
+            return rec.count(WEFT_PULSE_HANDOFF_COVERED) >= 1;
+        },
+        60))
+        << "the monitor never left the spawning poll its worker; handoffs: " << rec.count(WEFT_PULSE_HANDOFF);
+    for (int i = 0; i < 60; i++) step_after_a_child();  // three thresholds more
+    sp.release.store(true);
+    uint64_t spawned = spawner.join();
+    spin_until([&] { return sp.ran.load() == spawned; });
+    EXPECT_EQ(rec.count(WEFT_PULSE_HANDOFF_COVERED), 1u);
+    EXPECT_EQ(rec.count(WEFT_PULSE_HANDOFF), 0u);
+    EXPECT_EQ(total_metric(rt.get(), &weft_worker_metrics_ex::handoffs), 0u);
+}
+
+// The same poll with no other worker: handed over as before, and the spare
+// runs the children (the slot and stack it gave up included) while the poll
+// goes on.
+TEST(Pulse, ALongPollThatSpawnsIsHandedOverWhenNoOtherWorkerRuns) {
+    REQUIRE_PULSE();
+    PulseRig s(1);
+    Recorder rec;
+    rec.attach(s.pulse);
+    weft::Runtime rt(s.cfg);
+    if (!handoff_available(rt.get())) GTEST_SKIP() << "no membarrier: no handoff here";
+    Spawner sp;
+    auto spawner = rt.spawn(spawn_in_one_poll(&sp));
+    spin_until([&] { return sp.spawned.load() >= 2; });
+    EXPECT_EQ(sp.ran.load(), 0u);  // its only worker is in the poll
+    spin_until([&] {
+        s.clock.step(1 * MS);
+        return sp.ran.load() >= 10;
+    });
+    sp.release.store(true);
+    uint64_t spawned = spawner.join();
+    spin_until([&] { return sp.ran.load() == spawned; });
+    EXPECT_GE(rec.count(WEFT_PULSE_HANDOFF), 1u);
+    EXPECT_EQ(rec.count(WEFT_PULSE_HANDOFF_COVERED), 0u);
+}
+
 }  // namespace
 
 // tokio-rs/tokio#6315, case 3: a worker stuck in a long poll must not hold up

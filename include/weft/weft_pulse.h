@@ -44,6 +44,17 @@
  * spare threads exist; at the bound a stuck worker keeps its queues (other
  * workers still steal from its run queue and fire its timers) and the event
  * WEFT_PULSE_HANDOFF_REFUSED is reported.
+ *
+ * A long poll that keeps spawning or waking tasks (a task spawning 100,000
+ * others in one poll) keeps its worker when nothing needs a spare thread:
+ * half-way to handoff_ns the monitor asks the thread to stop using its LIFO
+ * slot and fork stack, and at handoff_ns it leaves the worker alone while
+ * another worker runs tasks, its run queue is empty or being taken from, and
+ * it has no I/O in flight. Its timers are fired by the other workers. It is
+ * handed over as soon as one of those stops being true. Event
+ * WEFT_PULSE_HANDOFF_COVERED, once per such poll. A spare thread there would
+ * only compete for the CPUs: the `timers` benchmark's p99 lateness went from
+ * 5.6-10.9 ms to 2.2-2.5 ms (bench/RESULTS.md).
  */
 #ifndef WEFT_WEFT_PULSE_H
 #define WEFT_WEFT_PULSE_H
@@ -63,6 +74,7 @@ extern "C" {
 #define WEFT_PULSE_TIER_CHANGE 1      /* a task moved tiers (from_tier -> to_tier) */
 #define WEFT_PULSE_HANDOFF 2          /* a stuck worker's queues went to a spare thread */
 #define WEFT_PULSE_HANDOFF_REFUSED 3  /* ... would have, but max_spare_threads are in use */
+#define WEFT_PULSE_HANDOFF_COVERED 4  /* ... was not needed: the others do its work (above) */
 
 typedef struct weft_pulse_event {
     uint32_t kind;      /* WEFT_PULSE_* */
