@@ -11,6 +11,7 @@
 #include "../include/weft/weft.h"
 #include "io.h"
 #include "scheduler.h"
+#include "timer.h"
 
 namespace weft::kernel {
 
@@ -213,8 +214,10 @@ struct Monitor {
     struct Cover {                   // a long poll left with its worker (handoff_covered)
         ThreadRec* holder = nullptr;
         uint64_t seq = 0;
+        uint64_t ops = 0;            // the thread's long_poll_ops when last seen moving
+        uint64_t ops_since = 0;      // pulse ticks then
         uint32_t taken = 0;          // the worker's queue's taken() when last seen moving
-        uint64_t since = 0;          // pulse ticks then
+        uint64_t taken_since = 0;    // pulse ticks then
         uint64_t reported = ~(uint64_t)0;  // the poll the event was reported for
         ThreadRec* asked_holder = nullptr;  // the poll asked to give up its LIFO
         uint64_t asked_seq = 0;             // slot (ThreadRec::long_poll), and
@@ -320,14 +323,17 @@ void begin_handoff(Shared* sh, Monitor* m, uint32_t i, ThreadRec* h, uint64_t wo
 //   - h gave up its LIFO slot and fork stack in this poll (long_poll_ack:
 //     it spawned or woke something after the monitor asked; a hog that does
 //     neither is handed over as before), so what it queues is stealable;
+//   - it keeps doing so: its last in-poll spawn or wake is less than half
+//     the threshold old (a poll that stopped spawning is a hog from then on);
 //   - its I/O driver has nothing in flight (only its thread reaps that);
+//   - its timer wheel is not more than a tick past what busy workers fire
+//     (timer.cpp; parked workers may not be watching it);
 //   - some other worker is running tasks: its thread is in scheduler code
-//     or parked (it finds w's queue when it looks for work), or in a poll
-//     younger than half the threshold;
+//     or parked (it finds w's queue when it looks for work: what h queues
+//     wakes one), or in a poll younger than half the threshold;
 //   - w's queue is empty, or someone took from it in the last half
 //     threshold (stealers; its overflow goes to the inject queue, which
 //     every worker serves).
-// Its timers are fired by the other workers, busy or idle (timer.cpp).
 bool handoff_covered(Shared* sh, Monitor* m, uint32_t i, ThreadRec* h, uint64_t seq, uint64_t now) {
     Worker* w = &sh->workers[i];
     uint64_t half = sh->pulse.handoff_ticks / 2;
@@ -335,6 +341,7 @@ bool handoff_covered(Shared* sh, Monitor* m, uint32_t i, ThreadRec* h, uint64_t 
     // the monitor never touches the slot or the stack).
     if (h->long_poll_ack.load(std::memory_order_acquire) != seq) return false;
     if (!io_quiet_hint(w)) return false;
+    if (timers_overdue(sh, i, TIMER_HELP_AFTER_TICKS + 1)) return false;
     bool others_run = false;
     for (uint32_t j = 0; j < sh->nworkers && !others_run; j++) {
         if (j == i || m->pending[j].active) continue;
@@ -350,15 +357,26 @@ bool handoff_covered(Shared* sh, Monitor* m, uint32_t i, ThreadRec* h, uint64_t 
     }
     if (!others_run) return false;
     Monitor::Cover& c = m->cover[i];
+    uint64_t ops = h->long_poll_ops.load(std::memory_order_relaxed);
     uint32_t taken = w->queue.taken();
-    if (c.holder != h || c.seq != seq || taken != c.taken || w->queue.is_empty()) {
+    if (c.holder != h || c.seq != seq) {
         c.holder = h;
         c.seq = seq;
+        c.ops = ops;
+        c.ops_since = now;
         c.taken = taken;
-        c.since = now;
+        c.taken_since = now;
         return true;
     }
-    return now - c.since < half;
+    if (ops != c.ops) {
+        c.ops = ops;
+        c.ops_since = now;
+    }
+    if (taken != c.taken || w->queue.is_empty()) {
+        c.taken = taken;
+        c.taken_since = now;
+    }
+    return now - c.ops_since < half && now - c.taken_since < half;
 }
 
 void* monitor_main(void* arg) {

@@ -146,6 +146,9 @@ struct alignas(WEFT_CACHE_LINE) ThreadRec {
     // from then on, until that poll returns, what it spawns or wakes goes to
     // its worker's stealable queue (scheduler.cpp schedule_in_long_poll).
     std::atomic<uint64_t> long_poll_ack{0};
+    // In-poll owner ops since then (counted by schedule_in_long_poll): the
+    // monitor leaves the worker only to a poll that keeps making them.
+    std::atomic<uint64_t> long_poll_ops{0};
     // -- written by the monitor --
     // A poll (sequence) the monitor found running for half the handoff
     // threshold: the thread's next in-poll owner op donates (above).

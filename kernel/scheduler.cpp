@@ -514,7 +514,10 @@ void after_poll_coreless(Shared* sh, TaskHeader* t, int r) {
 __attribute__((noinline)) void finish_after_losing_worker(Shared* sh, TaskHeader* t, int r) {
     t_current = nullptr;
     t_worker = nullptr;
-    t_thread->word.store(ThreadRec::RELEASED, std::memory_order_release);
+    // The poll sequence is kept: it only grows on a thread, so the monitor's
+    // ask and this thread's ack of an old poll never match a later one.
+    t_thread->word.store((t_thread->word.load(std::memory_order_relaxed) & ~(uint64_t)3) | ThreadRec::RELEASED,
+                         std::memory_order_release);
     after_poll_coreless(sh, t, r);
 }
 
@@ -859,7 +862,10 @@ inline bool still_holds(const Worker* w) {
 // is (the searching flag and the idle counts belong to w); give it up.
 void release_worker() {
     t_worker = nullptr;
-    t_thread->word.store(ThreadRec::RELEASED, std::memory_order_release);
+    // The poll sequence is kept: it only grows on a thread, so the monitor's
+    // ask and this thread's ack of an old poll never match a later one.
+    t_thread->word.store((t_thread->word.load(std::memory_order_relaxed) & ~(uint64_t)3) | ThreadRec::RELEASED,
+                         std::memory_order_release);
 }
 
 // Returns false when this thread lost w while parked (pulse.h).
@@ -1078,7 +1084,8 @@ void* thread_main(void* arg) {
             t_epoch = me->given_epoch;  // written before `given` (release)
             t_win_start = 0;
             t_worker = w;
-            me->word.store(ThreadRec::IDLE, std::memory_order_relaxed);
+            // IDLE, the poll sequence kept (see finish_after_losing_worker).
+            me->word.store(me->word.load(std::memory_order_relaxed) & ~(uint64_t)3, std::memory_order_relaxed);
             if (t_epoch != 0) {
                 // Given by a handoff. The LIFO slot may hold a task the stuck
                 // thread woke or spawned in its poll before losing w; the
@@ -1229,6 +1236,8 @@ static __attribute__((noinline)) void schedule_in_long_poll(Worker* w, TaskHeade
         // stack empty (it never touches them; the ordering is for the record).
         me->long_poll_ack.store(seq, std::memory_order_release);
     }
+    // relaxed: only this thread writes it; the monitor compares readings.
+    me->long_poll_ops.store(me->long_poll_ops.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     if (w->queue.push_back(t, sink)) WorkerMetrics::bump(w->metrics.overflows);
     notify_parked_local(w->shared);
 }

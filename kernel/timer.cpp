@@ -21,7 +21,7 @@ uint32_t shard_of(Shared* sh, uint32_t worker) { return worker % sh->ntimer_shar
 
 // A busy worker fires another worker's wheel once it is this many ticks
 // overdue (timers_fire): a whole tick gives the owner its chance first.
-constexpr uint64_t HELP_AFTER_TICKS = 1;
+constexpr uint64_t HELP_AFTER_TICKS = TIMER_HELP_AFTER_TICKS;
 
 
 uint64_t deadline_to_tick(Shared* sh, uint64_t deadline_ns) {
@@ -134,6 +134,30 @@ Clock& process_clock() {
     return clock;
 }
 
+// The tick timers_fire fires up to, from one raw reading of the clock (read
+// when first needed). It is published exactly (Clock::observe) before
+// anything fires: whoever acts on a reading past a deadline observes it
+// first (clock.h), so no task woken here reads an earlier now(). now()
+// itself may trail the source by up to PUBLISH_STEP_NS, which would leave a
+// worker that woke at its deadline to park once more for the difference.
+struct FireClock {
+    Shared* sh;
+    uint64_t raw = 0;
+    uint64_t tick = TimerWheel::NONE;
+    bool published = false;
+    uint64_t now_tick() {
+        if (tick == TimerWheel::NONE) {
+            raw = sh->clock.raw();
+            tick = now_to_tick(sh, raw);
+        }
+        return tick;
+    }
+    void publish() {
+        if (!published) sh->clock.observe(raw);
+        published = true;
+    }
+};
+
 uint32_t timers_fire(Worker* w, bool idle) {
     Shared* sh = w->shared;
     uint32_t own_idx = shard_of(sh, w->index);
@@ -153,21 +177,18 @@ uint32_t timers_fire(Worker* w, bool idle) {
         other_next = other->next_tick.load(std::memory_order_relaxed);
     }
     if (!idle && own_next == TimerWheel::NONE && other_next == TimerWheel::NONE) return 0;  // the common case
-    uint64_t now_tick = TimerWheel::NONE;
+    FireClock clock{sh};
     uint32_t fired = 0;
-    if (own_next != TimerWheel::NONE) {
-        now_tick = now_to_tick(sh, sh->clock.now());
-        if (own_next <= now_tick) {
-            own.mu.lock();
-            fired += fire_locked(w, own, now_tick);
-        }
+    if (own_next != TimerWheel::NONE && own_next <= clock.now_tick()) {
+        clock.publish();
+        own.mu.lock();
+        fired += fire_locked(w, own, clock.now_tick());
     }
     if (!idle) {
-        if (other_next == TimerWheel::NONE) return fired;
-        if (now_tick == TimerWheel::NONE) now_tick = now_to_tick(sh, sh->clock.now());
         // Never waits: the owner (or another helper) holding the lock is at it.
-        if (other_next + HELP_AFTER_TICKS <= now_tick && other->mu.try_lock()) {
-            fired += fire_locked(w, *other, now_tick);
+        if (other_next != TimerWheel::NONE && other_next + HELP_AFTER_TICKS <= clock.now_tick() && other->mu.try_lock()) {
+            clock.publish();
+            fired += fire_locked(w, *other, clock.now_tick());
         }
         return fired;
     }
@@ -175,14 +196,18 @@ uint32_t timers_fire(Worker* w, bool idle) {
         if (i == own_idx) continue;
         TimerShard& s = sh->timer_shards[i];
         uint64_t next = s.next_tick.load(std::memory_order_relaxed);
-        if (next == TimerWheel::NONE) continue;
-        if (now_tick == TimerWheel::NONE) now_tick = now_to_tick(sh, sh->clock.now());
-        if (next > now_tick) continue;
+        if (next == TimerWheel::NONE || next > clock.now_tick()) continue;
         // Its owner is busy (or about to do it): help, but never wait.
         if (!s.mu.try_lock()) continue;
-        fired += fire_locked(w, s, now_tick);
+        clock.publish();
+        fired += fire_locked(w, s, clock.now_tick());
     }
     return fired;
+}
+
+bool timers_overdue(Shared* sh, uint32_t worker, uint64_t ticks) {
+    uint64_t next = sh->timer_shards[shard_of(sh, worker)].next_tick.load(std::memory_order_relaxed);
+    return next != TimerWheel::NONE && next + ticks <= now_to_tick(sh, sh->clock.raw());
 }
 
 int64_t timers_park_timeout(Worker* w) {
@@ -199,7 +224,8 @@ int64_t timers_park_timeout(Worker* w) {
         if (next < best) best = next;
     }
     if (best == TimerWheel::NONE) return -1;
-    uint64_t now = sh->clock.now();
+    // The source itself, not now(), which may trail it (FireClock above).
+    uint64_t now = sh->clock.raw();
     // Saturating: a far deadline (up to ~584 years of ticks) must not wrap.
     uint64_t max_tick = (~uint64_t(0) - sh->timer_epoch_ns) / TICK_NS;
     uint64_t deadline = best >= max_tick ? ~uint64_t(0) : sh->timer_epoch_ns + best * TICK_NS;

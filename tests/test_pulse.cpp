@@ -644,9 +644,37 @@ TEST(Pulse, ALongPollThatSpawnsKeepsItsWorkerWhileAnotherWorkerRunsItsTasks) {
     EXPECT_EQ(total_metric(rt.get(), &weft_worker_metrics_ex::handoffs), 0u);
 }
 
-// The same poll with no other worker: handed over as before, and the spare
-// runs the children (the slot and stack it gave up included) while the poll
-// goes on.
+// A long poll that spawns one child per step of the test's clock (`tick`),
+// so it keeps spawning after the monitor asks even when nobody runs the
+// children. stop_spawning: from then on it spins without spawning (a hog).
+struct TickSpawner {
+    std::atomic<uint64_t> tick{0}, spawned{0}, ran{0};
+    std::atomic<bool> stop_spawning{false}, release{false};
+};
+weft::Task<void> tick_child(TickSpawner* sp) {
+    sp->ran.fetch_add(1);
+    co_return;
+}
+void spawn_on_tick(TickSpawner* sp, uint64_t* last) {
+    uint64_t t = sp->tick.load();
+    if (t == *last || sp->stop_spawning.load()) return;
+    *last = t;
+    weft::spawn(tick_child(sp)).detach();
+    sp->spawned.fetch_add(1);
+}
+weft::Task<void> spawn_per_tick(TickSpawner* sp) {
+    uint64_t last = sp->tick.load();
+    while (!sp->release.load()) {
+        spawn_on_tick(sp, &last);
+        std::this_thread::yield();
+    }
+    co_return;
+}
+
+// Such a poll with no other worker: handed over as before (the ask was
+// answered; nobody else runs tasks), and the spare runs the children,
+// the one the poll moved out of its LIFO slot included, while the poll goes
+// on.
 TEST(Pulse, ALongPollThatSpawnsIsHandedOverWhenNoOtherWorkerRuns) {
     REQUIRE_PULSE();
     PulseRig s(1);
@@ -654,19 +682,165 @@ TEST(Pulse, ALongPollThatSpawnsIsHandedOverWhenNoOtherWorkerRuns) {
     rec.attach(s.pulse);
     weft::Runtime rt(s.cfg);
     if (!handoff_available(rt.get())) GTEST_SKIP() << "no membarrier: no handoff here";
-    Spawner sp;
-    auto spawner = rt.spawn(spawn_in_one_poll(&sp));
-    spin_until([&] { return sp.spawned.load() >= 2; });
-    EXPECT_EQ(sp.ran.load(), 0u);  // its only worker is in the poll
+    TickSpawner sp;
+    auto spawner = rt.spawn(spawn_per_tick(&sp));
     spin_until([&] {
-        s.clock.step(1 * MS);
+        s.clock.step(MS / 2);
+        sp.tick.fetch_add(1);
+        std::this_thread::sleep_for(std::chrono::microseconds(500));
         return sp.ran.load() >= 10;
     });
     sp.release.store(true);
-    uint64_t spawned = spawner.join();
-    spin_until([&] { return sp.ran.load() == spawned; });
+    spawner.join();
+    spin_until([&] { return sp.ran.load() == sp.spawned.load(); });
     EXPECT_GE(rec.count(WEFT_PULSE_HANDOFF), 1u);
     EXPECT_EQ(rec.count(WEFT_PULSE_HANDOFF_COVERED), 0u);
+}
+
+// A wheel nobody watches. The covered poll stops spawning and registers a
+// timer in its own worker's wheel while the other worker is parked: it is
+// handed over (it stopped spawning, and its wheel falls overdue), and the
+// timer fires. Found by review: covered for good, the timer never fired.
+std::atomic<int> g_flag_woken{0};
+weft_waker flag_clone(const void* d);
+void flag_wake(const void*) { g_flag_woken.fetch_add(1); }
+void flag_drop(const void*) {}
+const weft_waker_vtable flag_vtable = {flag_clone, flag_wake, flag_wake, flag_drop};
+weft_waker flag_clone(const void* d) { return weft_waker{d, &flag_vtable}; }
+
+struct TimerAfterSpawning {
+    TickSpawner sp;
+    std::atomic<bool> registered{false};
+    weft_timer timer;
+    weft_runtime* rt = nullptr;
+};
+weft::Task<void> spawn_then_register_and_hog(TimerAfterSpawning* d) {
+    uint64_t last = d->sp.tick.load();
+    while (!d->sp.stop_spawning.load()) {
+        spawn_on_tick(&d->sp, &last);
+        std::this_thread::yield();
+    }
+    weft_timer_init(&d->timer, d->rt);
+    weft_timer_sleep_for(&d->timer, 2 * MS);
+    weft_context cx{weft_waker{nullptr, &flag_vtable}};
+    d->registered.store(weft_timer_poll(&d->timer, &cx) == WEFT_PENDING);  // into this worker's wheel
+    while (!d->sp.release.load()) std::this_thread::yield();
+    co_return;
+}
+
+TEST(Pulse, ACoveredPollThatStopsSpawningIsHandedOverAndItsTimerFires) {
+    REQUIRE_PULSE();
+    PulseRig s(2);
+    Recorder rec;
+    rec.attach(s.pulse);
+    weft::Runtime rt(s.cfg);
+    if (!handoff_available(rt.get())) GTEST_SKIP() << "no membarrier: no handoff here";
+    TimerAfterSpawning d;
+    d.rt = rt.get();
+    g_flag_woken.store(0);
+    auto step = [&] {
+        s.clock.step(MS / 2);
+        d.sp.tick.fetch_add(1);
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    };
+    auto h = rt.spawn(spawn_then_register_and_hog(&d));
+    ASSERT_TRUE(weft_test::wait_for(
+        [&] {
+            step();
+            return rec.count(WEFT_PULSE_HANDOFF_COVERED) + rec.count(WEFT_PULSE_HANDOFF) > 0;
+        },
+        60));
+    d.sp.stop_spawning.store(true);
+    spin_until([&] { return d.registered.load() && d.sp.ran.load() == d.sp.spawned.load(); });
+    ASSERT_TRUE(weft_test::wait_for(
+        [&] {
+            step();
+            return g_flag_woken.load() == 1;
+        },
+        60))
+        << "the stuck worker's timer never fired; handoffs " << rec.count(WEFT_PULSE_HANDOFF);
+    EXPECT_GE(rec.count(WEFT_PULSE_HANDOFF), 1u);
+    d.sp.release.store(true);
+    h.join();
+    weft_timer_cancel(&d.timer);
+}
+
+// A thread that was handed a worker again must not carry an earlier poll's
+// answer into a new one: its poll sequence only grows (found by review:
+// it restarted with each worker, and a hog whose poll number matched an old
+// ack was left its worker for good). Y answers an ask and is handed over
+// (X, older, is stuck too); Y's thread then takes another worker whose
+// LIFO slot holds H, a hog that spawns nothing: H is handed over.
+struct ReusedThread {
+    TickSpawner y;
+    std::atomic<bool> release_x{false}, release_z{false}, release_h{false};
+    std::atomic<bool> x_running{false}, y_running{false}, z_running{false}, h_running{false};
+};
+weft::Task<void> hold_until(std::atomic<bool>* running, std::atomic<bool>* release) {
+    running->store(true);
+    while (!release->load()) std::this_thread::yield();
+    co_return;
+}
+weft::Task<void> spawner_y(ReusedThread* d) {
+    d->y_running.store(true);
+    co_await spawn_per_tick(&d->y);
+}
+weft::Task<void> spawner_z(ReusedThread* d) {
+    weft::spawn(hold_until(&d->h_running, &d->release_h)).detach();  // before any ask: the LIFO slot
+    co_await hold_until(&d->z_running, &d->release_z);
+}
+
+TEST(Pulse, AnAnswerFromAnEarlierPollDoesNotCoverAHog) {
+    REQUIRE_PULSE();
+    PulseRig s(2);
+    Recorder rec;
+    rec.attach(s.pulse);
+    weft::Runtime rt(s.cfg);
+    if (!handoff_available(rt.get())) GTEST_SKIP() << "no membarrier: no handoff here";
+    ReusedThread d;
+    auto step = [&] {
+        s.clock.step(MS / 2);
+        d.y.tick.fetch_add(1);
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    };
+    auto y = rt.spawn(spawner_y(&d));
+    spin_until([&] { return d.y_running.load(); });
+    for (int i = 0; i < 6; i++) step();  // Y is 3 ms older than X
+    auto x = rt.spawn(hold_until(&d.x_running, &d.release_x));
+    spin_until([&] { return d.x_running.load(); });
+    ASSERT_TRUE(weft_test::wait_for(
+        [&] {
+            step();
+            return rec.count(WEFT_PULSE_HANDOFF) >= 2;
+        },
+        60));
+    d.release_x.store(true);
+    x.join();
+    d.y.release.store(true);
+    y.join();
+    spin_until([&] { return d.y.ran.load() == d.y.spawned.load(); });
+    size_t covered_before = rec.count(WEFT_PULSE_HANDOFF_COVERED);
+    auto z = rt.spawn(spawner_z(&d));
+    spin_until([&] { return d.z_running.load(); });
+    ASSERT_TRUE(weft_test::wait_for(
+        [&] {
+            step();
+            return d.h_running.load();
+        },
+        60));
+    size_t handoffs_before = rec.count(WEFT_PULSE_HANDOFF);
+    ASSERT_TRUE(weft_test::wait_for(
+        [&] {
+            step();
+            return rec.count(WEFT_PULSE_HANDOFF) > handoffs_before;
+        },
+        60))
+        << "H, which spawns nothing, kept its worker; covered "
+        << rec.count(WEFT_PULSE_HANDOFF_COVERED) - covered_before;
+    EXPECT_EQ(rec.count(WEFT_PULSE_HANDOFF_COVERED), covered_before);
+    d.release_h.store(true);
+    d.release_z.store(true);
+    z.join();
 }
 
 }  // namespace
