@@ -584,6 +584,19 @@ TEST(Pulse, HandoffStressLosesNoTask) {
     EXPECT_GE(handoffs(rt.get()), 1u);
 }
 
+// A runtime with an injected clock and every pulse event recorded, for the
+// tests of handoff decisions.
+struct HandoffRig {
+    PulseRig s;
+    Recorder rec;
+    std::unique_ptr<weft::Runtime> rt;
+    explicit HandoffRig(uint32_t workers) : s(workers) {
+        rec.attach(s.pulse);
+        rt = std::make_unique<weft::Runtime>(s.cfg);
+    }
+    bool handoff() { return handoff_available(rt->get()); }
+};
+
 // A task that spawns children in one long poll, with at most two of them
 // unfinished: each child that runs elsewhere was taken from the spawner's
 // worker (its queue, or its LIFO slot after a handoff).
@@ -612,11 +625,11 @@ weft::Task<uint64_t> spawn_in_one_poll(Spawner* sp) {
 // worker while the poll goes on; none is lost.
 TEST(Pulse, ALongPollThatSpawnsKeepsItsWorkerWhileAnotherWorkerRunsItsTasks) {
     REQUIRE_PULSE();
-    PulseRig s(2);
-    Recorder rec;
-    rec.attach(s.pulse);
-    weft::Runtime rt(s.cfg);
-    if (!handoff_available(rt.get())) GTEST_SKIP() << "no membarrier: no handoff here";
+    HandoffRig r(2);
+    if (!r.handoff()) GTEST_SKIP() << "no membarrier: no handoff here";
+    PulseRig& s = r.s;
+    Recorder& rec = r.rec;
+    weft::Runtime& rt = *r.rt;
     Spawner sp;
     auto spawner = rt.spawn(spawn_in_one_poll(&sp));
     // The clock moves only after one more child ran: the spawner's poll ages
@@ -677,11 +690,11 @@ weft::Task<void> spawn_per_tick(TickSpawner* sp) {
 // on.
 TEST(Pulse, ALongPollThatSpawnsIsHandedOverWhenNoOtherWorkerRuns) {
     REQUIRE_PULSE();
-    PulseRig s(1);
-    Recorder rec;
-    rec.attach(s.pulse);
-    weft::Runtime rt(s.cfg);
-    if (!handoff_available(rt.get())) GTEST_SKIP() << "no membarrier: no handoff here";
+    HandoffRig r(1);
+    if (!r.handoff()) GTEST_SKIP() << "no membarrier: no handoff here";
+    PulseRig& s = r.s;
+    Recorder& rec = r.rec;
+    weft::Runtime& rt = *r.rt;
     TickSpawner sp;
     auto spawner = rt.spawn(spawn_per_tick(&sp));
     spin_until([&] {
@@ -730,11 +743,11 @@ weft::Task<void> spawn_then_register_and_hog(TimerAfterSpawning* d) {
 
 TEST(Pulse, ACoveredPollThatStopsSpawningIsHandedOverAndItsTimerFires) {
     REQUIRE_PULSE();
-    PulseRig s(2);
-    Recorder rec;
-    rec.attach(s.pulse);
-    weft::Runtime rt(s.cfg);
-    if (!handoff_available(rt.get())) GTEST_SKIP() << "no membarrier: no handoff here";
+    HandoffRig r(2);
+    if (!r.handoff()) GTEST_SKIP() << "no membarrier: no handoff here";
+    PulseRig& s = r.s;
+    Recorder& rec = r.rec;
+    weft::Runtime& rt = *r.rt;
     TimerAfterSpawning d;
     d.rt = rt.get();
     g_flag_woken.store(0);
@@ -792,11 +805,11 @@ weft::Task<void> spawner_z(ReusedThread* d) {
 
 TEST(Pulse, AnAnswerFromAnEarlierPollDoesNotCoverAHog) {
     REQUIRE_PULSE();
-    PulseRig s(2);
-    Recorder rec;
-    rec.attach(s.pulse);
-    weft::Runtime rt(s.cfg);
-    if (!handoff_available(rt.get())) GTEST_SKIP() << "no membarrier: no handoff here";
+    HandoffRig r(2);
+    if (!r.handoff()) GTEST_SKIP() << "no membarrier: no handoff here";
+    PulseRig& s = r.s;
+    Recorder& rec = r.rec;
+    weft::Runtime& rt = *r.rt;
     ReusedThread d;
     auto step = [&] {
         s.clock.step(MS / 2);
