@@ -34,6 +34,7 @@
 #include <atomic>
 #include <stdint.h>
 
+#include "../arch/arch.h"
 #include "../port/port.h"
 
 namespace weft::kernel {
@@ -94,7 +95,9 @@ public:
 private:
     ClockFn fn_ = nullptr;
     void* ctx_ = nullptr;
-    std::atomic<uint64_t> last_{0};
+    // Its own line: a publication by one thread must not take the line that
+    // holds fn_ (read by every now()) from the others.
+    alignas(WEFT_CACHE_LINE) std::atomic<uint64_t> last_{0};
 };
 
 // The process-wide guarded CLOCK_MONOTONIC (weft_now() off any runtime).
