@@ -54,7 +54,7 @@
  * handed over as soon as one of those stops being true. Event
  * WEFT_PULSE_HANDOFF_COVERED, once per such poll. A spare thread there would
  * only compete for the CPUs: the `timers` benchmark's p99 lateness went from
- * 5.6-10.9 ms to 2.2-2.5 ms (bench/RESULTS.md).
+ * 6-9 ms to about 2.3 ms (bench/RESULTS.md, Timers, session 12).
  */
 #ifndef WEFT_WEFT_PULSE_H
 #define WEFT_WEFT_PULSE_H
