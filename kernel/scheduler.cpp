@@ -1101,10 +1101,12 @@ void* thread_main(void* arg) {
                         w->queue.push_back(l, sink);
                     }
                 }
-                // Then fire what is overdue (the stuck thread could not):
-                // those tasks run before the queue (flush_fired).
+                // Then fire what is overdue (the stuck thread could not) and
+                // run those tasks first (flush_fired).
                 WorkerMetrics::bump(w->metrics.handoffs);
+                w->fired_first = true;
                 timers_fire(w, true);
+                w->fired_first = false;
             }
             if (worker_loop(w)) {
                 drain_worker(w);
@@ -1241,17 +1243,11 @@ static __attribute__((noinline)) void schedule_in_long_poll(Worker* w, TaskHeade
 }
 
 // Tasks woken by expired timers are late by definition, so they must not
-// queue behind a backlog of fresh work: they go to the bottom of the fork
-// stack, in firing order, so this worker runs them after what its stack
-// holds already and before its queue, oldest first. They were touched just
-// now (entry, waker, header), so they also run while their lines are in
-// this core's cache: `timers` 494 -> 445 ns per task against the back of
-// the local queue (bench/RESULTS.md). The stack is offered to idle workers
-// as fork spawns are (expose_fork). Not the LIFO slot: a thousand timers
-// expiring in one tick would each displace the previous one. When the stack
-// is full: the back of the local queue while it has room, then the *front*
-// of the inject queue (never its back, where a local-queue overflow would
-// put them: behind every task spawned in the meantime).
+// queue behind a backlog of fresh work. They go to the back of the local
+// queue while it has room, and the rest to the *front* of the inject queue
+// (never to its back, where a local-queue overflow would put them: behind
+// every task spawned in the meantime). Not the LIFO slot: a thousand timers
+// expiring in one tick would each displace the previous one.
 void flush_fired(Worker* w) {
     TaskHeader* t = w->fired_head;
     uint32_t n = w->fired_n;
@@ -1259,11 +1255,15 @@ void flush_fired(Worker* w) {
     w->fired_n = 0;
     if (n == 0) return;
     Shared* sh = w->shared;
-    if (w->fork_top - w->fork_bottom + n <= FORK_STACK_CAPACITY) {
-        // The stack pops from the top: the first fired goes just below the
-        // old bottom, the next below it.
-        for (; t; t = t->queue_next) w->fork[--w->fork_bottom % FORK_STACK_CAPACITY] = t;
-        expose_fork(w);
+    if (w->fired_first && w->fork_top - w->fork_bottom + n <= FORK_STACK_CAPACITY) {
+        // A worker just taken over from a stuck thread (thread_main): its
+        // expired timers' tasks have waited a whole handoff threshold already,
+        // so they run before the queue, which may hold more hogs. The fork
+        // stack is what runs before the queue; pushed in reverse, they run in
+        // firing order.
+        w->fork_top += n;
+        for (uint32_t i = 1; i <= n; i++, t = t->queue_next) w->fork[(w->fork_top - i) % FORK_STACK_CAPACITY] = t;
+        notify_parked_local(sh);
         return;
     }
     InjectSink sink{sh};

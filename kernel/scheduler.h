@@ -161,6 +161,7 @@ struct alignas(WEFT_CACHE_LINE) Worker {
     // collected here instead of scheduled one by one; flush_fired then
     // queues them (see there).
     bool waking_timers = false;
+    bool fired_first = false;  // flush_fired: to the fork stack (after a handoff)
     uint32_t fired_n = 0;
     uint32_t timer_help_next = 0;  // timer.cpp: the other wheel the next busy look checks
     TaskHeader* fired_head = nullptr;

@@ -274,8 +274,16 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
         if (st == TimerEntry::CLOSED) return WEFT_ECLOSED;
         return WEFT_PENDING;
     }
-    // IDLE (UNSET is refused by the ABI layer). Which wheel: this worker's.
+    // IDLE (UNSET is refused by the ABI layer): already due? A raw reading
+    // suffices to say no (clock.h); a yes is published before we act on it.
+    uint64_t now = sh->clock.raw();
+    if (now >= e->deadline_ns) {
+        sh->clock.observe(now);
+        e->state.store(TimerEntry::FIRED, std::memory_order_relaxed);
+        return WEFT_READY;
+    }
     uint64_t when = deadline_to_tick(sh, e->deadline_ns);
+    uint64_t now_tick = now_to_tick(sh, now);
     Worker* w = t_worker;
     // Inside a poll, a worker this thread held may have been handed to a
     // spare meanwhile (pulse.h); then it is a foreign worker for the wake-up
@@ -294,25 +302,7 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
         e->state.store(TimerEntry::CLOSED, std::memory_order_relaxed);
         return WEFT_ECLOSED;
     }
-    // Already due? That needs the clock, unless the deadline lies more than
-    // a tick past where the wheel stands: a wheel with timers in it is
-    // advanced at every maintenance, so it is at most about a tick behind
-    // now, and a deadline past that is not due. Being wrong costs nothing
-    // but time: the entry is in the wheel and fires at the next advance,
-    // never early. Saves a clock read (about 16 ns) on most registrations.
-    if (s.wheel.count() == 0 || when <= s.wheel.elapsed() + 1) {
-        // A raw reading suffices to say no (clock.h); a yes is published
-        // before we act on it.
-        uint64_t now = sh->clock.raw();
-        if (now >= e->deadline_ns) {
-            s.mu.unlock();
-            weft_waker_drop(mine);
-            sh->clock.observe(now);
-            e->state.store(TimerEntry::FIRED, std::memory_order_relaxed);
-            return WEFT_READY;
-        }
-        s.wheel.catch_up_if_empty(now_to_tick(sh, now));
-    }
+    s.wheel.catch_up_if_empty(now_tick);
     if (when <= s.wheel.elapsed()) {
         // The wheel has already passed this tick (another thread advanced it
         // with a newer clock reading): not early, since now >= that reading.
