@@ -47,9 +47,11 @@
 // half the threshold the monitor writes the poll's sequence to H's
 // long_poll; H's next in-poll owner op (CoreOp reads it) moves the LIFO
 // slot and fork stack to the stealable queue, stores long_poll_ack, and
-// from then on queues what it spawns or wakes there. With that done, no
-// I/O in flight, another worker running and H's queue being taken from,
-// the monitor leaves W with H and looks again next round. Only H touches
+// from then on queues what it spawns or wakes there. With that done, H
+// still spawning or waking (long_poll_ops moved in the last half
+// threshold), no I/O in flight, W's timer wheel less than 2 ticks overdue,
+// another worker running and H's queue being taken from, the monitor
+// leaves W with H and looks again next round. Only H touches
 // its worker's private parts; the monitor reads the two words and the
 // queue's head. Tests: Pulse.ALongPollThatSpawns*.
 // Without membarrier (old kernel, seccomp) there is no handoff: the status
