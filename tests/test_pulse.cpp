@@ -465,6 +465,61 @@ TEST(Pulse, AHogOnTheTimerWorkerStillLetsOtherTimersFire) {
     EXPECT_TRUE(isolated);
 }
 
+// Before any handoff: a worker stuck in a poll leaves its wheel's timers to
+// the others, and a busy worker fires a wheel once it is a tick overdue
+// (timer.cpp timers_fire), not only an idle one. S registers a 2 ms sleep
+// in its worker's wheel and leaves H, a hog, in that worker's LIFO slot; Y
+// keeps the other worker busy yielding. The sleep completes on Y's worker
+// well before the 10 ms handoff threshold.
+struct BusyHelp {
+    std::atomic<bool> hog_running{false}, release{false}, slept{false};
+    std::atomic<uint64_t> yields{0};
+};
+weft::Task<void> busy_help_hog(BusyHelp* b) {
+    b->hog_running.store(true);
+    while (!b->release.load()) std::this_thread::yield();
+    co_return;
+}
+weft::Task<void> busy_help_sleeper(BusyHelp* b) {
+    weft::spawn(busy_help_hog(b)).detach();  // into this worker's LIFO slot: runs next, here
+    co_await weft::sleep(std::chrono::milliseconds(2));
+    b->slept.store(true);
+}
+weft::Task<void> busy_help_yielder(BusyHelp* b) {
+    while (!b->release.load()) {
+        b->yields.fetch_add(1);
+        co_await weft::yield_now();
+    }
+}
+
+TEST(Pulse, ABusyWorkerFiresTheWheelOfAStuckOne) {
+    REQUIRE_PULSE();
+    PulseRig s(2);
+    Recorder rec;
+    rec.attach(s.pulse);
+    weft::Runtime rt(s.cfg);
+    BusyHelp b;
+    auto sleeper = rt.spawn(busy_help_sleeper(&b));
+    spin_until([&] { return b.hog_running.load(); });
+    // The hog's worker is stuck: the yielder can only go to the other one.
+    auto yielder = rt.spawn(busy_help_yielder(&b));
+    uint64_t stepped = 0;
+    while (!b.slept.load() && stepped < 8 * MS) {
+        // Between steps the yielder's worker polls well over a maintenance
+        // interval (61 polls), so it looks at the clock after every step.
+        uint64_t y0 = b.yields.load();
+        spin_until([&] { return b.slept.load() || b.yields.load() >= y0 + 200; });
+        s.clock.step(MS / 2);
+        stepped += MS / 2;
+    }
+    spin_until([&] { return b.slept.load() || stepped >= 8 * MS; });
+    EXPECT_TRUE(b.slept.load()) << "a 2 ms sleep was not fired within 8 ms of the runtime's clock";
+    EXPECT_EQ(rec.count(WEFT_PULSE_HANDOFF), 0u);
+    b.release.store(true);
+    sleeper.join();
+    yielder.join();
+}
+
 // A task woken from inside a poll goes to the LIFO slot of the polling
 // thread's worker. If that poll then hogs the worker, the task must run on
 // the spare that takes the worker over: the LIFO slot moves with it.
