@@ -219,9 +219,10 @@ struct Monitor {
         uint32_t taken = 0;          // the worker's queue's taken() when last seen moving
         uint64_t taken_since = 0;    // pulse ticks then
         uint64_t reported = ~(uint64_t)0;  // the poll the event was reported for
-        ThreadRec* asked_holder = nullptr;  // the poll asked to give up its LIFO
-        uint64_t asked_seq = 0;             // slot (ThreadRec::long_poll), and
-        uint64_t asked_round = 0;           // the monitor's round then
+        // The monitor's round when it last asked a poll on this worker to
+        // give up its LIFO slot: the poll of `holder->long_poll`, which only
+        // this monitor writes, and only here (a thread's sequence only grows).
+        uint64_t asked_round = 0;
     };
     Cover* cover = nullptr;          // one per worker
     uint64_t round = 0;              // the monitor's looks so far
@@ -438,8 +439,6 @@ void* monitor_main(void* arg) {
             Monitor::Cover& c = m->cover[i];
             if (age >= half && h->long_poll.load(std::memory_order_relaxed) != seq) {
                 h->long_poll.store(seq, std::memory_order_relaxed);
-                c.asked_holder = h;
-                c.asked_seq = seq;
                 c.asked_round = m->round;
             }
             if (age >= sh->pulse.handoff_ticks) {
@@ -451,8 +450,9 @@ void* monitor_main(void* arg) {
                     }
                     continue;
                 }
-                if (c.asked_holder == h && c.asked_seq == seq && m->round - c.asked_round < ANSWER_ROUNDS &&
-                    h->long_poll_ack.load(std::memory_order_relaxed) != seq)
+                // Past half the threshold, so asked above (this round or
+                // earlier) and c.asked_round is that ask's.
+                if (m->round - c.asked_round < ANSWER_ROUNDS && h->long_poll_ack.load(std::memory_order_relaxed) != seq)
                     continue;  // asked only just now: its answer may be on the way
                 begin_handoff(sh, m, i, h, seq, ns);
             } else if (!sh->pulse.ticks_are_ns) {

@@ -509,15 +509,21 @@ void after_poll_coreless(Shared* sh, TaskHeader* t, int r) {
     complete(t, 1);
 }
 
+// This thread lets its worker go for good (pulse.h: RELEASED). The poll
+// sequence is kept: it only grows on a thread, so the monitor's ask and this
+// thread's ack of an old poll never match a later one. release: what the
+// thread did to the worker is visible to the monitor that reads RELEASED.
+inline void store_released(ThreadRec* me) {
+    me->word.store((me->word.load(std::memory_order_relaxed) & ~(uint64_t)3) | ThreadRec::RELEASED,
+                   std::memory_order_release);
+}
+
 // The monitor gave this thread's worker to another thread while it was in
 // t's poll: finish t without the worker, and let the worker go for good.
 __attribute__((noinline)) void finish_after_losing_worker(Shared* sh, TaskHeader* t, int r) {
     t_current = nullptr;
     t_worker = nullptr;
-    // The poll sequence is kept: it only grows on a thread, so the monitor's
-    // ask and this thread's ack of an old poll never match a later one.
-    t_thread->word.store((t_thread->word.load(std::memory_order_relaxed) & ~(uint64_t)3) | ThreadRec::RELEASED,
-                         std::memory_order_release);
+    store_released(t_thread);
     after_poll_coreless(sh, t, r);
 }
 
@@ -862,10 +868,7 @@ inline bool still_holds(const Worker* w) {
 // is (the searching flag and the idle counts belong to w); give it up.
 void release_worker() {
     t_worker = nullptr;
-    // The poll sequence is kept: it only grows on a thread, so the monitor's
-    // ask and this thread's ack of an old poll never match a later one.
-    t_thread->word.store((t_thread->word.load(std::memory_order_relaxed) & ~(uint64_t)3) | ThreadRec::RELEASED,
-                         std::memory_order_release);
+    store_released(t_thread);
 }
 
 // Returns false when this thread lost w while parked (pulse.h).
@@ -1224,6 +1227,7 @@ static __attribute__((noinline)) void schedule_in_long_poll(Worker* w, TaskHeade
     InjectSink sink{w->shared};
     ThreadRec* me = t_thread;
     uint64_t seq = me->word.load(std::memory_order_relaxed) & ~(uint64_t)3;
+    // relaxed: this thread's own earlier store.
     if (me->long_poll_ack.load(std::memory_order_relaxed) != seq) {
         if (TaskHeader* l = w->lifo) {
             w->lifo = nullptr;

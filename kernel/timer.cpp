@@ -19,10 +19,6 @@ namespace {
 
 uint32_t shard_of(Shared* sh, uint32_t worker) { return worker % sh->ntimer_shards; }
 
-// A busy worker fires another worker's wheel once it is this many ticks
-// overdue (timers_fire): a whole tick gives the owner its chance first.
-constexpr uint64_t HELP_AFTER_TICKS = TIMER_HELP_AFTER_TICKS;
-
 
 uint64_t deadline_to_tick(Shared* sh, uint64_t deadline_ns) {
     if (deadline_ns <= sh->timer_epoch_ns) return 0;
@@ -171,7 +167,7 @@ uint32_t timers_fire(Worker* w, bool idle) {
     uint64_t own_next = own.next_tick.load(std::memory_order_relaxed);
     uint32_t n = sh->ntimer_shards;
     // A busy worker also looks at one other wheel per call, in turn: one
-    // whose owner left it HELP_AFTER_TICKS overdue (descheduled by the OS,
+    // whose owner left it TIMER_HELP_AFTER_TICKS overdue (descheduled by the OS,
     // or stuck in a long poll before pulse hands it over) is fired here.
     TimerShard* other = nullptr;
     uint64_t other_next = TimerWheel::NONE;
@@ -192,7 +188,7 @@ uint32_t timers_fire(Worker* w, bool idle) {
     }
     if (!idle) {
         // Never waits: the owner (or another helper) holding the lock is at it.
-        if (other_next != TimerWheel::NONE && other_next + HELP_AFTER_TICKS <= clock.now_tick() && other->mu.try_lock()) {
+        if (other_next != TimerWheel::NONE && other_next + TIMER_HELP_AFTER_TICKS <= clock.now_tick() && other->mu.try_lock()) {
             clock.publish();
             fired += fire_locked(w, *other, clock.now_tick());
         }

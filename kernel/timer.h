@@ -98,12 +98,14 @@ void timers_destroy(Shared* sh);  // frees the shards (Shared is being freed)
 
 // Fires the expired timers this worker is responsible for (its own wheel;
 // when `idle`, also other wheels whose deadlines passed; when busy, one other
-// wheel in turn if it is a tick overdue). Returns how many fired. Woken tasks go to the back of this worker's local queue.
+// wheel in turn if it is TIMER_HELP_AFTER_TICKS overdue). Returns how many
+// fired. Woken tasks go to the back of this worker's local queue.
 uint32_t timers_fire(Worker* w, bool idle);
 // Whether worker `worker`'s wheel has a timer due `ticks` ticks ago or
 // earlier (a lock-free peek, for the pulse monitor).
 bool timers_overdue(Shared* sh, uint32_t worker, uint64_t ticks);
-// How many ticks overdue a wheel may get before a busy worker fires it.
+// How many ticks overdue a wheel may get before a busy worker fires it
+// (timers_fire): a whole tick gives the owner its chance first.
 inline constexpr uint64_t TIMER_HELP_AFTER_TICKS = 1;
 // How long a worker about to park may sleep: ns until the earliest deadline
 // of its own wheel and of the wheels of workers that are not parked, or -1

@@ -730,12 +730,16 @@ void spawn_on_tick(TickSpawner* sp, uint64_t* last) {
     weft::spawn(tick_child(sp)).detach();
     sp->spawned.fetch_add(1);
 }
-weft::Task<void> spawn_per_tick(TickSpawner* sp) {
+// Spawns per tick, inside the calling poll, until `until` is set.
+void spawn_per_tick_until(TickSpawner* sp, const std::atomic<bool>& until) {
     uint64_t last = sp->tick.load();
-    while (!sp->release.load()) {
+    while (!until.load()) {
         spawn_on_tick(sp, &last);
         std::this_thread::yield();
     }
+}
+weft::Task<void> spawn_per_tick(TickSpawner* sp) {
+    spawn_per_tick_until(sp, sp->release);
     co_return;
 }
 
@@ -783,11 +787,7 @@ struct TimerAfterSpawning {
     weft_runtime* rt = nullptr;
 };
 weft::Task<void> spawn_then_register_and_hog(TimerAfterSpawning* d) {
-    uint64_t last = d->sp.tick.load();
-    while (!d->sp.stop_spawning.load()) {
-        spawn_on_tick(&d->sp, &last);
-        std::this_thread::yield();
-    }
+    spawn_per_tick_until(&d->sp, d->sp.stop_spawning);
     weft_timer_init(&d->timer, d->rt);
     weft_timer_sleep_for(&d->timer, 2 * MS);
     weft_context cx{weft_waker{nullptr, &flag_vtable}};
