@@ -110,7 +110,14 @@ public:
                 due.splice_back(slots_[x.level][x.slot]);
                 occupied_[x.level] &= ~(uint64_t(1) << x.slot);
             }
-            while (WheelEntry* e = due.pop_front()) {
+            // Taken from both ends in turn: the next entry at either end is
+            // known only once the previous one there is read, and entries are
+            // usually cold (registered up to a level's span ago), so one end
+            // at a time is a chain of dependent cache misses; two ends are two
+            // chains whose misses overlap.
+            bool from_front = true;
+            while (WheelEntry* e = from_front ? due.pop_front() : due.pop_back()) {
+                from_front = !from_front;
                 if (e->when <= elapsed_) {
                     e->level = EXPIRED;
                     count_--;
