@@ -8,14 +8,17 @@
 // step 1).
 //
 // Storage, in pop order:
-//   front_   an intrusive list (TaskHeader::queue_next) of tasks pushed to
-//            the front (expired timers' tasks, which are late already);
-//   chunks   a FIFO of task pointers in 4 KiB chunks (510 each), allocated
-//            as the queue grows and freed as it drains; the last chunk stays
-//            in place when it empties and one more is kept as a spare, so a
-//            queue that fills and empties again allocates nothing (8 KiB kept
-//            at most). malloc runs under the lock, once per 510 tasks of
-//            growth; free runs after the lock is released;
+//   front_   an intrusive list (TaskHeader::queue_next), used only when a
+//            chunk cannot be allocated for a push to the front;
+//   chunks   a deque of task pointers in 4 KiB chunks (510 each): pushes
+//            to the back fill the last chunk upwards, pushes to the front
+//            (expired timers' tasks, which are late already) fill the first
+//            one downwards. Chunks are allocated as the queue grows and
+//            freed as it drains; the last chunk stays in place when it
+//            empties and one more is kept as a spare, so a queue that fills
+//            and empties again allocates nothing (8 KiB kept at most).
+//            malloc runs under the lock, once per 510 tasks of growth; free
+//            runs after the lock is released;
 //   back_    an intrusive list, FIFO, used only when a chunk cannot be
 //            allocated: the queue never refuses a task for want of memory.
 // A push goes to the chunks only while back_ is empty, and pops take back_
@@ -28,7 +31,9 @@
 // (one per task, about 100 ns here), taken under the lock. From a chunk it
 // copies pointers; each task's header is first touched when it runs
 // (spawn_many_local: 133 -> 59 ns per task; pull_from_inject had been 26% of
-// its cycles).
+// its cycles). The same held for the front, a list until expired timers'
+// tasks, pushed there by one worker and popped by another, made pop_n 5% of
+// the `timers` workload's cycles.
 #ifndef WEFT_KERNEL_INJECT_QUEUE_H
 #define WEFT_KERNEL_INJECT_QUEUE_H
 
@@ -86,18 +91,18 @@ public:
         return true;
     }
 
-    // Links first..last (n tasks, through queue_next) at the front: tasks
-    // that are already late (expired timers, scheduler.cpp flush_fired) go
-    // before the backlog.
-    bool push_front_batch(TaskHeader* first, TaskHeader* last, uint32_t n) {
+    // Puts tasks[0..n) at the front, in that order (tasks[0] is popped
+    // first, before anything queued earlier): tasks that are already late
+    // (expired timers, scheduler.cpp flush_fired) go before the backlog.
+    // Returns false (and takes nothing) when closed.
+    bool push_front_batch(TaskHeader* const* tasks, uint32_t n) {
         port::LockGuard g(mu_);
         if (closed_) return false;
-        last->queue_next = front_;
-        front_ = first;
-        add_len(n);
+        push_front_locked(tasks, n);
         return true;
     }
 
+    // Pops one task, or nullptr.
     TaskHeader* pop() {
         TaskHeader* t;
         return pop_n(&t, 1) ? t : nullptr;
@@ -160,17 +165,22 @@ private:
     // (idle.h) order it against a parking worker's check.
     void add_len(uint32_t n) { len_.store(len_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
 
-    // A chunk with room at the end of the chunk FIFO, or nullptr when none
-    // can be allocated.
-    Chunk* chunk_with_room() {
-        if (last_ && last_->tail < CHUNK_SLOTS) return last_;
+    // The spare chunk, or a new one; nullptr when none can be allocated.
+    Chunk* new_chunk() {
         Chunk* c = spare_;
         if (c) {
             spare_ = nullptr;
-        } else {
-            c = static_cast<Chunk*>(Memory::alloc(sizeof(Chunk)));
-            if (!c) return nullptr;
+            return c;
         }
+        return static_cast<Chunk*>(Memory::alloc(sizeof(Chunk)));
+    }
+
+    // A chunk with room at the end of the chunk deque, or nullptr when none
+    // can be allocated.
+    Chunk* chunk_with_room() {
+        if (last_ && last_->tail < CHUNK_SLOTS) return last_;
+        Chunk* c = new_chunk();
+        if (!c) return nullptr;
         c->next = nullptr;
         c->head = c->tail = 0;
         if (last_) last_->next = c; else first_ = c;
@@ -197,6 +207,44 @@ private:
             if (back_tail_) back_tail_->queue_next = t; else back_head_ = t;
             back_tail_ = t;
         }
+    }
+
+    // Front pushes fill the first chunk downwards, below its head (the
+    // slots there were popped already), or a new chunk prepended with its
+    // head at the end. Like back_ for pushes at the back, front_ takes them
+    // only when no chunk can be had, and while it holds tasks every front
+    // push goes there too: front_ is popped first, so it must only ever hold
+    // tasks pushed after those at the chunks' front (the whole stays in
+    // order: InjectQueueModel).
+    void push_front_locked(TaskHeader* const* tasks, uint32_t n) {
+        add_len(n);
+        uint32_t i = n;  // tasks[i..n) are placed
+        while (i > 0 && !front_) {
+            Chunk* c = first_;
+            if (c && c->head == c->tail) c->head = c->tail = CHUNK_SLOTS;  // empty: all room is below
+            if (!c || c->head == 0) {
+                c = chunk_for_front();
+                if (!c) break;
+            }
+            while (i > 0 && c->head > 0) c->slots[--c->head] = tasks[--i];
+        }
+        while (i > 0) {
+            TaskHeader* t = tasks[--i];
+            t->queue_next = front_;
+            front_ = t;
+        }
+    }
+
+    // A new chunk before first_, empty with all its room below the head, or
+    // nullptr when none can be allocated.
+    Chunk* chunk_for_front() {
+        Chunk* c = new_chunk();
+        if (!c) return nullptr;
+        c->head = c->tail = CHUNK_SLOTS;
+        c->next = first_;
+        first_ = c;
+        if (!last_) last_ = c;
+        return c;
     }
 
     // Unlinks the first task of a list through queue_next.

@@ -64,17 +64,6 @@ void dealloc(TaskHeader* t);
 
 void drop_queue_entry(TaskHeader* t);
 
-// A list of queue entries (linked through queue_next) that no queue will
-// take: expired timers' tasks pushed to the front of a closed inject queue
-// during shutdown (flush_fired). Each is dropped like a drained entry.
-void drop_queue_refs(TaskHeader* first) {
-    while (first) {
-        TaskHeader* next = first->queue_next;
-        drop_queue_entry(first);
-        first = next;
-    }
-}
-
 // Where a local queue's overflow goes. A closed inject queue (shutdown) takes
 // nothing: each task is dropped like a drained entry.
 // Test: Shutdown.LocalQueueOverflowAfterCloseLosesNoTask.
@@ -1281,9 +1270,20 @@ void flush_fired(Worker* w) {
         room--;
     }
     if (t) {
-        TaskHeader* last = t;
-        while (last->queue_next) last = last->queue_next;
-        if (!sh->inject.push_front_batch(t, last, n)) drop_queue_refs(t);
+        // The rest to the inject queue's front, as pointers (its popper
+        // copies them without touching the tasks). Usually all of them in
+        // one push (a flush follows at most a WakeList batch of timer wakes);
+        // a foreign waker that woke many tasks makes several pushes, and
+        // each goes before the previous one: all of them are late anyway.
+        TaskHeader* batch[64];
+        while (t) {
+            uint32_t k = 0;
+            for (; t && k < 64; t = t->queue_next) batch[k++] = t;
+            // A closed queue (shutdown) takes nothing: each is dropped like
+            // a drained entry.
+            if (!sh->inject.push_front_batch(batch, k))
+                for (uint32_t i = 0; i < k; i++) drop_queue_entry(batch[i]);
+        }
         notify_parked(sh);
     } else {
         notify_parked_local(sh);
