@@ -115,11 +115,8 @@ public:
             uint64_t next = steal == real ? pack(next_real, next_real) : pack(steal, next_real);
             if (head_.compare_exchange_weak(head, next, std::memory_order_acq_rel, std::memory_order_acquire)) {
                 idx = real;
-                // The next task's header, for its run: it is often cold (it
-                // came from another core's overflow or steal). A stealer may
-                // take that task meanwhile; a prefetch is only a hint.
-                if (next_real != tail)
-                    __builtin_prefetch(buffer_[next_real & MASK].load(std::memory_order_relaxed), 1);
+                // The next task, for its run (task.h).
+                if (next_real != tail) prefetch_task(buffer_[next_real & MASK].load(std::memory_order_relaxed));
                 break;
             }
         }

@@ -644,6 +644,9 @@ TaskHeader* pull_from_inject(Worker* w) {
     WorkerMetrics::bump(w->metrics.inject_pops, n);
     InjectSink sink{sh};
     for (uint32_t i = 1; i < n; i++) w->queue.push_back(batch[i], sink);
+    // The task that runs after batch[0] (the local queue's pop asks for the
+    // one after each task it hands out, not for the first).
+    if (n > 1) prefetch_task(batch[1]);
     return batch[0];
 }
 

@@ -98,6 +98,19 @@ struct alignas(16) TaskHeader {
 static_assert(sizeof(TaskHeader) % 16 == 0 && sizeof(TaskHeader) <= 128, "state stays 16-aligned");
 static_assert(sizeof(TaskHeader) == 112, "the header grew: every task's allocation grows with it");
 
+// Asks for the first 256 bytes of a task about to run: its header and the
+// start of its state (a coroutine frame), which the poll touches first. A
+// queued task is often cold: spawned by another core, or last run
+// milliseconds ago (a timer's task). Issued one task ahead, the misses overlap
+// the current task's run instead of stalling the next one (`timers`: 450 ->
+// 422 ns per task; the header alone gave 447). A prefetch never faults, so a
+// task that a thief takes meanwhile, or one smaller than 256 bytes, is
+// harmless.
+inline void prefetch_task(const TaskHeader* t) {
+    const char* p = reinterpret_cast<const char*>(t);
+    for (int line = 0; line < 4; line++) __builtin_prefetch(p + 64 * line, 1);
+}
+
 // orphan bits. Either one means the task holds a reference on its Shared
 // (holders), released by dealloc.
 inline constexpr uint8_t TASK_ORPHAN = 1;  // its runtime was freed while it was alive
