@@ -1,6 +1,8 @@
 // kernel/pool.cpp — see pool.h.
 #include "pool.h"
 
+#include <atomic>
+
 #include "../port/port.h"
 
 namespace weft::kernel::pool {
@@ -13,7 +15,91 @@ constinit __attribute__((tls_model("initial-exec"))) thread_local Cache* t_cache
 // call; spawn_many_local, where half the blocks come from the heap each round
 // (their tasks finished on, and were cached by, the other worker), ran 20%
 // slower with it.
+namespace {
+
+// The process-wide depot of whole batches (pool.h). Every thread with a
+// cache, of every runtime, shares it.
+struct Depot {
+    port::Mutex mu;
+    FreeBlock* batches[CLASSES];  // guarded by mu
+    // Written under mu; read without it by depot_bytes (a snapshot).
+    std::atomic<uint64_t> bytes;
+    // Threads with a cache. When the last one exits nobody can take from
+    // the depot any more, so it is emptied: a program that has freed its
+    // runtimes holds no memory here (Valgrind's leak check would call the
+    // blocks, reachable only through interior pointers, possibly lost).
+    std::atomic<uint32_t> caches;
+};
+constinit Depot depot{};
+
+uint64_t batch_bytes(uint32_t k) { return BATCH * class_bytes(k); }
+
+// SAFETY: p came from alloc_slow, which stored malloc's address in the word
+// before it.
+void heap_free(void* p) { port::free(static_cast<void**>(p)[-1]); }
+
+void free_list(FreeBlock* b) {
+    while (b) {
+        FreeBlock* n = b->next;
+        heap_free(b);
+        b = n;
+    }
+}
+
+// Takes a whole batch of class k (its blocks stay linked through next), or
+// gives it back to the heap when the depot holds its budget already.
+void depot_put(uint32_t k, FreeBlock* batch) {
+    {
+        port::LockGuard g(depot.mu);
+        uint64_t bytes = depot.bytes.load(std::memory_order_relaxed);
+        if (bytes + batch_bytes(k) <= MAX_CACHED_BYTES) {
+            batch->next_batch = depot.batches[k];
+            depot.batches[k] = batch;
+            depot.bytes.store(bytes + batch_bytes(k), std::memory_order_relaxed);
+            return;
+        }
+    }
+    free_list(batch);  // outside the lock
+}
+
+FreeBlock* depot_take(uint32_t k) {
+    port::LockGuard g(depot.mu);
+    FreeBlock* batch = depot.batches[k];
+    if (batch) {
+        depot.batches[k] = batch->next_batch;
+        depot.bytes.store(depot.bytes.load(std::memory_order_relaxed) - batch_bytes(k), std::memory_order_relaxed);
+    }
+    return batch;
+}
+
+}  // namespace
+
+uint64_t depot_bytes() { return depot.bytes.load(std::memory_order_relaxed); }
+
+void retire_batch(Cache* c, uint32_t k) {
+    ClassCache& cc = c->cls[k];
+    if (cc.full) {
+        c->cached_bytes -= batch_bytes(k);
+        depot_put(k, cc.full);
+    }
+    cc.full = cc.head;
+    cc.head = nullptr;
+    cc.count = 0;
+}
+
 void* alloc_slow(size_t size) {
+    if (Cache* c = t_cache; c && size - 1 < MAX_POOLED) {
+        // This thread's lists of the class are empty (alloc_cached): a batch
+        // from the depot, if it has one, before the heap.
+        uint32_t k = class_of(size);
+        if (FreeBlock* b = depot_take(k)) {
+            ClassCache& cc = c->cls[k];
+            cc.head = b->next;
+            cc.count = BATCH - 1;
+            c->cached_bytes += (BATCH - 1) * class_bytes(k);
+            return b;
+        }
+    }
     // Whole lines (pool.h); pooled sizes are their class's size, so the block
     // can be cached wherever it is freed.
     if (size == 0) size = 1;
@@ -30,12 +116,6 @@ void* alloc_slow(size_t size) {
     return p;
 }
 
-namespace {
-// SAFETY: p came from alloc_slow, which stored malloc's address in the word
-// before it.
-void heap_free(void* p) { port::free(static_cast<void**>(p)[-1]); }
-}  // namespace
-
 void free_slow(void* p, size_t) {
     if (p) heap_free(p);
 }
@@ -44,20 +124,45 @@ void thread_init() {
     if (t_cache) return;
     Cache* c = static_cast<Cache*>(port::alloc(sizeof(Cache)));
     if (!c) return;  // no cache: plain malloc, still correct
-    for (uint32_t i = 0; i < CLASSES; i++) c->head[i] = nullptr;
+    for (uint32_t i = 0; i < CLASSES; i++) c->cls[i] = ClassCache{nullptr, nullptr, 0};
     c->cached_bytes = 0;
     t_cache = c;
+    depot.caches.fetch_add(1, std::memory_order_relaxed);
 }
 
 void trim(uint64_t keep) {
     Cache* c = t_cache;
-    if (!c) return;
-    for (uint32_t i = CLASSES; i-- > 0 && c->cached_bytes > keep;) {
-        while (FreeBlock* b = c->head[i]) {
-            if (c->cached_bytes <= keep) break;
-            c->head[i] = b->next;
+    // This thread's blocks first (they are the ones its idle worker holds),
+    // largest classes first.
+    for (uint32_t i = CLASSES; c && i-- > 0;) {
+        ClassCache& cc = c->cls[i];
+        if (cc.full && c->cached_bytes + depot_bytes() > keep) {
+            c->cached_bytes -= batch_bytes(i);
+            free_list(cc.full);
+            cc.full = nullptr;
+        }
+        while (FreeBlock* b = cc.head) {
+            if (c->cached_bytes + depot_bytes() <= keep) break;
+            cc.head = b->next;
+            cc.count--;
             c->cached_bytes -= class_bytes(i);
             heap_free(b);
+        }
+    }
+    // Then the depot's batches, largest classes first.
+    uint64_t mine = cached_bytes();
+    for (uint32_t i = CLASSES; i-- > 0;) {
+        for (;;) {
+            FreeBlock* batch;
+            {
+                port::LockGuard g(depot.mu);
+                uint64_t bytes = depot.bytes.load(std::memory_order_relaxed);
+                batch = depot.batches[i];
+                if (!batch || mine + bytes <= keep) break;
+                depot.batches[i] = batch->next_batch;
+                depot.bytes.store(bytes - batch_bytes(i), std::memory_order_relaxed);
+            }
+            free_list(batch);  // outside the lock
         }
     }
 }
@@ -66,15 +171,19 @@ void thread_exit() {
     Cache* c = t_cache;
     if (!c) return;
     t_cache = nullptr;
+    // Whole batches to the depot, for the threads that stay; a partial list
+    // to the heap.
     for (uint32_t i = 0; i < CLASSES; i++) {
-        FreeBlock* b = c->head[i];
-        while (b) {
-            FreeBlock* n = b->next;
-            heap_free(b);
-            b = n;
-        }
+        ClassCache& cc = c->cls[i];
+        if (cc.full) depot_put(i, cc.full);
+        if (cc.count == BATCH) depot_put(i, cc.head);
+        else free_list(cc.head);
     }
     port::free(c);
+    // relaxed: the count only decides whether to empty the depot; the
+    // depot's lock orders the emptying against every put and take. A thread
+    // that gets a cache meanwhile only finds the depot emptier.
+    if (depot.caches.fetch_sub(1, std::memory_order_relaxed) == 1) trim(0);
 }
 
 }  // namespace weft::kernel::pool

@@ -888,7 +888,8 @@ bool park(Worker* w) {
     WorkerMetrics::bump(w->metrics.parks);
     // A cache holding a burst's memory is trimmed after IDLE_TRIM_NS of
     // uninterrupted sleep (pool.h). Real time, not the runtime's clock.
-    uint64_t trim_at = pool::cached_bytes() > pool::IDLE_KEEP_BYTES ? port::monotonic_ns() + pool::IDLE_TRIM_NS : 0;
+    uint64_t cached = pool::cached_bytes() + pool::depot_bytes();
+    uint64_t trim_at = cached > pool::IDLE_KEEP_BYTES ? port::monotonic_ns() + pool::IDLE_TRIM_NS : 0;
     for (;;) {
         // Sleep until the next timer deadline this worker answers for
         // (timer.h), recomputed on every trip: a timer registered from
@@ -1119,7 +1120,16 @@ void* thread_main(void* arg) {
                 me->spare_state = ThreadRec::WAITING;
             }
         }
-        if (!me->given.load(std::memory_order_acquire)) me->parker.park(-1);
+        if (me->given.load(std::memory_order_acquire)) continue;
+        if (pool::cached_bytes() + pool::depot_bytes() > pool::IDLE_KEEP_BYTES) {
+            // A spare trims like a parked worker (pool.h): the poll it
+            // finished without a worker may have freed a burst's memory after
+            // every worker parked, and they only look when they park.
+            bool woken = me->parker.park((int64_t)pool::IDLE_TRIM_NS);
+            if (!woken) pool::trim(pool::IDLE_KEEP_BYTES);
+        } else {
+            me->parker.park(-1);
+        }
     }
     t_worker = nullptr;
     t_runtime = nullptr;
