@@ -16,6 +16,9 @@
 // 64-bit occupancy bitmap, so finding the next non-empty slot is a rotate and
 // a count-trailing-zeros.
 //
+// Each slot is LANES lists, filled in turn, only so that advance() can walk
+// them at once (see there); together they are the slot.
+//
 // Insert, remove: O(1), no allocation (the entry is the caller's memory).
 // Expiring: amortised O(1) per entry plus O(levels) per advance.
 // Never early: an entry expires only once `now` (in ticks, rounded down) has
@@ -37,6 +40,7 @@ struct WheelEntry : ListLink<> {
     uint64_t when = 0;    // deadline tick
     uint8_t level = 0;    // where it is: 0..LEVELS-1, or OVERFLOW / EXPIRED
     uint8_t slot = 0;
+    uint8_t lane = 0;     // which of the slot's LANES lists
 };
 
 class TimerWheel {
@@ -49,6 +53,7 @@ public:
     static constexpr uint64_t NONE = ~uint64_t(0);
     static constexpr uint8_t OVERFLOW = 0xfe;  // on the overflow list
     static constexpr uint8_t EXPIRED = 0xff;   // handed out by advance()
+    static constexpr uint32_t LANES = 2;       // lists per slot (see advance)
 
     using List = IntrusiveList<WheelEntry>;
 
@@ -82,9 +87,8 @@ public:
             if (overflow_.empty()) overflow_min_ = NONE;
             return;
         }
-        List& s = slots_[e->level][e->slot];
-        s.remove(e);
-        if (s.empty()) occupied_[e->level] &= ~(uint64_t(1) << e->slot);
+        List::remove(e);
+        if (slot_empty(e->level, e->slot)) occupied_[e->level] &= ~(uint64_t(1) << e->slot);
     }
 
     // The earliest tick at which advance() could expire something or must
@@ -102,22 +106,28 @@ public:
             Expiration x = next();
             if (x.level < 0 || x.deadline > now) break;
             elapsed_ = x.deadline;
-            List due;
+            List due[LANES];
             if (x.level == OVERFLOW_LEVEL) {
-                due.splice_back(overflow_);
+                due[0].splice_back(overflow_);
                 overflow_min_ = NONE;
             } else {
-                due.splice_back(slots_[x.level][x.slot]);
+                for (uint32_t l = 0; l < LANES; l++) due[l].splice_back(slots_[x.level][x.slot][l]);
                 occupied_[x.level] &= ~(uint64_t(1) << x.slot);
             }
-            // Taken from both ends in turn: the next entry at either end is
-            // known only once the previous one there is read, and entries are
-            // usually cold (registered up to a level's span ago), so one end
-            // at a time is a chain of dependent cache misses; two ends are two
-            // chains whose misses overlap.
-            bool from_front = true;
-            while (WheelEntry* e = from_front ? due.pop_front() : due.pop_back()) {
-                from_front = !from_front;
+            // Taken from both ends of every lane in turn: the next entry at
+            // an end is known only once the previous one there is read, and
+            // entries are usually cold (registered up to a level's span ago),
+            // so one end at a time is a chain of dependent cache misses; the
+            // 2 x LANES ends are as many chains, whose misses overlap.
+            for (uint32_t end = 0;; end++) {
+                List& d = due[(end / 2) % LANES];
+                WheelEntry* e = end % 2 ? d.pop_back() : d.pop_front();
+                if (!e) {
+                    bool left = false;
+                    for (uint32_t l = 0; l < LANES; l++) left |= !due[l].empty();
+                    if (!left) break;
+                    continue;
+                }
                 if (e->when <= elapsed_) {
                     e->level = EXPIRED;
                     count_--;
@@ -157,7 +167,8 @@ private:
         uint32_t slot = (uint32_t)(when >> (level * SLOT_BITS)) & (SLOTS - 1);
         e->level = (uint8_t)level;
         e->slot = (uint8_t)slot;
-        slots_[level][slot].push_back(e);
+        e->lane = (uint8_t)(lane_next_++ % LANES);
+        slots_[level][slot][e->lane].push_back(e);
         occupied_[level] |= uint64_t(1) << slot;
     }
 
@@ -173,6 +184,12 @@ private:
         uint64_t deadline = (elapsed_ & ~(level_range - 1)) + slot * slot_range;
         if (slot < now_slot) deadline += level_range;
         return deadline;
+    }
+
+    bool slot_empty(uint32_t level, uint32_t slot) const {
+        for (uint32_t l = 0; l < LANES; l++)
+            if (!slots_[level][slot][l].empty()) return false;
+        return true;
     }
 
     Expiration next() const {
@@ -197,7 +214,8 @@ private:
     uint64_t elapsed_ = 0;
     uint64_t count_ = 0;
     uint64_t occupied_[LEVELS] = {};
-    List slots_[LEVELS][SLOTS];
+    uint32_t lane_next_ = 0;  // inserts alternate between the lanes
+    List slots_[LEVELS][SLOTS][LANES];
     List overflow_;
     uint64_t overflow_min_ = NONE;  // a lower bound of the overflow entries' `when`
 };
