@@ -547,6 +547,7 @@ inline bool begin_run(TaskHeader* t) {
 // Returns false when this thread lost w during the poll (pulse.h): the task
 // has been dealt with, and the caller must not touch w again.
 bool run_task(Worker* w, TaskHeader* t) {
+    prefetch_task_rest(t);
     if (__builtin_expect(w->unannounced, 0)) announce_pushes(w);  // t came from elsewhere than pop_local
     if (!begin_run(t)) return true;
     // The failure policy shut the runtime down (failure.h): a task queued or
