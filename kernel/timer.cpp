@@ -270,11 +270,14 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
         if (st == TimerEntry::CLOSED) return WEFT_ECLOSED;
         return WEFT_PENDING;
     }
-    // IDLE (UNSET is refused by the ABI layer): already due? A raw reading
-    // suffices to say no (clock.h); a yes is published before we act on it.
-    uint64_t now = sh->clock.raw();
+    // IDLE (UNSET is refused by the ABI layer): already due? Compared with
+    // the time the clock has certainly reached, without reading it
+    // (Clock::reached): a deadline that passed since anybody last read the
+    // clock is not seen here, and fires at this worker's next look at its
+    // timers instead (timers_fire: the fairness tick, or parking), never
+    // early.
+    uint64_t now = sh->clock.reached();
     if (now >= e->deadline_ns) {
-        sh->clock.observe(now);
         e->state.store(TimerEntry::FIRED, std::memory_order_relaxed);
         return WEFT_READY;
     }

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <string>
 #include <thread>
 #include <vector>
@@ -67,6 +68,26 @@ TEST(TpcTimers, SleepsFireInDeadlineOrderAndNeverEarly) {
     }());
     EXPECT_TRUE(bad.empty()) << bad.size() << " out of order, first: " << (bad.empty() ? "" : bad[0]);
     EXPECT_EQ(ex.metrics().live_tasks, 0u);
+}
+
+// As TimerCpp.ADeadlinePassedSinceTheClockWasLastReadStillFires, on the
+// executor: a deadline passed since weft's clock was last read fires at the
+// loop's next look at the wheel.
+TEST(TpcTimers, ADeadlinePassedSinceTheClockWasLastReadStillFires) {
+    weft::tpc::Executor ex;
+    for (int round = 0; round < 20; round++) {
+        uint64_t woke = ex.block_on([]() -> weft::Task<uint64_t> {
+            uint64_t t = weft_now();
+            timespec ts;
+            do clock_gettime(CLOCK_MONOTONIC, &ts);
+            while ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec < t + 3000000);
+            co_await weft::sleep_until(weft::clock::time_point(std::chrono::nanoseconds(t + 1000000)));
+            uint64_t now = weft_now();
+            EXPECT_GE(now, t + 1000000) << "fired early";
+            co_return now;
+        }());
+        EXPECT_GT(woke, 0u);
+    }
 }
 
 TEST(TpcTimers, WeftSpawnInsideATpcTaskSpawnsLocally) {
