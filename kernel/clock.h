@@ -27,7 +27,8 @@
 // the timers workload, 2 clock reads per task: 6% of its time). An injected
 // clock is exact (the tests step it by single nanoseconds). Clocks are read
 // at scheduler maintenance, before parking and when user code asks — never
-// per poll; a timer registration reads raw() and writes nothing (see there).
+// per poll; a timer registration usually reads nothing (reached(), and
+// timer.h registration_due).
 #ifndef WEFT_KERNEL_CLOCK_H
 #define WEFT_KERNEL_CLOCK_H
 
@@ -83,9 +84,9 @@ public:
     // late (a timer registration: is the deadline already due?). For
     // CLOCK_MONOTONIC it reads nothing: the published time, which trails the
     // source by however long nobody has read the clock (a busy runtime reads
-    // it all the time; `timers`: one vDSO read of three per task saved, 5%
-    // of its cycles). An injected source is read (now()): tests move it by
-    // hand and expect each move to count at once. Published already.
+    // it all the time; `timers`: one vDSO read of three per task saved).
+    // An injected source is read (now()): tests move it by hand and expect
+    // each move to count at once. Published already.
     uint64_t reached() {
         if (fn_) return now();
         // relaxed: as in observe.

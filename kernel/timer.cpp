@@ -270,14 +270,10 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
         if (st == TimerEntry::CLOSED) return WEFT_ECLOSED;
         return WEFT_PENDING;
     }
-    // IDLE (UNSET is refused by the ABI layer): already due? Compared with
-    // the time the clock has certainly reached, without reading it
-    // (Clock::reached): a deadline that passed since anybody last read the
-    // clock is not seen here, and fires at this worker's next look at its
-    // timers instead (timers_fire: the fairness tick, or parking), never
-    // early.
-    uint64_t now = sh->clock.reached();
-    if (now >= e->deadline_ns) {
+    // IDLE (UNSET is refused by the ABI layer): already due? (clock.h
+    // registration_now: no clock read for a deadline more than a tick ahead.)
+    uint64_t now;
+    if (registration_due(sh->clock, e->deadline_ns, &now)) {
         e->state.store(TimerEntry::FIRED, std::memory_order_relaxed);
         return WEFT_READY;
     }
@@ -304,9 +300,8 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
     s.wheel.catch_up_if_empty(now_tick);
     if (when <= s.wheel.elapsed()) {
         // The wheel has already passed this tick (another thread advanced it
-        // with a newer clock reading): not early, since now >= that reading.
-        // Only possible when `when` == now's tick and the wheel saw the same.
-        // Publish that time (some thread read at least this much) before the
+        // with a newer clock reading than `now`): not early, since the clock
+        // has reached that tick. Publish that time (some thread read at least this much) before the
         // caller acts on it.
         sh->clock.observe(sh->timer_epoch_ns + s.wheel.elapsed() * TICK_NS);
         s.mu.unlock();

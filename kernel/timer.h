@@ -57,6 +57,7 @@
 #include "../arch/padding.h"
 #include "../include/weft/weft.h"
 #include "../port/port.h"
+#include "clock.h"
 #include "timer_wheel.h"
 
 namespace weft::kernel {
@@ -65,6 +66,30 @@ struct Shared;
 struct Worker;
 
 inline constexpr uint64_t TICK_NS = 1000000;  // 1 ms: the wheel's resolution
+
+// A registration's question: has the deadline passed? Sets *now to a time
+// the clock has reached (for the wheel's catch-up). Compared first with the
+// published time (Clock::reached), which costs no clock read and answers for
+// every deadline more than a tick past it: those are registered, the common
+// case. One within a tick of it reads the source: the published time may
+// trail by microseconds, and a deadline passed inside the current tick would
+// otherwise wait for the tick's end (the wheel fires whole ticks). Only when
+// nobody has read the clock for over a tick can a deadline already passed be
+// registered; it then fires at the end of the current tick at the latest,
+// never early. A yes is published before anyone acts on it.
+inline bool registration_due(Clock& clock, uint64_t deadline_ns, uint64_t* now) {
+    uint64_t reached = clock.reached();
+    *now = reached;
+    if (reached >= deadline_ns) return true;
+    if (deadline_ns - reached > TICK_NS) return false;
+    uint64_t raw = clock.raw();
+    if (raw < deadline_ns) {
+        if (raw > reached) *now = raw;
+        return false;
+    }
+    clock.observe(raw);
+    return true;
+}
 
 struct TimerEntry : WheelEntry {
     static constexpr uint32_t MAGIC = 0x74696d72;  // "timr"

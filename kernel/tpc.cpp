@@ -903,11 +903,10 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
         }
         return WEFT_PENDING;
     }
-    // IDLE: already due? Compared with the time the clock has certainly
-    // reached, without reading it (Clock::reached; timer.cpp timer_poll):
-    // a deadline passed since is fired by the loop's next fire_timers.
-    uint64_t now = process_clock().reached();
-    if (now >= e->deadline_ns) {
+    // IDLE: already due? (clock.h registration_due: no clock read for a
+    // deadline more than a tick ahead.)
+    uint64_t now;
+    if (registration_due(process_clock(), e->deadline_ns, &now)) {
         e->state.store(TimerEntry::FIRED, std::memory_order_relaxed);
         return WEFT_READY;
     }

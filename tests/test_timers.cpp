@@ -134,6 +134,28 @@ TEST(TimerAbi, PastDeadlineIsReadyAtOnce) {
     weft_timer_cancel(&t);
 }
 
+// A deadline that passed after weft's clock last returned, but within a tick
+// of that time: the poll reads the clock and answers at once (it would
+// otherwise be registered and wait for the end of the tick, up to 1 ms:
+// found in review).
+TEST(TimerAbi, ADeadlinePassedWithinATickOfTheLastReadingIsReadyAtOnce) {
+    weft::Runtime rt(1);
+    for (int round = 0; round < 20; round++) {
+        weft_timer t;
+        ASSERT_EQ(weft_timer_init(&t, rt.get()), 0);
+        CountingWaker cw;
+        weft_context cx = cw.cx();
+        uint64_t t0 = weft_runtime_now(rt.get());
+        while (weft_test::monotonic_ns_direct() < t0 + 300000) {
+        }
+        ASSERT_EQ(weft_timer_reset(&t, t0 + 100000), 0);
+        EXPECT_EQ(weft_timer_poll(&t, &cx), WEFT_READY);
+        EXPECT_GE(weft_runtime_now(rt.get()), t0 + 100000) << "the answer was published";
+        EXPECT_EQ(cw.refs.load(), 0);
+        weft_timer_cancel(&t);
+    }
+}
+
 TEST(TimerAbi, FrozenSteppedAndBackwardsClock) {
     ManualClock clk;
     weft::Runtime rt(manual_config(&clk, 2));

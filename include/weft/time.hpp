@@ -86,8 +86,9 @@ public:
         return clock::time_point(clock::duration(static_cast<clock::rep>(deadline_)));
     }
 
-    // The deadline is checked in await_suspend (one clock reading, which the
-    // timer's poll needs anyway); a due sleep does not suspend there.
+    // The deadline is checked in await_suspend, by the timer's poll (which
+    // reads the clock only for a deadline within a tick of the time weft's
+    // clock last returned); a due sleep does not suspend there.
     bool await_ready() const noexcept { return false; }
     template <class P>
     bool await_suspend(std::coroutine_handle<P> h) {

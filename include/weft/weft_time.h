@@ -63,10 +63,11 @@ typedef struct weft_timer {
 WEFT_API int weft_timer_init(weft_timer* t, weft_runtime* rt);
 /* Sets the deadline to deadline_ns (absolute, in weft_runtime_now(rt)'s
  * clock), unregistering the timer if it was waiting. UINT64_MAX: never.
- * A deadline at or before the last time weft's clock returned is due at once
- * (the next poll is WEFT_READY). The poll does not read the clock itself, so
- * a deadline that passed after that (nobody read weft's clock since) is
- * registered and fires at the worker's next look at its timers. */
+ * A deadline already passed is due at once (the next poll is WEFT_READY).
+ * To save a clock read, the poll compares a deadline more than a tick (1 ms)
+ * after the last time weft's clock returned with that time only: if nobody
+ * has read weft's clock for over a tick, such a deadline may have passed
+ * unseen; it is then registered and fires within a tick, never early. */
 WEFT_API int weft_timer_reset(weft_timer* t, uint64_t deadline_ns);
 /* The convenience sleep: deadline = now + duration_ns. Negative durations are
  * refused (WEFT_EINVAL); a duration that would overflow saturates to "never". */
