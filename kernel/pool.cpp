@@ -180,10 +180,10 @@ void thread_exit() {
         else free_list(cc.head);
     }
     port::free(c);
-    // relaxed: the count only decides whether to empty the depot; the
-    // depot's lock orders the emptying against every put and take. A thread
-    // that gets a cache meanwhile only finds the depot emptier.
-    if (depot.caches.fetch_sub(1, std::memory_order_relaxed) == 1) trim(0);
+    // acq_rel: the last thread out empties the depot after every other
+    // exiting thread's puts (each came before that thread's decrement). A
+    // thread that gets a cache meanwhile only finds the depot emptier.
+    if (depot.caches.fetch_sub(1, std::memory_order_acq_rel) == 1) trim(0);
 }
 
 }  // namespace weft::kernel::pool

@@ -1071,9 +1071,11 @@ void* thread_main(void* arg) {
     if (sh->pulse.ticks_are_ns) t_poll.precise_polls = PRECISE_ALWAYS;
 #endif
     pool::thread_init();
+    bool spare_trimmed = false;  // trimmed since this thread last held a worker
     for (;;) {
         Worker* w = me->given.exchange(nullptr, std::memory_order_acquire);
         if (w) {
+            spare_trimmed = false;
             {
                 port::LockGuard g(sh->spare_mu);
                 me->spare_state = ThreadRec::ACTIVE;  // once per worker taken
@@ -1122,12 +1124,17 @@ void* thread_main(void* arg) {
             }
         }
         if (me->given.load(std::memory_order_acquire)) continue;
-        if (pool::cached_bytes() + pool::depot_bytes() > pool::IDLE_KEEP_BYTES) {
-            // A spare trims like a parked worker (pool.h): the poll it
-            // finished without a worker may have freed a burst's memory after
-            // every worker parked, and they only look when they park.
+        if (!spare_trimmed && pool::cached_bytes() + pool::depot_bytes() > pool::IDLE_KEEP_BYTES) {
+            // A spare trims like a parked worker (pool.h), once per wait: the
+            // poll it finished without a worker may have freed a burst's
+            // memory after every worker parked, and they only look when they
+            // park. (Not again while it waits: the depot is shared, and busy
+            // threads elsewhere may be filling it for their own use.)
             bool woken = me->parker.park((int64_t)pool::IDLE_TRIM_NS);
-            if (!woken) pool::trim(pool::IDLE_KEEP_BYTES);
+            if (!woken) {
+                pool::trim(pool::IDLE_KEEP_BYTES);
+                spare_trimmed = true;
+            }
         } else {
             me->parker.park(-1);
         }
