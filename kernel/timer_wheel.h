@@ -17,7 +17,8 @@
 // a count-trailing-zeros.
 //
 // Each slot is LANES lists, filled in turn, only so that advance() can walk
-// them at once (see there); together they are the slot.
+// them at once (see there); together they are the slot (an entry is removed
+// from whichever holds it: the lists are circular and need no owner).
 //
 // Insert, remove: O(1), no allocation (the entry is the caller's memory).
 // Expiring: amortised O(1) per entry plus O(levels) per advance.
@@ -40,7 +41,6 @@ struct WheelEntry : ListLink<> {
     uint64_t when = 0;    // deadline tick
     uint8_t level = 0;    // where it is: 0..LEVELS-1, or OVERFLOW / EXPIRED
     uint8_t slot = 0;
-    uint8_t lane = 0;     // which of the slot's LANES lists
 };
 
 class TimerWheel {
@@ -167,8 +167,7 @@ private:
         uint32_t slot = (uint32_t)(when >> (level * SLOT_BITS)) & (SLOTS - 1);
         e->level = (uint8_t)level;
         e->slot = (uint8_t)slot;
-        e->lane = (uint8_t)(lane_next_++ % LANES);
-        slots_[level][slot][e->lane].push_back(e);
+        slots_[level][slot][lane_next_++ % LANES].push_back(e);
         occupied_[level] |= uint64_t(1) << slot;
     }
 
