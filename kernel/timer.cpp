@@ -301,8 +301,8 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
     if (when <= s.wheel.elapsed()) {
         // The wheel has already passed this tick (another thread advanced it
         // with a newer clock reading than `now`): not early, since the clock
-        // has reached that tick. Publish that time (some thread read at least this much) before the
-        // caller acts on it.
+        // has reached that tick. Publish that time (some thread read at least
+        // this much) before the caller acts on it.
         sh->clock.observe(sh->timer_epoch_ns + s.wheel.elapsed() * TICK_NS);
         s.mu.unlock();
         weft_waker_drop(mine);

@@ -28,7 +28,8 @@ inline uint64_t monotonic_ns_direct() {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-// Returns weft's time when the sleep ended.
+// Completes once the timer fired; asserts that it was not early. Returns
+// weft's time then.
 inline weft::Task<uint64_t> sleep_until_a_deadline_passed_unseen() {
     uint64_t t = weft_now();
     while (monotonic_ns_direct() < t + 3000000) {

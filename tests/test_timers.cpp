@@ -531,8 +531,7 @@ TEST(TimerCpp, SleepWithASteppedClock) {
 TEST(TimerCpp, ADeadlinePassedSinceTheClockWasLastReadStillFires) {
     weft::Runtime rt(2);
     for (int round = 0; round < 20; round++) {
-        uint64_t woke = rt.block_on(weft_test::sleep_until_a_deadline_passed_unseen());
-        EXPECT_GT(woke, 0u);
+        rt.block_on(weft_test::sleep_until_a_deadline_passed_unseen());  // asserts inside
     }
 }
 

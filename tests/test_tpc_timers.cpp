@@ -76,8 +76,7 @@ TEST(TpcTimers, SleepsFireInDeadlineOrderAndNeverEarly) {
 TEST(TpcTimers, ADeadlinePassedSinceTheClockWasLastReadStillFires) {
     weft::tpc::Executor ex;
     for (int round = 0; round < 20; round++) {
-        uint64_t woke = ex.block_on(weft_test::sleep_until_a_deadline_passed_unseen());
-        EXPECT_GT(woke, 0u);
+        ex.block_on(weft_test::sleep_until_a_deadline_passed_unseen());  // asserts inside
     }
 }
 
