@@ -8,13 +8,6 @@
 namespace weft::kernel::pool {
 constinit __attribute__((tls_model("initial-exec"))) thread_local Cache* t_cache = nullptr;
 
-// A block is carved out of a malloc block one line larger: the first line
-// boundary at least a pointer past malloc's address starts it, and the word
-// before it keeps that address for the free. Not posix_memalign: glibc's
-// memalign takes no thread cache and splits and consolidates chunks on every
-// call; spawn_many_local, where half the blocks come from the heap each round
-// (their tasks finished on, and were cached by, the other worker), ran 20%
-// slower with it.
 namespace {
 
 // The process-wide depot of whole batches (pool.h). Every thread with a
@@ -87,6 +80,13 @@ void retire_batch(Cache* c, uint32_t k) {
     cc.count = 0;
 }
 
+// Without a batch in the depot, a block is carved out of a malloc block one
+// line larger: the first line boundary at least a pointer past malloc's
+// address starts it, and the word before it keeps that address for the
+// free. Not posix_memalign: glibc's memalign takes no thread cache and splits
+// and consolidates chunks on every call; spawn_many_local, where half the
+// blocks came from the heap each round (their tasks finished on, and were
+// cached by, the other worker), ran 20% slower with it.
 void* alloc_slow(size_t size) {
     if (Cache* c = t_cache; c && size - 1 < MAX_POOLED) {
         // This thread's lists of the class are empty (alloc_cached): a batch
