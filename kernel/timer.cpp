@@ -270,8 +270,8 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
         if (st == TimerEntry::CLOSED) return WEFT_ECLOSED;
         return WEFT_PENDING;
     }
-    // IDLE (UNSET is refused by the ABI layer): already due? (clock.h
-    // registration_now: no clock read for a deadline more than a tick ahead.)
+    // IDLE (UNSET is refused by the ABI layer): already due? (timer.h
+    // registration_due: no clock read for a deadline more than a tick ahead.)
     uint64_t now;
     if (registration_due(sh->clock, e->deadline_ns, &now)) {
         e->state.store(TimerEntry::FIRED, std::memory_order_relaxed);

@@ -903,7 +903,7 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
         }
         return WEFT_PENDING;
     }
-    // IDLE: already due? (clock.h registration_due: no clock read for a
+    // IDLE: already due? (timer.h registration_due: no clock read for a
     // deadline more than a tick ahead.)
     uint64_t now;
     if (registration_due(process_clock(), e->deadline_ns, &now)) {
