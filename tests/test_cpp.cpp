@@ -420,6 +420,66 @@ TEST(Cpp, DetachedHandleWhileTaskRuns) {
 
 weft::Task<int> read_token(std::shared_ptr<int> token) { co_return *token; }
 
+// spawn_detached: the task runs with no handle ever made, from inside a task
+// (weft::spawn_detached) and from outside (Runtime::spawn_detached), a chain
+// of them included; the frame goes once it finishes.
+weft::Task<void> detached_link(int k, int n, std::atomic<int>* ran, std::shared_ptr<int> token) {
+    ran->fetch_add(1, std::memory_order_relaxed);
+    if (k < n) weft::spawn_detached(detached_link(k + 1, n, ran, token));
+    co_return;
+}
+
+TEST(Cpp, SpawnDetachedRunsTheTaskAndFreesItsFrame) {
+    auto token = std::make_shared<int>(1);
+    std::atomic<int> ran{0};
+    {
+        weft::Runtime rt(2);
+        rt.spawn_detached(detached_link(1, 1000, &ran, token));
+        spin_until([&] { return ran.load() == 1000; });
+        // A value-returning task: its result is dropped.
+        rt.spawn_detached([](std::atomic<int>* ran, std::shared_ptr<int> token) -> weft::Task<int> {
+            ran->fetch_add(1);
+            co_return *token;
+        }(&ran, token));
+        spin_until([&] { return ran.load() == 1001 && token.use_count() == 1; });
+    }
+    EXPECT_EQ(token.use_count(), 1) << "every frame was destroyed";
+}
+
+TEST(Cpp, SpawnDetachedRefusedIsAnErrorAndDestroysTheFrame) {
+    auto token = std::make_shared<int>(3);
+    // Outside a runtime.
+    try {
+        weft::spawn_detached(read_token(token));
+        FAIL() << "expected weft::Error";
+    } catch (const weft::Error& e) {
+        EXPECT_EQ(e.code(), WEFT_EINVAL);
+        EXPECT_NE(std::string(e.what()).find("weft::spawn_detached"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(token.use_count(), 1) << "the refused frame was destroyed";
+    // An empty Task (moved from).
+    weft::Runtime rt(1);
+    auto t = read_token(token);
+    auto moved = std::move(t);
+    try {
+        rt.spawn_detached(std::move(t));
+        FAIL() << "expected weft::Error";
+    } catch (const weft::Error& e) {
+        EXPECT_EQ(e.code(), WEFT_EINVAL);
+    }
+}
+
+TEST(Cpp, RuntimeDestroyedAroundSuspendedDetachedTasks) {
+    std::atomic<int> reached{0}, destroyed{0};
+    {
+        weft::Runtime rt(2);
+        for (int i = 0; i < 10; i++) rt.spawn_detached(park_forever(&reached, &destroyed));
+        spin_until([&] { return reached.load() == 10; });
+    }  // ~Runtime: each dropped exactly once
+    EXPECT_EQ(destroyed.load(), 10);
+}
+
+
 TEST(Cpp, SpawnOutsideARuntimeThrows) {
     // The frame holds a copy of the token until it is destroyed.
     auto token = std::make_shared<int>(3);

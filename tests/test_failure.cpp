@@ -145,6 +145,19 @@ TEST(Failure, TaskDetachedBeforeItFailsIsReportedWithTheExceptionText) {
     EXPECT_TRUE(rec.saw_message("the detached one threw"));
 }
 
+TEST(Failure, SpawnDetachedTaskFailureIsReportedOnceWithWhat) {
+    // No handle ever exists, so the completion reports it, with the text.
+    Recorder rec;
+    weft::Runtime rt(config(rec, WEFT_FAILURE_IGNORE));
+    const uint64_t n = scaled(200);
+    for (uint64_t i = 0; i < n; i++) rt.spawn_detached(throws_now((int)i));
+    ASSERT_TRUE(wait_for([&] { return rec.total.load(std::memory_order_acquire) >= n; }));
+    EXPECT_EQ(rec.by_kind[WEFT_FAILURE_TASK].load(), n);
+    EXPECT_TRUE(rec.saw_message("boom"));
+    EXPECT_FALSE(rec.saw_message("join handle was freed"));
+    EXPECT_EQ(stats(rt).reported, n);
+}
+
 TEST(Failure, HandleFreedWithoutReadingAFinishedFailureReportsIt) {
     Recorder rec;
     weft::Runtime rt(config(rec, WEFT_FAILURE_IGNORE));

@@ -615,6 +615,13 @@ JoinHandle<T> spawn_on(weft_runtime* rt, Task<T>&& task) {
     if (r != 0) throw_error(r, "weft::spawn");
     return JoinHandle<T>(j, state);
 }
+template <class T>
+void spawn_detached_on(weft_runtime* rt, Task<T>&& task) {
+    auto h = task.release();
+    if (!h) throw_error(WEFT_EINVAL, "weft::spawn_detached of an empty Task");
+    int r = weft_task_spawn(rt, state_of_frame<T>(h.address()), nullptr);
+    if (r != 0) throw_error(r, "weft::spawn_detached");
+}
 }  // namespace detail
 
 // Spawns onto the runtime of the calling worker (or the thread-per-core
@@ -622,6 +629,17 @@ JoinHandle<T> spawn_on(weft_runtime* rt, Task<T>&& task) {
 template <class T>
 JoinHandle<T> spawn(Task<T>&& task) {
     return detail::spawn_on<T>(nullptr, std::move(task));
+}
+
+// Spawns a task nobody will join: spawn(task).detach() without ever making
+// the handle, which saves the handle's reference and its release (an atomic
+// read-modify-write on the task, right after the stores that set it up).
+// For fire-and-forget work: a connection's handler, the next link of a
+// chain. The result is dropped; a failure (an exception) is reported as a
+// detached task's (weft.h, "failures").
+template <class T>
+void spawn_detached(Task<T>&& task) {
+    detail::spawn_detached_on<T>(nullptr, std::move(task));
 }
 
 // Fork-join: spawn a batch of tasks and await them all through one counter.
@@ -825,6 +843,11 @@ public:
     template <class T>
     JoinHandle<T> spawn(Task<T>&& task) {
         return detail::spawn_on<T>(rt_, std::move(task));
+    }
+    // weft::spawn_detached onto this runtime.
+    template <class T>
+    void spawn_detached(Task<T>&& task) {
+        detail::spawn_detached_on<T>(rt_, std::move(task));
     }
     // Runs task on the runtime and blocks this (non-worker) thread for its
     // result; rethrows its exception.
