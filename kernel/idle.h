@@ -18,7 +18,10 @@
 //     fairness tick takes from the inject queue, and the tick then offers
 //     the local queue's tasks (notify) before it runs the inject task.
 //   * The last searcher to stop searching because it found work wakes
-//     another searcher (there may be more).
+//     another searcher if work is still queued (pushed while it searched,
+//     those pushers woke nobody). Not if it took the only task: that wake
+//     would cost the finder a syscall before its task runs and the sleeper a
+//     search and a park (scheduler.cpp leave_searching).
 //   * Every worker that parks rechecks every queue after leaving the unparked
 //     count (not only the last searcher, as in Tokio: a worker refused
 //     searching can park after the searcher stopped, unseen by a pusher that

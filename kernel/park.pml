@@ -126,6 +126,7 @@
  *   -DMUT_NO_PARK_FENCE    park()'s queue check reads before to_parked is
  *                          visible (the fence removed)
  *   -DMUT_NO_LAST_SEARCHER the last searcher to find work does not notify
+ *                          (even when work is still queued)
  *   -DMUT_PARKER_NO_NOTIFIED_STATE  unpark() only wakes a thread that is
  *                          already PARKED (an early unpark is forgotten)
  * Results: all but one caught as an invalid end state (every worker asleep
@@ -355,8 +356,16 @@ proctype worker(byte me) {
              searching = 0;
              atomic { prev = nsearch; nsearch-- };          /* from_searching */
 #ifndef MUT_NO_LAST_SEARCHER
+             /* the last searcher wakes another only for work still queued
+              * (after a SeqCst fence: the queue loads follow the RMW) */
              if
-             :: prev == 1 -> notify_parked()
+             :: prev == 1 ->
+                work_pending(pend);
+                if
+                :: pend -> notify_parked()
+                :: else -> skip
+                fi;
+                pend = 0
              :: else -> skip
              fi;
 #endif

@@ -109,7 +109,10 @@ inline constexpr uint32_t FORK_EXPOSE_BATCH = 32;
 // switches (several microseconds); a burst of spawns would otherwise park
 // and wake the idle workers once per task batch. While it spins the worker
 // counts as searching, so pushers skip the wake-up syscall. Bounded, so an
-// idle runtime still goes to sleep at once in CPU terms.
+// idle runtime still goes to sleep at once in CPU terms. The spinner calls
+// sched_yield every few microseconds (spin_search): a thread woken onto its
+// CPU (the plain thread a task just answered) runs then, not when the spin
+// ends; the kernel does not preempt a spinner for it.
 inline constexpr uint64_t SEARCH_SPIN_NS = 50000;
 
 inline constexpr uint32_t POLL_HIST_BUCKETS = 24;

@@ -25,6 +25,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -353,6 +354,45 @@ TEST(Runtime, DetachedTasksRunAndDropOnce) {
         EXPECT_EQ(probes[i].polls.load(), 1) << i;
         EXPECT_EQ(probes[i].drops.load(), 1) << i;
     }
+}
+
+// The last searcher wakes another worker only for work still queued
+// (scheduler.cpp leave_searching). A lone task spawned from outside onto an
+// idle runtime wakes one worker, which takes it and leaves the inject queue
+// empty: the other sleeps on. Each round waits (300 us, several times the
+// search spin) so both workers are asleep when the task comes, then counts
+// the parks: one per round for the worker that ran the task; two, as
+// before, when the first woke the second for nothing. Not a timing
+// assertion: a worker still awake when its round's task comes parks less,
+// never more; the slack covers a stray wake on a loaded machine.
+TEST(Runtime, ALoneTaskFromOutsideWakesOneWorkerNotBoth) {
+    weft_runtime* rt = new_runtime_without_handoff(2);
+    auto parks = [&] {
+        uint64_t n = 0;
+        for (uint32_t w = 0; w < 2; w++) {
+            weft_worker_metrics m;
+            m.size = sizeof m;
+            EXPECT_EQ(weft_runtime_worker_metrics(rt, w, &m), 0);
+            n += m.parks;
+        }
+        return n;
+    };
+    spin_until([&] { return parks() >= 2; });
+    const uint64_t rounds = 50;
+    std::this_thread::sleep_for(std::chrono::microseconds(300));
+    uint64_t before = parks();
+    for (uint64_t i = 0; i < rounds; i++) {
+        Probe p;
+        weft_task_desc d = make_desc(poll_ready, count_drop, &p, sizeof(int64_t));
+        weft_join* j = nullptr;
+        ASSERT_EQ(weft_spawn(rt, &d, &j), 0);
+        ASSERT_EQ(weft_join_wait(j, -1), 0);
+        weft_join_free(j);
+        std::this_thread::sleep_for(std::chrono::microseconds(300));
+    }
+    uint64_t n = parks() - before;
+    EXPECT_LE(n, rounds + rounds / 4) << "parks in " << rounds << " rounds of one task each";
+    EXPECT_EQ(weft_runtime_free(rt), 0);
 }
 
 TEST(Runtime, FailureCodeIsTheStatus) {
