@@ -71,10 +71,7 @@ uint64_t depot_bytes() { return depot.bytes.load(std::memory_order_relaxed); }
 
 void retire_batch(Cache* c, uint32_t k) {
     ClassCache& cc = c->cls[k];
-    if (cc.full) {
-        c->cached_bytes -= batch_bytes(k);
-        depot_put(k, cc.full);
-    }
+    if (cc.full) depot_put(k, cc.full);
     cc.full = cc.head;
     cc.head = nullptr;
     cc.count = 0;
@@ -96,7 +93,6 @@ void* alloc_slow(size_t size) {
             ClassCache& cc = c->cls[k];
             cc.head = b->next;
             cc.count = BATCH - 1;
-            c->cached_bytes += (BATCH - 1) * class_bytes(k);
             return b;
         }
     }
@@ -125,32 +121,40 @@ void thread_init() {
     Cache* c = static_cast<Cache*>(port::alloc(sizeof(Cache)));
     if (!c) return;  // no cache: plain malloc, still correct
     for (uint32_t i = 0; i < CLASSES; i++) c->cls[i] = ClassCache{nullptr, nullptr, 0};
-    c->cached_bytes = 0;
     t_cache = c;
     depot.caches.fetch_add(1, std::memory_order_relaxed);
 }
 
+uint64_t cached_bytes() {
+    Cache* c = t_cache;
+    if (!c) return 0;
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < CLASSES; i++)
+        n += (c->cls[i].count + (c->cls[i].full ? BATCH : 0)) * class_bytes(i);
+    return n;
+}
+
 void trim(uint64_t keep) {
     Cache* c = t_cache;
+    uint64_t mine = cached_bytes();
     // This thread's blocks first (they are the ones its idle worker holds),
     // largest classes first.
     for (uint32_t i = CLASSES; c && i-- > 0;) {
         ClassCache& cc = c->cls[i];
-        if (cc.full && c->cached_bytes + depot_bytes() > keep) {
-            c->cached_bytes -= batch_bytes(i);
+        if (cc.full && mine + depot_bytes() > keep) {
+            mine -= batch_bytes(i);
             free_list(cc.full);
             cc.full = nullptr;
         }
         while (FreeBlock* b = cc.head) {
-            if (c->cached_bytes + depot_bytes() <= keep) break;
+            if (mine + depot_bytes() <= keep) break;
             cc.head = b->next;
             cc.count--;
-            c->cached_bytes -= class_bytes(i);
+            mine -= class_bytes(i);
             heap_free(b);
         }
     }
     // Then the depot's batches, largest classes first.
-    uint64_t mine = cached_bytes();
     for (uint32_t i = CLASSES; i-- > 0;) {
         for (;;) {
             FreeBlock* batch;

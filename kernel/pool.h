@@ -82,10 +82,10 @@ struct ClassCache {
     uint32_t count;
 };
 
+// No byte total is kept: alloc and free touch only their class's entry
+// (cached_bytes() adds the classes up, when a worker is about to park).
 struct Cache {
     ClassCache cls[CLASSES];
-    uint64_t cached_bytes;  // on all the lists, counted as class bytes (each
-                            // block holds a line and malloc's header more of heap)
 };
 
 // This thread's cache, or nullptr (not a worker). initial-exec: no
@@ -116,7 +116,6 @@ inline void* alloc_cached(size_t size) {
         } else {
             return nullptr;  // alloc_slow looks in the depot
         }
-        c->cached_bytes -= class_bytes(k);
         return b;
     }
     return nullptr;
@@ -146,7 +145,6 @@ inline void free(void* p, size_t size) {
         b->next = cc.head;
         cc.head = b;
         cc.count++;
-        c->cached_bytes += class_bytes(k);
         return;
     }
     free_slow(p, size);
@@ -156,8 +154,10 @@ inline void free(void* p, size_t size) {
 void thread_init();
 void thread_exit();
 
-// Bytes the calling thread's cache holds (0 without a cache).
-inline uint64_t cached_bytes() { return t_cache ? t_cache->cached_bytes : 0; }
+// Bytes the calling thread's cache holds (0 without a cache), counted as
+// class bytes (each block holds a line and malloc's header more of heap).
+// A loop over the classes.
+uint64_t cached_bytes();
 // Bytes the depot holds (a snapshot).
 uint64_t depot_bytes();
 // Frees cached blocks, largest classes first, this thread's and then the

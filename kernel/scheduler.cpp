@@ -137,7 +137,9 @@ inline void announce_pushes(Worker* w) {
 }
 inline TaskHeader* pop_local(Worker* w) {
     TaskHeader* t = w->queue.pop();
-    if (t && w->unannounced) {
+    if (!t) return nullptr;
+    prefetch_task_rest(t);
+    if (w->unannounced) {
         w->unannounced = false;
         weft_arch_fence_after_rmw();  // the pop's CAS, after the pushes
         if (w->shared->idle.may_want_notify()) notify_parked_local_slow(w->shared);
@@ -547,7 +549,6 @@ inline bool begin_run(TaskHeader* t) {
 // Returns false when this thread lost w during the poll (pulse.h): the task
 // has been dealt with, and the caller must not touch w again.
 bool run_task(Worker* w, TaskHeader* t) {
-    prefetch_task_rest(t);
     if (__builtin_expect(w->unannounced, 0)) announce_pushes(w);  // t came from elsewhere than pop_local
     if (!begin_run(t)) return true;
     // The failure policy shut the runtime down (failure.h): a task queued or
@@ -648,6 +649,7 @@ TaskHeader* pull_from_inject(Worker* w) {
     // The task that runs after batch[0] (the local queue's pop asks for the
     // one after each task it hands out, not for the first).
     if (n > 1) prefetch_task(batch[1]);
+    prefetch_task_rest(batch[0]);
     return batch[0];
 }
 
@@ -710,6 +712,7 @@ TaskHeader* next_task(Worker* w) {
         }
         if (timers_fire(w, false)) t_win_start = 0;  // expired timers' tasks join the queue's back
         if (TaskHeader* t = w->shared->inject.pop()) {
+            prefetch_task_rest(t);
             WorkerMetrics::bump(w->metrics.inject_pops);
             // The tasks left in the local queue now wait behind this one,
             // which may run long: offer them (a lone yielding task was
@@ -758,6 +761,7 @@ TaskHeader* steal_work(Worker* w) {
         if (v == w->index) continue;
         uint32_t stolen = 0;
         if (TaskHeader* t = sh->workers[v].queue.steal_into(w->queue, &stolen)) {
+            prefetch_task_rest(t);
             WorkerMetrics::bump(w->metrics.steals);
             WorkerMetrics::bump(w->metrics.stolen_tasks, stolen);
             return t;
