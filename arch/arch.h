@@ -14,10 +14,6 @@
 //                            lock-prefixed instruction is one; a real fence
 //                            elsewhere (Linux's smp_mb__after_atomic). Only
 //                            right after an RMW that is known to have run.
-//   weft_arch_full_fence()   a full (seq_cst) fence, as
-//                            std::atomic_thread_fence(seq_cst) but cheaper
-//                            where the ISA allows (x86-64: a locked OR on the
-//                            stack instead of MFENCE)
 //   WEFT_ARCH_NAME           a string for diagnostics
 // Nothing here allocates or calls the OS. No STL.
 #ifndef WEFT_ARCH_ARCH_H

@@ -117,7 +117,7 @@ __attribute__((noinline)) void notify_parked_local_slow(Shared* sh) {
     if (w >= 0) sh->workers[w].parker.unpark();
 }
 inline void notify_parked_local(Shared* sh) {
-    weft_arch_full_fence();
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     if (sh->idle.may_want_notify()) notify_parked_local_slow(sh);
 }
 
@@ -814,7 +814,7 @@ void leave_searching(Worker* w) {
     // still searching, our queue reads below see its task. Not needed
     // against lost wake-ups (every parker rechecks the queues; park.pml,
     // MUT_NO_LAST_SEARCHER), only to get a helper going sooner.
-    weft_arch_full_fence();
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     if (work_pending(sh)) notify_parked(sh);
 }
 
@@ -905,7 +905,7 @@ bool park(Worker* w) {
     sh->idle.to_parked(w->index, w->searching);
     w->searching = false;
     w->parked_hint.store(true, std::memory_order_relaxed);
-    weft_arch_full_fence();
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     if (work_pending(sh)) notify_parked(sh);
     WorkerMetrics::bump(w->metrics.parks);
     // A cache holding a burst's memory is trimmed after IDLE_TRIM_NS of

@@ -10,7 +10,6 @@
 #define WEFT_ARCH_NAME "aarch64"
 static inline void weft_arch_cpu_relax(void) { __asm__ __volatile__("yield" ::: "memory"); }
 static inline void weft_arch_fence_after_rmw(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
-static inline void weft_arch_full_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 static inline uint64_t weft_arch_cycles(void) {
     uint64_t v;
     __asm__ __volatile__("mrs %0, cntvct_el0" : "=r"(v));

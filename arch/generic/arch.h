@@ -9,7 +9,6 @@
 #define WEFT_ARCH_NAME "generic"
 static inline void weft_arch_cpu_relax(void) { __asm__ __volatile__("" ::: "memory"); }
 static inline void weft_arch_fence_after_rmw(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
-static inline void weft_arch_full_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 static inline uint64_t weft_arch_cycles(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -7,5 +7,4 @@
 #define WEFT_ARCH_NAME "powerpc64"
 static inline void weft_arch_cpu_relax(void) { __asm__ __volatile__("or 27,27,27" ::: "memory"); }
 static inline void weft_arch_fence_after_rmw(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
-static inline void weft_arch_full_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 static inline uint64_t weft_arch_cycles(void) { return __builtin_ppc_get_timebase(); }

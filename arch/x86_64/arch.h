@@ -12,22 +12,4 @@ static inline void weft_arch_cpu_relax(void) { __builtin_ia32_pause(); }
 // Locked instructions (lock cmpxchg, xadd, xchg) are full barriers on x86-64
 // (Intel SDM vol. 3, 9.2.2): only the compiler must not move accesses across.
 static inline void weft_arch_fence_after_rmw(void) { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
-// A full fence: a locked OR of zero into the red zone below the stack
-// pointer, as Linux's smp_mb() does. The same ordering as MFENCE for the
-// write-back memory weft uses (MFENCE also orders non-temporal stores and
-// write-combining memory), at two thirds of the cost: 7.9 against 12.1 ns
-// with a store pending, on the 2-vCPU development VM. ThreadSanitizer does
-// not see inline assembly, so its builds keep the library fence.
-#if defined(__SANITIZE_THREAD__)
-#define WEFT_ARCH_FULL_FENCE_IS_LIBRARY 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define WEFT_ARCH_FULL_FENCE_IS_LIBRARY 1
-#endif
-#endif
-#ifdef WEFT_ARCH_FULL_FENCE_IS_LIBRARY
-static inline void weft_arch_full_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
-#else
-static inline void weft_arch_full_fence(void) { __asm__ __volatile__("lock orq $0, -8(%%rsp)" ::: "memory", "cc"); }
-#endif
 static inline uint64_t weft_arch_cycles(void) { return __builtin_ia32_rdtsc(); }
