@@ -25,7 +25,8 @@
  *   steal are single atomic steps (the lock-free protocol inside them is
  *   checked by local_queue.pml; tasks a thief has claimed but not yet
  *   published belong to a thread that is awake and will run one of them and
- *   then, as last searcher, notify); the inject queue is under a mutex in
+ *   then, as last searcher, notify, since the rest sit in its own queue,
+ *   which work_pending sees); the inject queue is under a mutex in
  *   C++ and a channel here. spin_search's extra looks and random victim
  *   order are left out (fewer looks can only make a lost wake-up likelier).
  *   Futex waits never wake spuriously here (the worst case for wake-ups),

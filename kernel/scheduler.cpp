@@ -730,10 +730,10 @@ TaskHeader* next_task(Worker* w) {
     if (TaskHeader* t = pull_from_inject(w)) return t;
     // The fairness tick's io_tick may have woken a task into the LIFO slot
     // (after the check at the top). Returning nothing here would send this
-    // worker searching with work in hand, and finding it as the last
-    // searcher it would wake a parked worker for nothing: with one echo
-    // connection that was one needless wake-up (eventfd write, futile search,
-    // park) every ~90 round trips (bench/RESULTS.md, issue 6).
+    // worker searching with work in hand: a search and a spin for nothing
+    // (with one echo connection the last searcher also used to wake a parked
+    // worker then, every ~90 round trips: bench/RESULTS.md, issue 6; it now
+    // wakes one only for queued work, leave_searching).
     if (TaskHeader* t = w->lifo) {
         w->lifo = nullptr;
         return t;
@@ -813,8 +813,9 @@ void leave_searching(Worker* w) {
     // pusher's (publish; SeqCst fence; load state): if its load saw us
     // still searching, our queue reads below see its task. Not needed
     // against lost wake-ups (every parker rechecks the queues; park.pml,
-    // MUT_NO_LAST_SEARCHER), only to get a helper going sooner.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    // MUT_NO_LAST_SEARCHER), only to get a helper going sooner. The RMW
+    // just ran, so it serves as the fence (free on x86-64).
+    weft_arch_fence_after_rmw();
     if (work_pending(sh)) notify_parked(sh);
 }
 

@@ -112,7 +112,13 @@ inline constexpr uint32_t FORK_EXPOSE_BATCH = 32;
 // idle runtime still goes to sleep at once in CPU terms. The spinner calls
 // sched_yield every few microseconds (spin_search): a thread woken onto its
 // CPU (the plain thread a task just answered) runs then, not when the spin
-// ends; the kernel does not preempt a spinner for it.
+// ends: Linux 6.18 (EEVDF) did not preempt the spinner for it here, and the
+// woken thread waited out the 50 us. The cost: on a CPU shared with another
+// runnable thread, a yield can keep the spinner off the CPU for a time
+// slice (about a millisecond) while it still counts as searching, so
+// pushers meanwhile wake nobody; before, a preemption of the spinner had
+// the same effect, only rarer. The spinner gives the CPU to that thread
+// either way, and the pusher's own worker still runs what it pushed.
 inline constexpr uint64_t SEARCH_SPIN_NS = 50000;
 
 inline constexpr uint32_t POLL_HIST_BUCKETS = 24;

@@ -117,8 +117,12 @@ inline void prefetch_task(const TaskHeader* t) {
 // in together instead of missing on each in turn (`timers`, 400-byte tasks:
 // 399 -> 391 ns per task; yield_many unchanged). Only for a task taken from
 // a queue (local, stolen, injected), which is likely cold; not for one from
-// the LIFO slot or the fork stack, spawned or woken by this worker just
-// before: there the loop was 22 of skynet's ~810 instructions per task.
+// the LIFO slot or the fork stack, which this worker spawned just before
+// (there the loop was 22 of skynet's ~810 instructions per task). A task
+// woken into the LIFO slot (a channel's receiver, an I/O completion) or put
+// on the fork stack by a handoff or a timer batch may be cold and larger
+// than 256 bytes; those go without (ping_pong, whose tasks are woken so,
+// measured unchanged).
 inline void prefetch_task_rest(const TaskHeader* t) {
     const char* p = reinterpret_cast<const char*>(t);
     uint32_t end = t->alloc_size < 512 ? t->alloc_size : 512;

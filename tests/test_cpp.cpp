@@ -479,7 +479,6 @@ TEST(Cpp, RuntimeDestroyedAroundSuspendedDetachedTasks) {
     EXPECT_EQ(destroyed.load(), 10);
 }
 
-
 TEST(Cpp, SpawnOutsideARuntimeThrows) {
     // The frame holds a copy of the token until it is destroyed.
     auto token = std::make_shared<int>(3);

@@ -254,6 +254,26 @@ TEST(TpcBasic, CppExecutorSpawnsAndJoins) {
     EXPECT_EQ(m.signals, 0u) << "nothing but the owner thread ever woke it";
 }
 
+// weft::spawn_detached (weft.hpp) inside an executor's task spawns onto that
+// executor (weft_task_spawn with rt and join NULL), like weft::spawn.
+TEST(TpcBasic, SpawnDetachedFromATaskRunsOnTheExecutor) {
+    weft::tpc::Executor ex;
+    int ran = 0;
+    ex.block_on([](int* ran) -> weft::Task<void> {
+        for (int i = 0; i < 10; i++)
+            weft::spawn_detached([](int* ran) -> weft::Task<void> {
+                ++*ran;  // the executor's own thread: no other thread touches it
+                co_return;
+            }(ran));
+        while (*ran < 10) co_await weft::yield_now();
+    }(&ran));
+    EXPECT_EQ(ran, 10);
+    weft_tpc_metrics m = ex.metrics();
+    EXPECT_EQ(m.spawned_local, 11u) << "the ten and the block_on task";
+    EXPECT_EQ(m.spawned_remote, 0u);
+    EXPECT_EQ(m.live_tasks, 0u);
+}
+
 TEST(TpcBasic, CAbiSpawnBlockOnTakeFree) {
     weft_tpc* ex = new_exec();
     ASSERT_NE(ex, nullptr);

@@ -198,8 +198,10 @@ typedef struct weft_task_vtable {
  * state_size too large). The task must then be spawned or released with
  * weft_task_release_unspawned. */
 WEFT_API void* weft_task_alloc(size_t state_size, const weft_task_vtable* vtable);
-/* Spawns a task made by weft_task_alloc (rt NULL: the current runtime). On
- * failure drop_future has run and the memory is freed. */
+/* Spawns a task made by weft_task_alloc (rt NULL: the runtime of the calling
+ * worker, or the thread-per-core executor of the calling thread). join NULL:
+ * the task is detached (no handle is made, which saves the handle's atomic
+ * release). On failure drop_future has run and the memory is freed. */
 WEFT_API int weft_task_spawn(weft_runtime* rt, void* state, weft_join** join);
 /* weft_task_spawn with flags:
  *   WEFT_SPAWN_FORK  the task is a fork-join child of the calling task (on a

@@ -635,8 +635,9 @@ JoinHandle<T> spawn(Task<T>&& task) {
 // the handle, which saves the handle's reference and its release (an atomic
 // read-modify-write on the task, right after the stores that set it up).
 // For fire-and-forget work: a connection's handler, the next link of a
-// chain. The result is dropped; a failure (an exception) is reported as a
-// detached task's (weft.h, "failures").
+// chain. Like spawn, onto the runtime of the calling worker or the thread-
+// per-core executor of the calling thread. The result is dropped; a failure
+// (an exception) is reported as a detached task's (weft.h, "failures").
 template <class T>
 void spawn_detached(Task<T>&& task) {
     detail::spawn_detached_on<T>(nullptr, std::move(task));
