@@ -814,9 +814,12 @@ void leave_searching(Worker* w) {
     // still searching, our queue reads below see its task. Not needed
     // against lost wake-ups (every parker rechecks the queues; park.pml,
     // MUT_NO_LAST_SEARCHER), only to get a helper going sooner. The RMW
-    // just ran, so it serves as the fence (free on x86-64).
+    // just ran, so it serves as the fence (free on x86-64). With every
+    // worker awake there is nobody to wake (notify_parked would find so),
+    // and the scan of every queue's line is skipped: one load of the idle
+    // word instead, on the way to the task this worker found.
     weft_arch_fence_after_rmw();
-    if (work_pending(sh)) notify_parked(sh);
+    if (sh->idle.may_want_notify() && work_pending(sh)) notify_parked(sh);
 }
 
 // Returns false when this thread lost w (pulse.h).
