@@ -358,10 +358,16 @@ proctype worker(byte me) {
              atomic { prev = nsearch; nsearch-- };          /* from_searching */
 #ifndef MUT_NO_LAST_SEARCHER
              /* the last searcher wakes another only for work still queued
-              * (after a SeqCst fence: the queue loads follow the RMW) */
+              * and only if some worker is parked (may_want_notify: a
+              * relaxed load; after a SeqCst fence: the loads follow the
+              * RMW) */
              if
              :: prev == 1 ->
-                work_pending(pend);
+                atomic { pend = (nsearch == 0 && nunpark < NW) };
+                if
+                :: pend -> work_pending(pend)
+                :: else -> skip
+                fi;
                 if
                 :: pend -> notify_parked()
                 :: else -> skip
