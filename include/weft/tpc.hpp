@@ -32,12 +32,7 @@
 namespace weft::tpc {
 
 namespace detail {
-template <class T>
-void* release_state(Task<T>&& task, const char* what) {
-    auto h = task.release();
-    if (!h) weft::detail::throw_error_suffix(WEFT_EINVAL, what, " of an empty Task");
-    return weft::detail::state_of_frame<T>(h.address());
-}
+using weft::detail::release_state;  // weft.hpp
 }  // namespace detail
 
 // Spawns onto the executor of the calling thread (inside one of its tasks,

@@ -605,21 +605,26 @@ private:
 };
 
 namespace detail {
+// Takes the frame out of task (which is left empty) for a spawn: the
+// kernel's state pointer. An empty Task is refused with "<what> of an empty
+// Task". Every spawn wrapper (here and tpc.hpp) goes through it.
+template <class T>
+void* release_state(Task<T>&& task, const char* what) {
+    auto h = task.release();
+    if (!h) throw_error_suffix(WEFT_EINVAL, what, " of an empty Task");
+    return state_of_frame<T>(h.address());
+}
 template <class T>
 JoinHandle<T> spawn_on(weft_runtime* rt, Task<T>&& task) {
-    auto h = task.release();
-    if (!h) throw_error(WEFT_EINVAL, "weft::spawn of an empty Task");
+    void* state = release_state(std::move(task), "weft::spawn");
     weft_join* j = nullptr;
-    void* state = state_of_frame<T>(h.address());
     int r = weft_task_spawn(rt, state, &j);
     if (r != 0) throw_error(r, "weft::spawn");
     return JoinHandle<T>(j, state);
 }
 template <class T>
 void spawn_detached_on(weft_runtime* rt, Task<T>&& task) {
-    auto h = task.release();
-    if (!h) throw_error(WEFT_EINVAL, "weft::spawn_detached of an empty Task");
-    int r = weft_task_spawn(rt, state_of_frame<T>(h.address()), nullptr);
+    int r = weft_task_spawn(rt, release_state(std::move(task), "weft::spawn_detached"), nullptr);
     if (r != 0) throw_error(r, "weft::spawn_detached");
 }
 }  // namespace detail
