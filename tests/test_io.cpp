@@ -920,10 +920,16 @@ TEST(IoCpp, OneConnectionCostsTwoEntersPerRoundTripAndWakesNoOtherWorker) {
         << " round trips served by worker " << serving;
     if (io_after.backend == WEFT_IO_URING) {
         // Exactly 2 per round trip, give or take the enter in progress when
-        // each count was read.
+        // each count was read, plus one for the idle worker's park allowed
+        // above (the count is the runtime's: that park is an io_uring_enter
+        // too; beside two CPU hogs it came 5 times in 100 runs, each with the
+        // idle worker's one park).
         uint64_t enters = io_after.enters - io_before.enters;
+        uint64_t idle_parks = after[idle].parks - before[idle].parks;
         EXPECT_GE(enters, 2u * ROUNDS - 1);
-        EXPECT_LE(enters, 2u * ROUNDS + 1) << "io_uring_enter per round trip: " << (double)enters / ROUNDS;
+        EXPECT_LE(enters, 2u * ROUNDS + 1 + idle_parks)
+            << "io_uring_enter per round trip: " << (double)enters / ROUNDS << "; the idle worker parked "
+            << idle_parks << " times";
     }
     ::shutdown(pair.peer.fd, SHUT_WR);  // EOF: the echo task ends
     server.join();
