@@ -105,10 +105,14 @@ uint64_t since(Clock::time_point t) {
 // ---- 1. spawn_many_local -------------------------------------------------------
 // The Tokio shape: a JoinHandle per task, awaited in spawn order.
 // spawn_many_local_fork_join writes the same batch with weft::ForkJoin, for
-// reference: with 10,000 children finishing on both workers its one counter
-// is contended, so for a flat batch this large the JoinHandles are faster
-// (about 120 vs 230 ns per task here); ForkJoin is for divide-and-conquer
-// fan-out (skynet).
+// reference; for a flat batch this large the JoinHandles are faster (about
+// 55 vs 120 ns per task here). Not the counter (the workers batch their
+// updates to it): perf puts 30% of the fork-join version's cycles on the
+// other worker searching and stealing (fork-stack children are offered at
+// most 32 at a time), and 18% on the spawner's allocations missing the
+// cache: a child frees its block on the worker that ran it, so half of them
+// come back to the spawner cold, where a JoinHandle's last release is the
+// spawner's own. ForkJoin is for divide-and-conquer fan-out (skynet).
 weft::Task<void> bump(std::atomic<uint64_t>* counter) {
     counter->fetch_add(1, std::memory_order_relaxed);
     co_return;

@@ -267,6 +267,19 @@ int weft_task_spawn_ex(weft_runtime* rt, void* state, weft_join** join, uint32_t
     return r;
 }
 
+int weft_task_spawn_fork(void* state, void* group) {
+    if (!state) return WEFT_EINVAL;
+    TaskHeader* t = TaskHeader::from_state(state);
+    if (!group) {
+        task_release_unspawned(t);
+        return WEFT_EINVAL;
+    }
+    if (t_runtime) return task_spawn(t_runtime, t, false, true, group);
+    // Elsewhere a group is only a name: a thread-per-core executor's local
+    // spawn, or the refusal that weft_task_spawn_ex gives.
+    return weft_task_spawn_ex(nullptr, state, nullptr, WEFT_SPAWN_FORK);
+}
+
 int weft_task_spawn(weft_runtime* rt, void* state, weft_join** join) {
     return weft_task_spawn_ex(rt, state, join, 0);
 }

@@ -33,6 +33,28 @@ namespace {
 
 // The task being polled on this thread (t_worker: scheduler.h).
 __attribute__((tls_model("initial-exec"))) thread_local TaskHeader* t_current = nullptr;
+
+// Finished children of one fork-join group whose count this thread holds
+// (weft_fork_done): flush(group, n) counts them (flush_fork_held), before the
+// thread polls any task that is not an unstarted child of that group, and
+// before it looks for work elsewhere, parks, stops or goes on without its
+// worker. n == 0: none held. Per thread, not per worker: a thread that loses
+// its worker in a child's poll (pulse.h) keeps what it holds until that poll
+// ends, and the group cannot complete before then anyway.
+struct ForkHeld {
+    void* group;
+    weft_fork_flush_fn flush;
+    uint32_t n;
+};
+constinit __attribute__((tls_model("initial-exec"))) thread_local ForkHeld t_fork_held = {nullptr, nullptr, 0};
+
+// Counts the fork-join children this thread holds. Not inside another
+// task's poll; the flush may wake the group's parent.
+__attribute__((noinline)) void flush_fork_held() {
+    ForkHeld h = t_fork_held;
+    t_fork_held.n = 0;
+    h.flush(h.group, h.n);
+}
 // Set when the task being polled wakes itself (see run_task).
 __attribute__((tls_model("initial-exec"))) thread_local bool t_self_woken = false;
 // Set while complete() wakes the task awaiting the finished one's JoinHandle
@@ -516,6 +538,7 @@ __attribute__((noinline)) void finish_after_losing_worker(Shared* sh, TaskHeader
     t_worker = nullptr;
     store_released(t_thread);
     after_poll_coreless(sh, t, r);
+    if (t_fork_held.n != 0) flush_fork_held();  // held in t's poll
 }
 
 // Takes RUNNING for a dequeued task. Returns false when there is nothing to
@@ -546,10 +569,19 @@ inline bool begin_run(TaskHeader* t) {
     return false;
 }
 
+// Whether this thread may keep holding its fork-join counts while it polls
+// t: t is an unstarted child of the same group (fork_group is valid while
+// the task has never suspended). The group cannot complete before t
+// finishes, so holding them delays nobody.
+inline bool fork_held_across(const TaskHeader* t) {
+    return t->owned_shard == OWNED_UNBOUND && t->fork_group == t_fork_held.group;
+}
+
 // Returns false when this thread lost w during the poll (pulse.h): the task
 // has been dealt with, and the caller must not touch w again.
 bool run_task(Worker* w, TaskHeader* t) {
     if (__builtin_expect(w->unannounced, 0)) announce_pushes(w);  // t came from elsewhere than pop_local
+    if (t_fork_held.n != 0 && !fork_held_across(t)) flush_fork_held();
     if (!begin_run(t)) return true;
     // The failure policy shut the runtime down (failure.h): a task queued or
     // yielding is cancelled here rather than polled; suspended ones are
@@ -1027,6 +1059,12 @@ bool worker_loop(Worker* w) {
         // (No epoch check here: scheduler code runs in state IDLE, where
         // the monitor never commits; the next poll's end or park notices.)
         TaskHeader* t = next_task(w);
+        if (!t && t_fork_held.n != 0) {
+            // Out of local work: hand over the held counts before looking
+            // elsewhere (a child that a thief took may have been the last).
+            flush_fork_held();
+            t = next_task(w);
+        }
         if (!t && timers_fire(w, true)) {
             t_win_start = 0;
             t = next_task(w);
@@ -1044,6 +1082,7 @@ bool worker_loop(Worker* w) {
         }
         if (!park(w)) return false;
     }
+    if (t_fork_held.n != 0) flush_fork_held();
     return true;
 }
 
@@ -1134,6 +1173,9 @@ void* thread_main(void* arg) {
             }
             if (worker_loop(w)) {
                 drain_worker(w);
+                // A drop function run by the drain (t_current is the task it
+                // drops) may have reported a fork child (weft_fork_done).
+                if (t_fork_held.n != 0) flush_fork_held();
                 break;
             }
             t_worker = nullptr;
@@ -1417,8 +1459,47 @@ void task_release_unspawned(TaskHeader* t) {
     pool::free(t, t->alloc_size);
 }
 
-int task_spawn(Shared* sh, TaskHeader* t, bool with_join, bool fork) {
+namespace {
+// weft_fork_done when this thread holds another group's counts (a child
+// that was not the next unstarted one of its group, or a C caller's own
+// groups): those are counted first.
+__attribute__((noinline)) int fork_done_switch(void* group, weft_fork_flush_fn flush, uint32_t uncounted) {
+    flush_fork_held();
+    if (uncounted <= 1) return 1;
+    t_fork_held = ForkHeld{group, flush, 1};
+    return 0;
+}
+}  // namespace
+
+}  // namespace weft::kernel
+
+// In this file, not abi.cpp: its fast path reads this file's thread-locals.
+int weft_fork_done(void* group, weft_fork_flush_fn flush, uint32_t uncounted) {
+    using namespace weft::kernel;
+    if (__builtin_expect(!group || !flush || uncounted == 0, 0)) return WEFT_EINVAL;
+    // Only a poll run by a worker's loop holds a count: that loop is what
+    // flushes it (a coreless poll has no worker).
+    if (!t_worker || !t_current) return 1;
+    ForkHeld& h = t_fork_held;
+    uint32_t n = 1;
+    if (h.n != 0) {
+        if (__builtin_expect(h.group != group || h.flush != flush, 0)) return fork_done_switch(group, flush, uncounted);
+        n = h.n + 1;
+    }
+    if (uncounted <= n) {
+        // No other child pending: this is the last one, count all now.
+        h.n = 0;
+        return (int)n;
+    }
+    h = ForkHeld{group, flush, n};
+    return 0;
+}
+
+namespace weft::kernel {
+
+int task_spawn(Shared* sh, TaskHeader* t, bool with_join, bool fork, void* group) {
     t->shared = sh;
+    t->fork_group = group;  // read only while owned_shard == OWNED_UNBOUND
     t->id = next_task_id();
     // Queued RUNNING (task_state.h init_running): the first poll skips the
     // state word's CAS (begin_run). skynet: one locked instruction of about

@@ -27,7 +27,12 @@
 // cannot be stolen while their worker is stuck in a long poll; handing a
 // stuck worker's queues to another thread is the pulse subsystem's job. Fairness: every INJECT_INTERVAL
 // polls the inject queue and then the local queue are served first, so a
-// large tree cannot starve other tasks.
+// large tree cannot starve other tasks. Completion counts: a batch's
+// children that run here one after another report to weft_fork_done, and
+// the thread keeps their count (scheduler.cpp, ForkHeld) until it polls a
+// task that is not an unstarted child of that batch, runs out of tasks,
+// stops, or ends a poll without its worker; the batch's last child counts
+// them all in one atomic update.
 // Idle workers steal half of a random victim's queue (at most half the
 // workers search at once) and then park on a futex (idle.h, parker.h).
 //
@@ -346,7 +351,8 @@ inline TaskHeader* task_alloc(size_t state_size, const weft_task_vtable* vt) {
 }
 // Spawns onto sh; on failure the future is dropped and the memory freed.
 // fork: a fork-join child of the calling task (WEFT_SPAWN_FORK).
-int task_spawn(Shared* sh, TaskHeader* t, bool with_join, bool fork = false);
+// group: the fork-join group of a fork child (weft_task_spawn_fork), or nullptr.
+int task_spawn(Shared* sh, TaskHeader* t, bool with_join, bool fork = false, void* group = nullptr);
 // Frees a never-spawned task (drop_future runs).
 void task_release_unspawned(TaskHeader* t);
 // A C task (weft_task_desc) not yet spawned; on failure desc->drop has run.

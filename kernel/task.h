@@ -67,6 +67,10 @@ struct alignas(16) TaskHeader {
     union {
         TaskHeader* owned_prev;      // 8
         void* tpc_exec;              //     tpc::Executor* that runs it
+        // While owned_shard == OWNED_UNBOUND (never suspended, so in no
+        // list): the fork-join group it was spawned into, or nullptr
+        // (weft_task_spawn_fork; Worker::fork_held in scheduler.h).
+        void* fork_group;
     };
     union {
         TaskHeader* owned_next;      // 8

@@ -547,6 +547,72 @@ TEST(Pulse, TheLifoSlotMovesWithAHandedOffWorker) {
     EXPECT_GE(total_metric(rt.get(), &weft_worker_metrics_ex::handoffs), 1u);
 }
 
+// A thread that holds fork-join counts (weft_fork_done) and loses its worker
+// in the poll of the group's next child counts what it held when that poll
+// ends: otherwise, as a spare without a worker, it would sit on them and the
+// group would never complete. Children run newest first: c2 reports (its
+// count is held), c1 hogs until released and counts itself, c0 runs on the
+// spare thread that takes the worker over.
+TEST(Pulse, ForkCountsHeldByAThreadThatLosesItsWorkerAreCountedWhenItsPollEnds) {
+    REQUIRE_PULSE();
+    PulseRig s(1);
+    weft::Runtime rt(s.cfg);
+    if (!handoff_available(rt.get())) GTEST_SKIP() << "no membarrier: no handoff here";
+    struct Group {
+        std::atomic<uint32_t> pending{3};
+        std::atomic<uint32_t> flushes{0};
+        std::atomic<bool> release{false};
+        std::atomic<int> answers[3] = {-100, -100, -100};
+        std::atomic<int> spawn_errors{0};
+        static void flush(void* g, uint32_t n) {
+            auto* f = static_cast<Group*>(g);
+            f->flushes.fetch_add(1);
+            f->pending.fetch_sub(n);
+        }
+    } g;
+    struct Child {
+        Group* g;
+        int index;
+        static int poll(void* st, weft_context*) {
+            auto* c = static_cast<Child*>(st);
+            Group* g = c->g;
+            if (c->index == 1) {
+                while (!g->release.load()) std::this_thread::yield();  // a hog
+                g->pending.fetch_sub(1);  // counts itself
+                return WEFT_READY;
+            }
+            int r = weft_fork_done(g, &Group::flush, g->pending.load());
+            g->answers[c->index].store(r);
+            if (r > 0) g->pending.fetch_sub((uint32_t)r);
+            return WEFT_READY;
+        }
+        static void drop(void*) {}
+    };
+    static const weft_task_vtable vt = {Child::poll, Child::drop, Child::drop};
+    auto root = rt.spawn([](Group* g) -> weft::Task<void> {
+        for (int i = 0; i < 3; i++) {
+            void* st = weft_task_alloc(sizeof(Child), &vt);
+            *static_cast<Child*>(st) = Child{g, i};
+            if (weft_task_spawn_fork(st, g) != 0) g->spawn_errors.fetch_add(1);
+        }
+        co_return;
+    }(&g));
+    root.join();
+    // c0 ran on the spare thread, and its count went in: it held it, found
+    // nothing else to run and flushed.
+    spin_until([&] {
+        s.clock.step(1 * MS);
+        return g.answers[0].load() != -100 && g.pending.load() == 2;
+    });
+    EXPECT_GE(handoffs(rt.get()), 1u);
+    EXPECT_EQ(g.answers[2].load(), 0) << "c2's count was held by the thread that runs c1";
+    EXPECT_EQ(g.answers[0].load(), 0) << "c1 still pending: held, then flushed";
+    g.release.store(true);
+    spin_until([&] { return g.pending.load() == 0; });
+    EXPECT_EQ(g.flushes.load(), 2u);
+    EXPECT_EQ(g.spawn_errors.load(), 0);
+}
+
 // At the bound, no handoff: the event says so and nothing is lost.
 TEST(Pulse, AtTheSpareBoundTheStuckWorkerKeepsItsQueues) {
     REQUIRE_PULSE();

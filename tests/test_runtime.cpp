@@ -527,6 +527,300 @@ TEST(Runtime, RawTaskApi) {
     EXPECT_EQ(spawned.drops.load(), 100) << "completed: drop_output once, never drop_future";
 }
 
+// ---- fork-join groups: weft_task_spawn_fork / weft_fork_done ----------------------
+//
+// A group here is a counter of pending children. Each child reports itself
+// with weft_fork_done and counts what it is told to count; the worker counts
+// the rest through ForkGroup::flush. Whoever counts, every child is counted
+// exactly once (pending reaches 0, never below).
+
+struct ForkGroup {
+    std::atomic<uint32_t> pending{0};
+    std::atomic<uint32_t> flushes{0};       // flush calls
+    std::atomic<uint32_t> flushed{0};       // children counted by them
+    std::atomic<uint32_t> by_children{0};   // children counted by a child's own return value
+    std::atomic<int> errors{0};
+    static void flush(void* g, uint32_t n) {
+        auto* f = static_cast<ForkGroup*>(g);
+        if (n == 0 || n > f->pending.load()) f->errors.fetch_add(1);
+        f->flushes.fetch_add(1);
+        f->flushed.fetch_add(n);
+        f->pending.fetch_sub(n);
+    }
+    // What a child does as it finishes: *answer gets weft_fork_done's answer
+    // (before the count, which is what the test thread waits for).
+    void child_finished(int* answer) {
+        int r = weft_fork_done(this, &flush, pending.load());
+        *answer = r;
+        if (r < 0) {
+            errors.fetch_add(1);
+        } else if (r > 0) {
+            by_children.fetch_add((uint32_t)r);
+            pending.fetch_sub((uint32_t)r);
+        }
+    }
+};
+
+// A raw fork child: records its turn and what weft_fork_done said.
+struct ForkChild {
+    ForkGroup* g;
+    int index;
+    std::vector<int>* order;    // indexes in run order (one worker: polls are serialised)
+    std::vector<int>* answers;  // weft_fork_done's answer, by index
+    bool report;                // false: counts itself without weft_fork_done
+    static int poll(void* s, weft_context*) {
+        auto* c = static_cast<ForkChild*>(s);
+        c->order->push_back(c->index);
+        if (c->report) {
+            c->g->child_finished(&(*c->answers)[c->index]);
+        } else {
+            c->g->pending.fetch_sub(1);
+        }
+        return WEFT_READY;
+    }
+    static void drop(void*) {}
+};
+const weft_task_vtable fork_child_vt = {ForkChild::poll, ForkChild::drop, ForkChild::drop};
+
+int spawn_fork_child(ForkGroup* g, int index, std::vector<int>* order, std::vector<int>* answers, bool report = true) {
+    void* s = weft_task_alloc(sizeof(ForkChild), &fork_child_vt);
+    if (!s) return WEFT_ENOMEM;
+    *static_cast<ForkChild*>(s) = ForkChild{g, index, order, answers, report};
+    return weft_task_spawn_fork(s, g);
+}
+
+// Spawns children 0..n-1 of g from inside a task on rt (block_on); returns
+// how many spawns failed, or -1 if the task did not run.
+int spawn_batch_from_a_task(weft_runtime* rt, ForkGroup* g, int n, std::vector<int>* order, std::vector<int>* answers) {
+    struct Ctx {
+        ForkGroup* g;
+        int n;
+        std::vector<int>* order;
+        std::vector<int>* answers;
+        int spawn_errors;
+    } ctx{g, n, order, answers, 0};
+    weft_task_desc d = make_desc(
+        [](void* data, weft_context*, void*) -> int {
+            auto* c = static_cast<Ctx*>(data);
+            for (int i = 0; i < c->n; i++)
+                if (spawn_fork_child(c->g, i, c->order, c->answers) != 0) c->spawn_errors++;
+            return WEFT_READY;
+        },
+        nullptr, &ctx);
+    if (weft_block_on(rt, &d, nullptr) != 0) return -1;
+    return ctx.spawn_errors;
+}
+
+TEST(Abi, ForkGroupBadInput) {
+    ForkGroup g;
+    EXPECT_EQ(weft_fork_done(nullptr, &ForkGroup::flush, 1), WEFT_EINVAL);
+    EXPECT_EQ(weft_fork_done(&g, nullptr, 1), WEFT_EINVAL);
+    EXPECT_EQ(weft_fork_done(&g, &ForkGroup::flush, 0), WEFT_EINVAL);
+    // Not in a poll on a worker: nothing is held, the caller counts itself.
+    EXPECT_EQ(weft_fork_done(&g, &ForkGroup::flush, 5), 1);
+    EXPECT_EQ(g.flushes.load(), 0u);
+
+    EXPECT_EQ(weft_task_spawn_fork(nullptr, &g), WEFT_EINVAL);
+    // A group NULL and a spawn from outside any runtime: refused, and the
+    // task is dropped once (never lost, never run).
+    struct V {
+        static int poll(void* s, weft_context*) {
+            (*static_cast<Probe**>(s))->polls.fetch_add(1);
+            return WEFT_READY;
+        }
+        static void drop(void* s) { (*static_cast<Probe**>(s))->drops.fetch_add(1); }
+    };
+    static const weft_task_vtable vt = {V::poll, V::drop, V::drop};
+    Probe p;
+    weft_runtime* rt = new_runtime(1);
+    struct Ctx {
+        Probe* p;
+        ForkGroup* g;
+        int rc_null_group;
+    } ctx{&p, &g, 0};
+    weft_task_desc d = make_desc(
+        [](void* data, weft_context*, void*) -> int {
+            auto* c = static_cast<Ctx*>(data);
+            void* s = weft_task_alloc(sizeof(Probe*), &vt);
+            *static_cast<Probe**>(s) = c->p;
+            c->rc_null_group = weft_task_spawn_fork(s, nullptr);
+            return WEFT_READY;
+        },
+        nullptr, &ctx);
+    ASSERT_EQ(weft_block_on(rt, &d, nullptr), 0);
+    EXPECT_EQ(ctx.rc_null_group, WEFT_EINVAL);
+    EXPECT_EQ(p.drops.load(), 1);
+    void* s = weft_task_alloc(sizeof(Probe*), &vt);
+    ASSERT_NE(s, nullptr);
+    *static_cast<Probe**>(s) = &p;
+    EXPECT_EQ(weft_task_spawn_fork(s, &g), WEFT_EINVAL) << "outside a runtime: like WEFT_SPAWN_FORK";
+    EXPECT_EQ(p.drops.load(), 2);
+    EXPECT_EQ(p.polls.load(), 0);
+    EXPECT_EQ(weft_runtime_free(rt), 0);
+}
+
+// On one worker a batch runs newest first, one child after another: the
+// worker holds each finished child's count, and the last child counts the
+// whole batch itself (no flush call at all).
+TEST(Runtime, ForkGroupOnOneWorkerIsCountedOnceByItsLastChild) {
+    constexpr int N = 8;
+    weft_runtime* rt = new_runtime(1);
+    ForkGroup g;
+    g.pending = N;
+    std::vector<int> order, answers(N, -100);
+    EXPECT_EQ(spawn_batch_from_a_task(rt, &g, N, &order, &answers), 0);
+    ASSERT_TRUE(weft_test::wait_for([&] { return g.pending.load() == 0; }));
+    ASSERT_EQ(order.size(), (size_t)N);
+    for (int k = 0; k < N; k++) EXPECT_EQ(order[k], N - 1 - k) << "newest first";
+    for (int i = 1; i < N; i++) EXPECT_EQ(answers[i], 0) << "child " << i << ": held by the worker";
+    EXPECT_EQ(answers[0], N) << "the last child counts the batch";
+    EXPECT_EQ(g.flushes.load(), 0u);
+    EXPECT_EQ(g.by_children.load(), (uint32_t)N);
+    EXPECT_EQ(g.errors.load(), 0);
+    EXPECT_EQ(weft_runtime_free(rt), 0);
+}
+
+// A held count is handed over before the worker polls a task that is not an
+// unstarted child of the group: here a plain task the child spawned (it runs
+// next, from the LIFO slot) sees the flush done already.
+TEST(Runtime, ForkGroupCountIsFlushedBeforeAnotherTaskRuns) {
+    weft_runtime* rt = new_runtime(1);
+    ForkGroup g;
+    g.pending = 2;  // the child, and one that never reports (counted by hand below)
+    struct Ctx {
+        ForkGroup* g;
+        std::atomic<int> answer{-100};
+        std::atomic<int> flushes_seen_by_other{-1};
+        std::atomic<int> spawn_errors{0};
+    } ctx;
+    ctx.g = &g;
+    struct Other {
+        static int poll(void* data, weft_context*, void*) {
+            auto* c = static_cast<Ctx*>(data);
+            c->flushes_seen_by_other.store((int)c->g->flushes.load());
+            return WEFT_READY;
+        }
+    };
+    struct Child {
+        static int poll(void* s, weft_context*) {
+            Ctx* c = *static_cast<Ctx**>(s);
+            weft_task_desc od = make_desc(Other::poll, nullptr, c);
+            if (weft_spawn(nullptr, &od, nullptr) != 0) c->spawn_errors.fetch_add(1);  // detached
+            int answer = -100;
+            c->g->child_finished(&answer);
+            c->answer.store(answer);
+            return WEFT_READY;
+        }
+        static void drop(void*) {}
+    };
+    static const weft_task_vtable vt = {Child::poll, Child::drop, Child::drop};
+    weft_task_desc d = make_desc(
+        [](void* data, weft_context*, void*) -> int {
+            auto* c = static_cast<Ctx*>(data);
+            void* s = weft_task_alloc(sizeof(Ctx*), &vt);
+            *static_cast<Ctx**>(s) = c;
+            if (weft_task_spawn_fork(s, c->g) != 0) c->spawn_errors.fetch_add(1);
+            return WEFT_READY;
+        },
+        nullptr, &ctx);
+    ASSERT_EQ(weft_block_on(rt, &d, nullptr), 0);
+    ASSERT_TRUE(weft_test::wait_for([&] { return ctx.flushes_seen_by_other.load() >= 0; }));
+    EXPECT_EQ(ctx.spawn_errors.load(), 0);
+    EXPECT_EQ(ctx.answer.load(), 0) << "another child is pending: the count is held";
+    EXPECT_EQ(ctx.flushes_seen_by_other.load(), 1) << "flushed before the other task's poll";
+    EXPECT_EQ(g.flushed.load(), 1u);
+    EXPECT_EQ(g.pending.load(), 1u);
+    EXPECT_EQ(g.errors.load(), 0);
+    EXPECT_EQ(weft_runtime_free(rt), 0);
+}
+
+// A held count is handed over when the worker runs out of tasks: here the
+// other pending child was taken elsewhere (never spawned), so nothing else
+// runs on the worker, which flushes before it parks.
+TEST(Runtime, ForkGroupCountIsFlushedWhenTheWorkerRunsOutOfTasks) {
+    weft_runtime* rt = new_runtime(1);
+    ForkGroup g;
+    g.pending = 2;
+    std::vector<int> order, answers(1, -100);
+    EXPECT_EQ(spawn_batch_from_a_task(rt, &g, 1, &order, &answers), 0);
+    ASSERT_TRUE(weft_test::wait_for([&] { return g.pending.load() == 1; })) << "the held count was never flushed";
+    EXPECT_EQ(answers[0], 0);
+    EXPECT_EQ(g.flushes.load(), 1u);
+    EXPECT_EQ(g.flushed.load(), 1u);
+    EXPECT_EQ(g.errors.load(), 0);
+    EXPECT_EQ(weft_runtime_free(rt), 0);
+}
+
+// Many groups at once on several workers, children stolen between them:
+// every child is counted exactly once, whoever counts it.
+TEST(Runtime, ForkGroupsOnSeveralWorkersCountEveryChildOnce) {
+    constexpr int GROUPS = 64, N = 16;
+    weft_runtime* rt = new_runtime(4);
+    for (uint64_t round = 0; round < weft_test::scaled(20); round++) {
+        std::vector<ForkGroup> groups(GROUPS);
+        std::vector<std::vector<int>> orders(GROUPS), answers(GROUPS, std::vector<int>(N, -100));
+        std::atomic<int> spawn_errors{0};
+        struct Ctx {
+            ForkGroup* g;
+            std::vector<int>* order;
+            std::vector<int>* answers;
+            std::atomic<int>* spawn_errors;
+        };
+        std::vector<Ctx> ctxs;
+        for (int k = 0; k < GROUPS; k++) {
+            groups[k].pending = N;
+            ctxs.push_back(Ctx{&groups[k], &orders[k], &answers[k], &spawn_errors});
+        }
+        // The children of one group share `order` and may run on different
+        // workers here: a mutex keeps the vector whole.
+        static std::mutex order_mu;
+        struct Locked {
+            static int poll(void* s, weft_context*) {
+                auto* c = static_cast<ForkChild*>(s);
+                {
+                    std::lock_guard<std::mutex> lk(order_mu);
+                    c->order->push_back(c->index);
+                }
+                int r = -100;
+                c->g->child_finished(&r);
+                return r >= 0 ? WEFT_READY : WEFT_EINVAL;
+            }
+        };
+        static const weft_task_vtable vt = {Locked::poll, ForkChild::drop, ForkChild::drop};
+        std::vector<weft_join*> roots;
+        for (int k = 0; k < GROUPS; k++) {
+            weft_task_desc d = make_desc(
+                [](void* data, weft_context*, void*) -> int {
+                    auto* c = static_cast<Ctx*>(data);
+                    for (int i = 0; i < N; i++) {
+                        void* s = weft_task_alloc(sizeof(ForkChild), &vt);
+                        *static_cast<ForkChild*>(s) = ForkChild{c->g, i, c->order, c->answers, true};
+                        if (weft_task_spawn_fork(s, c->g) != 0) c->spawn_errors->fetch_add(1);
+                    }
+                    return WEFT_READY;
+                },
+                nullptr, &ctxs[k]);
+            weft_join* j = nullptr;
+            ASSERT_EQ(weft_spawn(rt, &d, &j), 0);
+            roots.push_back(j);
+        }
+        for (weft_join* j : roots) {
+            EXPECT_EQ(weft_join_wait(j, -1), 0);
+            weft_join_free(j);
+        }
+        for (int k = 0; k < GROUPS; k++) {
+            ForkGroup& g = groups[k];
+            ASSERT_TRUE(weft_test::wait_for([&] { return g.pending.load() == 0; })) << "group " << k;
+            EXPECT_EQ(g.by_children.load() + g.flushed.load(), (uint32_t)N);
+            EXPECT_EQ(g.errors.load(), 0);
+            std::lock_guard<std::mutex> lk(order_mu);
+            EXPECT_EQ(orders[k].size(), (size_t)N);
+        }
+        EXPECT_EQ(spawn_errors.load(), 0);
+    }
+    EXPECT_EQ(weft_runtime_free(rt), 0);
+}
+
 TEST(Runtime, ContextInsideATask) {
     weft_runtime* rt = new_runtime(2);
     struct Seen {

@@ -211,6 +211,32 @@ WEFT_API int weft_task_spawn(weft_runtime* rt, void* state, weft_join** join);
  *                    conquer batches (weft::ForkJoin uses it). */
 #define WEFT_SPAWN_FORK 1u
 WEFT_API int weft_task_spawn_ex(weft_runtime* rt, void* state, weft_join** join, uint32_t flags);
+
+/* ---- fork-join groups: completions counted in batches -------------------
+ * A join counter that every child of a batch decrements as it finishes costs
+ * each child a locked read-modify-write. Children spawned into a group run
+ * one after another on their worker's fork stack; there the worker can keep
+ * the count of the finished ones and hand it over in one go.
+ *
+ * weft_task_spawn_fork: weft_task_spawn_ex(NULL, state, NULL, WEFT_SPAWN_FORK)
+ *   for a child of `group`, an address that names the batch (its counter)
+ *   and stays valid until every child has been counted.
+ * weft_fork_done: called by a child of group from inside its poll as it
+ *   finishes, with `uncounted`: how many children of the group the caller's
+ *   counter still counts as pending (a relaxed read; at least 1, itself).
+ *   Returns how many finished children the caller must count now (this one
+ *   and any its thread held: >= 1), or 0: the thread holds the count and
+ *   calls flush(group, n) once for all it holds, at the latest before it
+ *   polls a task that is not an unstarted child of group, and before it
+ *   looks for work elsewhere, parks, stops, or goes on after losing its
+ *   worker in this poll (pulse). So a count is held only while the thread
+ *   runs the group's own unstarted children: the group cannot complete
+ *   before those finish anyway. Nothing is held when uncounted says that no
+ *   other child is pending, or outside a poll on a worker of the
+ *   multi-thread runtime. WEFT_EINVAL: group or flush NULL, or uncounted 0. */
+typedef void (*weft_fork_flush_fn)(void* group, uint32_t n);
+WEFT_API int weft_task_spawn_fork(void* state, void* group);
+WEFT_API int weft_fork_done(void* group, weft_fork_flush_fn flush, uint32_t uncounted);
 /* Frees a task that was allocated but never spawned (runs drop_future). */
 WEFT_API void weft_task_release_unspawned(void* state);
 /* For state that destroys itself (a C++ coroutine frame's operator delete):

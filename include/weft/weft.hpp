@@ -658,6 +658,11 @@ void spawn_detached(Task<T>&& task) {
 //   co_await kids;                              // rethrows a child's exception
 //   for (size_t i = 0; i < kids.size(); i++) sum += kids[i];
 //
+// The children are a fork-join group (weft_task_spawn_fork): a worker that
+// runs a batch's children one after another keeps their finished count and
+// hands it over in one atomic update (weft_fork_done), so a batch of ten
+// leaves costs one locked instruction for its count, not ten.
+//
 // Cancel-safe: the results live in a small pooled control block shared by
 // the parent and the children and freed by whoever leaves it last, so a
 // parent dropped mid-wait (abort, shutdown) never leaves a child writing into
@@ -724,7 +729,7 @@ public:
         p.fork_block = b_;
         p.fork_index = spawned_++;
         // On failure child_done has run (as cancelled).
-        int r = weft_task_spawn_ex(nullptr, detail::state_of_frame<T>(h.address()), nullptr, WEFT_SPAWN_FORK);
+        int r = weft_task_spawn_fork(detail::state_of_frame<T>(h.address()), b_);
         if (r != 0) throw Error(r, "weft::ForkJoin::spawn");
     }
 
@@ -783,16 +788,32 @@ private:
             // the derived promise is alive.
             slot.value.emplace(std::move(*static_cast<detail::Promise<T>*>(base)->value));
         }
-        // One CAS: give up our pending count and our holder count together,
-        // except for the last child to finish, which keeps its holder count
-        // until it has woken the parent. acq_rel: publishes the slot to the
-        // parent (acquire in all_done) and, for the last holder, makes every
-        // write visible before the free.
+        if (cancelled) {
+            // From ~PromiseBase (a frame destroyed unfinished): counted now.
+            count_finished(b, 1);
+            return;
+        }
+        // The worker may keep the count while it runs this batch's next
+        // unstarted child (weft_fork_done): the batch's ten leaves then cost
+        // one locked instruction instead of ten. The block stays alive
+        // meanwhile: a held child still holds it.
+        std::uint64_t cur = b->counts.load(std::memory_order_relaxed);
+        int n = weft_fork_done(b, &flush_held, static_cast<std::uint32_t>(cur >> 32));
+        if (n > 0) count_finished(b, static_cast<std::uint32_t>(n));
+    }
+    static void flush_held(void* block, std::uint32_t n) noexcept { count_finished(static_cast<Block*>(block), n); }
+    // n finished children counted. One CAS: give up their pending counts and
+    // their holder counts together, except that the last to finish keeps one
+    // holder count until it has woken the parent. acq_rel: publishes the
+    // slots to the parent (acquire in all_done) and, for the last holder,
+    // makes every write visible before the free.
+    static void count_finished(Block* b, std::uint32_t n) noexcept {
+        const std::uint64_t pending = PENDING_ONE * n;
         std::uint64_t cur = b->counts.load(std::memory_order_relaxed);
         bool last;
         do {
-            last = (cur >> 32) == 1;
-            std::uint64_t next = cur - PENDING_ONE - (last ? 0 : HOLDER_ONE);
+            last = (cur >> 32) == n;
+            std::uint64_t next = cur - pending - HOLDER_ONE * (last ? n - 1 : n);
             if (b->counts.compare_exchange_weak(cur, next, std::memory_order_acq_rel, std::memory_order_relaxed)) break;
         } while (true);
         if (!last) return;  // not the last: others (and maybe the parent) still hold it
