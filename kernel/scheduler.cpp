@@ -36,7 +36,8 @@ __attribute__((tls_model("initial-exec"))) thread_local TaskHeader* t_current = 
 
 // Finished children of one fork-join group whose count this thread holds
 // (weft_fork_done): flush(group, n) counts them (flush_fork_held), before the
-// thread polls any task that is not an unstarted child of that group, and
+// thread polls any task that is not a never-suspended child of that group
+// (one that has not finished, so the group is still pending), and
 // before it looks for work elsewhere, parks, stops or goes on without its
 // worker. n == 0: none held. Per thread, not per worker: a thread that loses
 // its worker in a child's poll (pulse.h) keeps what it holds until that poll
@@ -48,12 +49,26 @@ struct ForkHeld {
 };
 constinit __attribute__((tls_model("initial-exec"))) thread_local ForkHeld t_fork_held = {nullptr, nullptr, 0};
 
-// Counts the fork-join children this thread holds. Not inside another
-// task's poll; the flush may wake the group's parent.
+// Counts the fork-join children this thread holds; the flush may wake the
+// group's parent. Mostly between polls (run_task, worker_loop); inside one
+// when a poll reports another group (fork_done_switch).
 __attribute__((noinline)) void flush_fork_held() {
     ForkHeld h = t_fork_held;
     t_fork_held.n = 0;
     h.flush(h.group, h.n);
+}
+// Set while cancel_task runs a future's drop function, which sees that task
+// as t_current: weft_fork_done holds nothing there (the worker may park
+// next, cancel_owned).
+__attribute__((tls_model("initial-exec"))) thread_local bool t_dropping = false;
+
+// Runs t's drop_future (if any) as a drop (t_dropping).
+void run_drop_future(TaskHeader* t) {
+    if (!t->vtable->drop_future) return;
+    bool was_dropping = t_dropping;
+    t_dropping = true;
+    t->vtable->drop_future(t->state_ptr());
+    t_dropping = was_dropping;
 }
 // Set when the task being polled wakes itself (see run_task).
 __attribute__((tls_model("initial-exec"))) thread_local bool t_self_woken = false;
@@ -301,7 +316,7 @@ void cancel_task(TaskHeader* t, uint32_t runner_refs) {
         t->stage = Stage::Dropped;
         TaskHeader* prev = t_current;
         t_current = t;
-        if (t->vtable->drop_future) t->vtable->drop_future(t->state_ptr());
+        run_drop_future(t);
         t_current = prev;
     }
     t->result = WEFT_ECANCELED;
@@ -570,9 +585,9 @@ inline bool begin_run(TaskHeader* t) {
 }
 
 // Whether this thread may keep holding its fork-join counts while it polls
-// t: t is an unstarted child of the same group (fork_group is valid while
-// the task has never suspended). The group cannot complete before t
-// finishes, so holding them delays nobody.
+// t: t is a child of the same group that has never suspended (fork_group is
+// valid only then; one that yielded counts too). t has not finished, so the
+// group cannot complete before it does: holding the counts delays nobody.
 inline bool fork_held_across(const TaskHeader* t) {
     return t->owned_shard == OWNED_UNBOUND && t->fork_group == t_fork_held.group;
 }
@@ -581,7 +596,19 @@ inline bool fork_held_across(const TaskHeader* t) {
 // has been dealt with, and the caller must not touch w again.
 bool run_task(Worker* w, TaskHeader* t) {
     if (__builtin_expect(w->unannounced, 0)) announce_pushes(w);  // t came from elsewhere than pop_local
-    if (t_fork_held.n != 0 && !fork_held_across(t)) flush_fork_held();
+    if (t_fork_held.n != 0 && !fork_held_across(t)) {
+        flush_fork_held();
+        // The flush may have been the group's last count and woken its
+        // parent into the LIFO slot (outside a poll). It runs before t, as it
+        // would have after the last child's own poll: from the slot it would
+        // wait out t's poll, unstealable (a t that waits for the parent would
+        // wait for ever). t has not begun: it is still a queue entry, and
+        // the slot is a queue (run_with_lifo takes it next).
+        if (TaskHeader* woken = w->lifo) {
+            w->lifo = t;
+            t = woken;
+        }
+    }
     if (!begin_run(t)) return true;
     // The failure policy shut the runtime down (failure.h): a task queued or
     // yielding is cancelled here rather than polled; suspended ones are
@@ -1172,10 +1199,7 @@ void* thread_main(void* arg) {
                 w->fired_first = false;
             }
             if (worker_loop(w)) {
-                drain_worker(w);
-                // A drop function run by the drain (t_current is the task it
-                // drops) may have reported a fork child (weft_fork_done).
-                if (t_fork_held.n != 0) flush_fork_held();
+                drain_worker(w);  // its drop functions hold no fork counts (t_dropping)
                 break;
             }
             t_worker = nullptr;
@@ -1454,7 +1478,7 @@ void task_release_unspawned(TaskHeader* t) {
     // The kernel frees the memory below, so a state that frees itself from
     // drop_future (weft_task_free_state) must leave it alone.
     t->spawned = 1;
-    if (t->stage == Stage::Future && t->vtable->drop_future) t->vtable->drop_future(t->state_ptr());
+    if (t->stage == Stage::Future) run_drop_future(t);
     t->stage = Stage::Dropped;
     pool::free(t, t->alloc_size);
 }
@@ -1479,7 +1503,7 @@ int weft_fork_done(void* group, weft_fork_flush_fn flush, uint32_t uncounted) {
     if (__builtin_expect(!group || !flush || uncounted == 0, 0)) return WEFT_EINVAL;
     // Only a poll run by a worker's loop holds a count: that loop is what
     // flushes it (a coreless poll has no worker).
-    if (!t_worker || !t_current) return 1;
+    if (!t_worker || !t_current || t_dropping) return 1;
     ForkHeld& h = t_fork_held;
     uint32_t n = 1;
     if (h.n != 0) {

@@ -69,7 +69,7 @@ struct alignas(16) TaskHeader {
         void* tpc_exec;              //     tpc::Executor* that runs it
         // While owned_shard == OWNED_UNBOUND (never suspended, so in no
         // list): the fork-join group it was spawned into, or nullptr
-        // (weft_task_spawn_fork; Worker::fork_held in scheduler.h).
+        // (weft_task_spawn_fork; t_fork_held in scheduler.cpp).
         void* fork_group;
     };
     union {

@@ -534,6 +534,8 @@ TEST(Runtime, RawTaskApi) {
 // the rest through ForkGroup::flush. Whoever counts, every child is counted
 // exactly once (pending reaches 0, never below).
 
+void no_drop(void*) {}
+
 struct ForkGroup {
     std::atomic<uint32_t> pending{0};
     std::atomic<uint32_t> flushes{0};       // flush calls
@@ -578,15 +580,23 @@ struct ForkChild {
         }
         return WEFT_READY;
     }
-    static void drop(void*) {}
 };
-const weft_task_vtable fork_child_vt = {ForkChild::poll, ForkChild::drop, ForkChild::drop};
+const weft_task_vtable fork_child_vt = {ForkChild::poll, no_drop, no_drop};
 
 int spawn_fork_child(ForkGroup* g, int index, std::vector<int>* order, std::vector<int>* answers, bool report = true) {
     void* s = weft_task_alloc(sizeof(ForkChild), &fork_child_vt);
     if (!s) return WEFT_ENOMEM;
     *static_cast<ForkChild*>(s) = ForkChild{g, index, order, answers, report};
     return weft_task_spawn_fork(s, g);
+}
+
+// Spawns a raw fork child of group whose state is one pointer, ctx.
+template <class C>
+int spawn_fork_with(const weft_task_vtable* vt, C* ctx, void* group) {
+    void* s = weft_task_alloc(sizeof(C*), vt);
+    if (!s) return WEFT_ENOMEM;
+    *static_cast<C**>(s) = ctx;
+    return weft_task_spawn_fork(s, group);
 }
 
 // Spawns children 0..n-1 of g from inside a task on rt (block_on); returns
@@ -664,7 +674,7 @@ TEST(Abi, ForkGroupBadInput) {
 // whole batch itself (no flush call at all).
 TEST(Runtime, ForkGroupOnOneWorkerIsCountedOnceByItsLastChild) {
     constexpr int N = 8;
-    weft_runtime* rt = new_runtime(1);
+    weft_runtime* rt = new_runtime_without_handoff(1);  // one thread holds, exactly
     ForkGroup g;
     g.pending = N;
     std::vector<int> order, answers(N, -100);
@@ -684,7 +694,7 @@ TEST(Runtime, ForkGroupOnOneWorkerIsCountedOnceByItsLastChild) {
 // unstarted child of the group: here a plain task the child spawned (it runs
 // next, from the LIFO slot) sees the flush done already.
 TEST(Runtime, ForkGroupCountIsFlushedBeforeAnotherTaskRuns) {
-    weft_runtime* rt = new_runtime(1);
+    weft_runtime* rt = new_runtime_without_handoff(1);  // one thread holds, exactly
     ForkGroup g;
     g.pending = 2;  // the child, and one that never reports (counted by hand below)
     struct Ctx {
@@ -711,15 +721,12 @@ TEST(Runtime, ForkGroupCountIsFlushedBeforeAnotherTaskRuns) {
             c->answer.store(answer);
             return WEFT_READY;
         }
-        static void drop(void*) {}
     };
-    static const weft_task_vtable vt = {Child::poll, Child::drop, Child::drop};
+    static const weft_task_vtable vt = {Child::poll, no_drop, no_drop};
     weft_task_desc d = make_desc(
         [](void* data, weft_context*, void*) -> int {
             auto* c = static_cast<Ctx*>(data);
-            void* s = weft_task_alloc(sizeof(Ctx*), &vt);
-            *static_cast<Ctx**>(s) = c;
-            if (weft_task_spawn_fork(s, c->g) != 0) c->spawn_errors.fetch_add(1);
+            if (spawn_fork_with(&vt, c, c->g) != 0) c->spawn_errors.fetch_add(1);
             return WEFT_READY;
         },
         nullptr, &ctx);
@@ -738,7 +745,7 @@ TEST(Runtime, ForkGroupCountIsFlushedBeforeAnotherTaskRuns) {
 // other pending child was taken elsewhere (never spawned), so nothing else
 // runs on the worker, which flushes before it parks.
 TEST(Runtime, ForkGroupCountIsFlushedWhenTheWorkerRunsOutOfTasks) {
-    weft_runtime* rt = new_runtime(1);
+    weft_runtime* rt = new_runtime_without_handoff(1);  // one thread holds, exactly
     ForkGroup g;
     g.pending = 2;
     std::vector<int> order, answers(1, -100);
@@ -748,6 +755,117 @@ TEST(Runtime, ForkGroupCountIsFlushedWhenTheWorkerRunsOutOfTasks) {
     EXPECT_EQ(g.flushes.load(), 1u);
     EXPECT_EQ(g.flushed.load(), 1u);
     EXPECT_EQ(g.errors.load(), 0);
+    EXPECT_EQ(weft_runtime_free(rt), 0);
+}
+
+// A child that reports another group than the one its thread holds counts
+// for (a C caller's own bookkeeping): the held counts are handed over first.
+TEST(Runtime, ForkGroupReportForAnotherGroupFlushesTheHeldOne) {
+    weft_runtime* rt = new_runtime_without_handoff(1);  // one thread holds, exactly
+    ForkGroup g1, g2;
+    g1.pending = 2;  // x, and one that never reports
+    g2.pending = 1;  // y
+    std::vector<int> order, answers(2, -100);
+    struct Ctx {
+        ForkGroup* g1;
+        ForkGroup* g2;
+        std::vector<int>* order;
+        std::vector<int>* answers;
+        int spawn_errors;
+    } ctx{&g1, &g2, &order, &answers, 0};
+    struct Y {
+        static int poll(void* s, weft_context*) {
+            Ctx* c = *static_cast<Ctx**>(s);
+            c->order->push_back(1);
+            c->g2->child_finished(&(*c->answers)[1]);
+            return WEFT_READY;
+        }
+    };
+    static const weft_task_vtable yvt = {Y::poll, no_drop, no_drop};
+    weft_task_desc d = make_desc(
+        [](void* data, weft_context*, void*) -> int {
+            auto* c = static_cast<Ctx*>(data);
+            // y: spawned into g1 (so the thread keeps g1's count across its
+            // poll), reports to g2. x: spawned last, runs first, reports to g1.
+            if (spawn_fork_with(&yvt, c, c->g1) != 0) c->spawn_errors++;
+            if (spawn_fork_child(c->g1, 0, c->order, c->answers) != 0) c->spawn_errors++;
+            return WEFT_READY;
+        },
+        nullptr, &ctx);
+    ASSERT_EQ(weft_block_on(rt, &d, nullptr), 0);
+    ASSERT_TRUE(weft_test::wait_for([&] { return g2.pending.load() == 0 && g1.pending.load() == 1; }));
+    EXPECT_EQ(ctx.spawn_errors, 0);
+    EXPECT_EQ(order, (std::vector<int>{0, 1}));
+    EXPECT_EQ(answers[0], 0) << "x's count held";
+    EXPECT_EQ(g1.flushes.load(), 1u) << "handed over when y reported g2";
+    EXPECT_EQ(answers[1], 1) << "y was g2's last child";
+    EXPECT_EQ(g1.errors.load() + g2.errors.load(), 0);
+    EXPECT_EQ(weft_runtime_free(rt), 0);
+}
+
+// The flush that completes a group wakes its parent before the next task
+// runs, not after: the woken parent would otherwise wait in the LIFO slot,
+// where no other worker can take it, for the whole of that task's poll (and
+// for ever if that task waits for the parent). Here the flush happens in
+// front of a plain task the child spawned; the parent must run first.
+TEST(Runtime, ForkGroupParentWokenByAFlushRunsBeforeTheNextTask) {
+    weft_runtime* rt = new_runtime_without_handoff(1);
+    struct Group {
+        std::atomic<uint32_t> pending{2};  // the child, and one counted "elsewhere"
+        weft_waker parent{nullptr, nullptr};
+        std::vector<std::string> order;    // one worker: polls are serialised
+        std::atomic<int> entries{0};       // order's size, published (release)
+        std::atomic<int> errors{0};
+        void record(const char* what) {
+            order.push_back(what);
+            entries.fetch_add(1, std::memory_order_release);
+        }
+        static void flush(void* g, uint32_t n) {
+            auto* f = static_cast<Group*>(g);
+            if (f->pending.fetch_sub(n) == n) weft_waker_wake_by_ref(&f->parent);
+        }
+    } g;
+    struct Other {
+        static int poll(void* data, weft_context*, void*) {
+            static_cast<Group*>(data)->record("other");
+            return WEFT_READY;
+        }
+    };
+    struct Child {
+        static int poll(void* s, weft_context*) {
+            Group* g = *static_cast<Group**>(s);
+            g->record("child");
+            int r = weft_fork_done(g, &Group::flush, g->pending.load());
+            if (r != 0) g->errors.fetch_add(1);  // held: the other child is pending
+            // The other child finishes on another worker meanwhile, which
+            // counts it there: now only the held count is left.
+            g->pending.fetch_sub(1);
+            weft_task_desc od = make_desc(Other::poll, nullptr, g);
+            if (weft_spawn(nullptr, &od, nullptr) != 0) g->errors.fetch_add(1);  // to the LIFO slot
+            return WEFT_READY;
+        }
+    };
+    static const weft_task_vtable vt = {Child::poll, no_drop, no_drop};
+    weft_task_desc pd = make_desc(
+        [](void* data, weft_context* cx, void*) -> int {
+            auto* g = static_cast<Group*>(data);
+            if (g->parent.vtable) {
+                g->record(g->pending.load() == 0 ? "parent" : "parent early");
+                return WEFT_READY;
+            }
+            g->parent = weft_waker_clone(&cx->waker);
+            if (spawn_fork_with(&vt, g, g) != 0) g->errors.fetch_add(1);
+            return WEFT_PENDING;
+        },
+        nullptr, &g);
+    weft_join* j = nullptr;
+    ASSERT_EQ(weft_spawn(rt, &pd, &j), 0);
+    ASSERT_EQ(weft_join_wait(j, -1), 0);
+    weft_join_free(j);
+    ASSERT_TRUE(weft_test::wait_for([&] { return g.entries.load(std::memory_order_acquire) >= 3; }));
+    EXPECT_EQ(g.order, (std::vector<std::string>{"child", "parent", "other"}));
+    EXPECT_EQ(g.errors.load(), 0);
+    weft_waker_drop(g.parent);
     EXPECT_EQ(weft_runtime_free(rt), 0);
 }
 
@@ -786,7 +904,7 @@ TEST(Runtime, ForkGroupsOnSeveralWorkersCountEveryChildOnce) {
                 return r >= 0 ? WEFT_READY : WEFT_EINVAL;
             }
         };
-        static const weft_task_vtable vt = {Locked::poll, ForkChild::drop, ForkChild::drop};
+        static const weft_task_vtable vt = {Locked::poll, no_drop, no_drop};
         std::vector<weft_join*> roots;
         for (int k = 0; k < GROUPS; k++) {
             weft_task_desc d = make_desc(
@@ -1131,16 +1249,25 @@ int poll_blocker(void* data, weft_context*, void*) {
     return WEFT_READY;
 }
 
+// Spawns b's task on rt and waits until a worker is inside its poll (so the
+// runtime's only worker, with one, is busy until b->release). nullptr if the
+// spawn failed.
+weft_join* start_blocker(weft_runtime* rt, Blocker* b) {
+    weft_task_desc bd = make_desc(poll_blocker, count_drop, b);
+    weft_join* bj = nullptr;
+    if (weft_spawn(rt, &bd, &bj) != 0) return nullptr;
+    spin_until([&] { return b->running.load(std::memory_order_acquire); });
+    return bj;
+}
+
 TEST(Runtime, AbortQueuedTaskBeforeItsFirstPoll) {
     // No handoff: the blocker must keep the only worker's queue. (A spare
     // thread taking it over could poll a task between its spawn and its
     // abort below.)
     weft_runtime* rt = new_runtime_without_handoff(1);
     Blocker b;
-    weft_task_desc bd = make_desc(poll_blocker, count_drop, &b);
-    weft_join* bj = nullptr;
-    ASSERT_EQ(weft_spawn(rt, &bd, &bj), 0);
-    spin_until([&] { return b.running.load(std::memory_order_acquire); });
+    weft_join* bj = start_blocker(rt, &b);
+    ASSERT_NE(bj, nullptr);
     // The only worker is busy: these stay queued.
     constexpr int N = 16;
     std::vector<Probe> ps(N);
@@ -1168,6 +1295,39 @@ TEST(Runtime, AbortQueuedTaskBeforeItsFirstPoll) {
     }
     weft_join_free(bj);
     EXPECT_EQ(weft_runtime_free(rt), 0);
+}
+
+// A future's drop function run by a cancellation sees its task as the one
+// being "polled", but it is not a poll: weft_fork_done holds nothing there
+// (the worker may park right after, holding it).
+TEST(Runtime, ForkDoneInADropFunctionHoldsNothing) {
+    weft_runtime* rt = new_runtime_without_handoff(1);
+    Blocker b;
+    weft_join* bj = start_blocker(rt, &b);
+    ASSERT_NE(bj, nullptr);
+    struct Dropped {
+        ForkGroup g;
+        std::atomic<int> answer{-100};
+    } d;
+    d.g.pending = 5;
+    weft_task_desc td = make_desc(
+        poll_forever,
+        [](void* data) {
+            auto* dd = static_cast<Dropped*>(data);
+            dd->answer.store(weft_fork_done(&dd->g, &ForkGroup::flush, dd->g.pending.load()));
+        },
+        &d);
+    weft_join* tj = nullptr;
+    ASSERT_EQ(weft_spawn(rt, &td, &tj), 0);
+    EXPECT_EQ(weft_join_abort(tj), 0);  // queued: cancelled on the worker before its first poll
+    b.release.store(true, std::memory_order_release);
+    ASSERT_EQ(weft_join_wait(tj, -1), 0);
+    EXPECT_EQ(weft_join_status(tj), WEFT_ECANCELED);
+    EXPECT_EQ(d.answer.load(), 1);
+    weft_join_free(tj);
+    weft_join_free(bj);
+    EXPECT_EQ(weft_runtime_free(rt), 0);
+    EXPECT_EQ(d.g.flushes.load(), 0u);
 }
 
 TEST(Runtime, AbortRacesCompletion) {

@@ -221,19 +221,22 @@ WEFT_API int weft_task_spawn_ex(weft_runtime* rt, void* state, weft_join** join,
  * weft_task_spawn_fork: weft_task_spawn_ex(NULL, state, NULL, WEFT_SPAWN_FORK)
  *   for a child of `group`, an address that names the batch (its counter)
  *   and stays valid until every child has been counted.
- * weft_fork_done: called by a child of group from inside its poll as it
- *   finishes, with `uncounted`: how many children of the group the caller's
- *   counter still counts as pending (a relaxed read; at least 1, itself).
+ * weft_fork_done: called from the poll of a child of group as it finishes,
+ *   with `uncounted`: how many children of the group the caller's counter
+ *   still counts as pending (a relaxed read; at least 1, itself).
  *   Returns how many finished children the caller must count now (this one
  *   and any its thread held: >= 1), or 0: the thread holds the count and
  *   calls flush(group, n) once for all it holds, at the latest before it
- *   polls a task that is not an unstarted child of group, and before it
- *   looks for work elsewhere, parks, stops, or goes on after losing its
- *   worker in this poll (pulse). So a count is held only while the thread
- *   runs the group's own unstarted children: the group cannot complete
- *   before those finish anyway. Nothing is held when uncounted says that no
- *   other child is pending, or outside a poll on a worker of the
- *   multi-thread runtime. WEFT_EINVAL: group or flush NULL, or uncounted 0. */
+ *   polls a task that is not an unfinished child of group (one that never
+ *   suspended), and before it looks for work elsewhere, parks, stops, or
+ *   goes on after losing its worker in this poll (pulse). So a count is held
+ *   only while the thread runs the group's own unfinished children: the
+ *   group cannot complete before those finish anyway. If that flush
+ *   completes the group, the task it wakes runs next. Nothing is held when
+ *   uncounted says that no other child is pending, in a drop_future, or
+ *   outside a poll on a worker of the multi-thread runtime; from a
+ *   drop_output that runs inside another task's poll, a count may be held
+ *   until that poll ends. WEFT_EINVAL: group or flush NULL, or uncounted 0. */
 typedef void (*weft_fork_flush_fn)(void* group, uint32_t n);
 WEFT_API int weft_task_spawn_fork(void* state, void* group);
 WEFT_API int weft_fork_done(void* group, weft_fork_flush_fn flush, uint32_t uncounted);
