@@ -57,9 +57,10 @@ __attribute__((noinline)) void flush_fork_held() {
     t_fork_held.n = 0;
     h.flush(h.group, h.n);
 }
-// Set while cancel_task runs a future's drop function, which sees that task
-// as t_current: weft_fork_done holds nothing there (the worker may park
-// next, cancel_owned).
+// Set while a future's drop function runs (run_drop_future: cancel_task,
+// where it sees that task as t_current, and a refused spawn's release):
+// weft_fork_done holds nothing in a drop (the worker may park right after a
+// cancellation: cancel_owned).
 __attribute__((tls_model("initial-exec"))) thread_local bool t_dropping = false;
 
 // Runs t's drop_future (if any) as a drop (t_dropping).
@@ -1484,9 +1485,9 @@ void task_release_unspawned(TaskHeader* t) {
 }
 
 namespace {
-// weft_fork_done when this thread holds another group's counts (a child
-// that was not the next unstarted one of its group, or a C caller's own
-// groups): those are counted first.
+// weft_fork_done when this thread holds another group's counts (a poll that
+// reports another group than the child it is: a C caller's own bookkeeping):
+// those are counted first.
 __attribute__((noinline)) int fork_done_switch(void* group, weft_fork_flush_fn flush, uint32_t uncounted) {
     flush_fork_held();
     if (uncounted <= 1) return 1;
@@ -1667,6 +1668,18 @@ void join_free(TaskHeader* t) {
     // handle and reported nothing; result is stable (read after COMPLETE).
     bool done = s.complete();
     if (__builtin_expect(done && failure_unobserved(t), 0)) report_unread_failure(t);
+    if (done && s.refs() == 1 && !s.join_waker() && !t->join_waker.vtable) {
+        // Finished, and the handle's reference is the only one left: no
+        // waker is held anywhere, the runner and the owned list let go
+        // (each with a release RMW that this acquire load follows), and
+        // nothing can take a new reference without holding one. Nobody can
+        // read or write the word again, so the handle frees the task without
+        // the RMW that would only confirm it (task_state.pml: the joiner's
+        // solo path). spawn_many_local: the await loop's join_free was 10%
+        // of the cycles, the RMW on a line the other worker wrote last.
+        dealloc(t);
+        return;
+    }
     if (!s.join_waker() && !t->join_waker.vtable) {
         // Nothing published and nothing to drop (detach right after spawn,
         // or after the result was taken and the waker retracted): clear

@@ -111,6 +111,9 @@
  *   -DMUT_JOIN_DROP_CLEARS_WAKER transition_to_join_handle_dropped clears
  *                                JOIN_WAKER even after COMPLETE (while the
  *                                runtime may be waking that waker)
+ *   -DMUT_SOLO_IGNORES_REFS      join_free's solo path (free without an RMW)
+ *                                taken while another reference (a waker, the
+ *                                runner's, the owned list's) is still held
  * Results (all caught, each within 0.1-2 s of search):
  *   IDLE_IGNORES_NOTIFIED  the source's wake is lost: checker finds the
  *                          event set but the task never completed
@@ -780,7 +783,7 @@ jp_done:
 proctype joiner() {
     short cur, s;
     byte out, w = 1, polls = 0, last;
-    bit ok, ok2, ready, hdone, was, fast;
+    bit ok, ok2, ready, hdone, was, fast, solo;
     /* join_abort */
     if
 #ifndef NO_ABORT
@@ -833,6 +836,23 @@ end_wait:       join_woken; join_waiting = 0; join_woken = 0
     :: else -> skip
     fi;
     last = 0;
+    /* The solo path: complete, and the handle's reference is the only one
+     * (no join waker published or kept): it frees without an RMW. The
+     * atomic step below only checks the claim it rests on, that nobody
+     * changed the word since the load (and gives the handle's reference
+     * back for dealloc's accounting); the code writes nothing. */
+#ifdef MUT_SOLO_IGNORES_REFS
+    solo = (hdone && (cur & JOIN_WAKER) == 0 && jw_field == 0);
+#else
+    solo = (hdone && REFS(cur) == 1 && (cur & JOIN_WAKER) == 0 && jw_field == 0);
+#endif
+    if
+    :: solo ->
+       atomic { assert(!freed); assert(word == cur); word = word - REF_ONE };
+       dealloc();
+       goto joined
+    :: else -> skip
+    fi;
     fast = ((cur & JOIN_WAKER) == 0 && jw_field == 0);
     if
     :: fast ->
@@ -864,7 +884,9 @@ end_wait:       join_woken; join_waiting = 0; join_woken = 0
        fi;
        drop_ref()
     :: else -> skip   /* the fast path released the handle */
-    fi
+    fi;
+joined:
+    skip
 }
 
 /* Runs when nothing else can move: the final state must be clean. */

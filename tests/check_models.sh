@@ -174,6 +174,7 @@ if ((MUTATIONS)); then
         mutant ts-byref-no-reset task_state -DNO_FOREIGN -DMUT_BYREF_NO_RESET
         mutant ts-join-drop-clears-waker task_state -DRMW_ATOMIC -DMUT_JOIN_DROP_CLEARS_WAKER
         mutant ts-unref-no-refuse task_state -DRMW_ATOMIC -DMUT_UNREF_NO_REFUSE
+        mutant ts-solo-ignores-refs task_state -DRMW_ATOMIC -DMUT_SOLO_IGNORES_REFS
     fi
     if want park; then
         mutant park-no-recheck park -DNW=2 -DNPLAIN=2 -DMUT_NO_RECHECK
