@@ -761,46 +761,57 @@ TEST(Runtime, ForkGroupCountIsFlushedWhenTheWorkerRunsOutOfTasks) {
 // A child that reports another group than the one its thread holds counts
 // for (a C caller's own bookkeeping): the held counts are handed over first.
 TEST(Runtime, ForkGroupReportForAnotherGroupFlushesTheHeldOne) {
-    weft_runtime* rt = new_runtime_without_handoff(1);  // one thread holds, exactly
-    ForkGroup g1, g2;
-    g1.pending = 2;  // x, and one that never reports
-    g2.pending = 1;  // y
-    std::vector<int> order, answers(2, -100);
-    struct Ctx {
-        ForkGroup* g1;
-        ForkGroup* g2;
-        std::vector<int>* order;
-        std::vector<int>* answers;
-        int spawn_errors;
-    } ctx{&g1, &g2, &order, &answers, 0};
-    struct Y {
-        static int poll(void* s, weft_context*) {
-            Ctx* c = *static_cast<Ctx**>(s);
-            c->order->push_back(1);
-            c->g2->child_finished(&(*c->answers)[1]);
-            return WEFT_READY;
+    // y is g2's last child (it counts itself), or one of two (the thread
+    // holds its count instead, and flushes it once it runs out of tasks).
+    for (uint32_t g2_children : {1u, 2u}) {
+        SCOPED_TRACE(g2_children);
+        weft_runtime* rt = new_runtime_without_handoff(1);  // one thread holds, exactly
+        ForkGroup g1, g2;
+        g1.pending = 2;  // x, and one that never reports
+        g2.pending = g2_children;
+        std::vector<int> order, answers(2, -100);
+        struct Ctx {
+            ForkGroup* g1;
+            ForkGroup* g2;
+            std::vector<int>* order;
+            std::vector<int>* answers;
+            int spawn_errors;
+        } ctx{&g1, &g2, &order, &answers, 0};
+        struct Y {
+            static int poll(void* s, weft_context*) {
+                Ctx* c = *static_cast<Ctx**>(s);
+                c->order->push_back(1);
+                c->g2->child_finished(&(*c->answers)[1]);
+                return WEFT_READY;
+            }
+        };
+        static const weft_task_vtable yvt = {Y::poll, no_drop, no_drop};
+        weft_task_desc d = make_desc(
+            [](void* data, weft_context*, void*) -> int {
+                auto* c = static_cast<Ctx*>(data);
+                // y: spawned into g1 (so the thread keeps g1's count across its
+                // poll), reports to g2. x: spawned last, runs first, reports to g1.
+                if (spawn_fork_with(&yvt, c, c->g1) != 0) c->spawn_errors++;
+                if (spawn_fork_child(c->g1, 0, c->order, c->answers) != 0) c->spawn_errors++;
+                return WEFT_READY;
+            },
+            nullptr, &ctx);
+        ASSERT_EQ(weft_block_on(rt, &d, nullptr), 0);
+        ASSERT_TRUE(weft_test::wait_for([&] { return g2.pending.load() == g2_children - 1 && g1.pending.load() == 1; }));
+        EXPECT_EQ(ctx.spawn_errors, 0);
+        EXPECT_EQ(order, (std::vector<int>{0, 1}));
+        EXPECT_EQ(answers[0], 0) << "x's count held";
+        EXPECT_EQ(g1.flushes.load(), 1u) << "handed over when y reported g2";
+        if (g2_children == 1) {
+            EXPECT_EQ(answers[1], 1) << "y was g2's last child";
+            EXPECT_EQ(g2.flushes.load(), 0u);
+        } else {
+            EXPECT_EQ(answers[1], 0) << "y's count held in turn";
+            EXPECT_EQ(g2.flushes.load(), 1u) << "and flushed when the worker ran out of tasks";
         }
-    };
-    static const weft_task_vtable yvt = {Y::poll, no_drop, no_drop};
-    weft_task_desc d = make_desc(
-        [](void* data, weft_context*, void*) -> int {
-            auto* c = static_cast<Ctx*>(data);
-            // y: spawned into g1 (so the thread keeps g1's count across its
-            // poll), reports to g2. x: spawned last, runs first, reports to g1.
-            if (spawn_fork_with(&yvt, c, c->g1) != 0) c->spawn_errors++;
-            if (spawn_fork_child(c->g1, 0, c->order, c->answers) != 0) c->spawn_errors++;
-            return WEFT_READY;
-        },
-        nullptr, &ctx);
-    ASSERT_EQ(weft_block_on(rt, &d, nullptr), 0);
-    ASSERT_TRUE(weft_test::wait_for([&] { return g2.pending.load() == 0 && g1.pending.load() == 1; }));
-    EXPECT_EQ(ctx.spawn_errors, 0);
-    EXPECT_EQ(order, (std::vector<int>{0, 1}));
-    EXPECT_EQ(answers[0], 0) << "x's count held";
-    EXPECT_EQ(g1.flushes.load(), 1u) << "handed over when y reported g2";
-    EXPECT_EQ(answers[1], 1) << "y was g2's last child";
-    EXPECT_EQ(g1.errors.load() + g2.errors.load(), 0);
-    EXPECT_EQ(weft_runtime_free(rt), 0);
+        EXPECT_EQ(g1.errors.load() + g2.errors.load(), 0);
+        EXPECT_EQ(weft_runtime_free(rt), 0);
+    }
 }
 
 // The flush that completes a group wakes its parent before the next task
