@@ -598,15 +598,22 @@ inline bool fork_held_across(const TaskHeader* t) {
 bool run_task(Worker* w, TaskHeader* t) {
     if (__builtin_expect(w->unannounced, 0)) announce_pushes(w);  // t came from elsewhere than pop_local
     if (t_fork_held.n != 0 && !fork_held_across(t)) {
+        TaskHeader* before = w->lifo;
         flush_fork_held();
         // The flush may have been the group's last count and woken its
-        // parent into the LIFO slot (outside a poll). It runs before t, as it
-        // would have after the last child's own poll: from the slot it would
-        // wait out t's poll, unstealable (a t that waits for the parent would
-        // wait for ever). t has not begun: it is still a queue entry, and
-        // the slot is a queue (run_with_lifo takes it next).
-        if (TaskHeader* woken = w->lifo) {
-            w->lifo = t;
+        // parent into the LIFO slot (outside a poll; a task already there
+        // went to the queue). It runs before t, as it would have after the
+        // last child's own poll: from the slot it would wait out t's poll,
+        // unstealable (a t that waits for the parent would wait for ever).
+        // t has not begun: it is still a queue entry, so it goes back to the
+        // queue, at the back and stealable (not to the slot, where the
+        // parent's poll could strand it the same way), and is offered.
+        TaskHeader* woken = w->lifo;
+        if (woken && woken != before) {
+            w->lifo = nullptr;
+            InjectSink sink{w->shared};
+            if (w->queue.push_back(t, sink)) WorkerMetrics::bump(w->metrics.overflows);
+            notify_parked_local(w->shared);
             t = woken;
         }
     }
