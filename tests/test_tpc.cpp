@@ -1786,7 +1786,12 @@ weft::Task<void> echo_side(weft::mpsc::Receiver<int> in, weft::mpsc::Sender<int>
 }
 
 void channel_ping_pong(uint32_t wake, bool check_ring) {
-    weft::tpc::ShardSet set(2, false, wake);
+    // Checking the ring's signals: the shards park at once when idle
+    // (WEFT_TPC_NO_SPIN), so the wakes take a signal path. With their
+    // adaptive spin, a slow build (CI's coverage section: 2,000 round
+    // trips) could run every round trip without either shard parking, and
+    // then without any signal to count.
+    weft::tpc::ShardSet set(2, false, wake, nullptr, check_ring ? WEFT_TPC_NO_SPIN : 0u);
     const int n = (int)scaled(20000);
     auto [to_echo, echo_in] = weft::mpsc::channel<int>(1);
     auto [echo_out, from_echo] = weft::mpsc::channel<int>(1);
