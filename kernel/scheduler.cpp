@@ -51,7 +51,7 @@ constinit __attribute__((tls_model("initial-exec"))) thread_local ForkHeld t_for
 
 // Counts the fork-join children this thread holds; the flush may wake the
 // group's parent. Mostly between polls (run_task, worker_loop); inside one
-// when a poll reports another group (fork_done_switch).
+// when a poll reports another group (weft_fork_done).
 __attribute__((noinline)) void flush_fork_held() {
     ForkHeld h = t_fork_held;
     t_fork_held.n = 0;
@@ -238,7 +238,7 @@ void dealloc(TaskHeader* t) {
     } else if (t->stage == Stage::Future) {
         // Unreachable by the protocol (a live future holds the owned-list ref);
         // kept so that a broken invariant leaks nothing.
-        if (t->vtable->drop_future) t->vtable->drop_future(t->state_ptr());
+        run_drop_future(t);
     }
     t->stage = Stage::Dropped;
     if (t->join_waker.vtable) {
@@ -1491,17 +1491,6 @@ void task_release_unspawned(TaskHeader* t) {
     pool::free(t, t->alloc_size);
 }
 
-namespace {
-// weft_fork_done when this thread holds another group's counts (a poll that
-// reports another group than the child it is: a C caller's own bookkeeping):
-// those are counted first.
-__attribute__((noinline)) int fork_done_switch(void* group, weft_fork_flush_fn flush, uint32_t uncounted) {
-    flush_fork_held();
-    if (uncounted <= 1) return 1;
-    t_fork_held = ForkHeld{group, flush, 1};
-    return 0;
-}
-}  // namespace
 
 }  // namespace weft::kernel
 
@@ -1513,11 +1502,10 @@ int weft_fork_done(void* group, weft_fork_flush_fn flush, uint32_t uncounted) {
     // flushes it (a coreless poll has no worker).
     if (!t_worker || !t_current || t_dropping) return 1;
     ForkHeld& h = t_fork_held;
-    uint32_t n = 1;
-    if (h.n != 0) {
-        if (__builtin_expect(h.group != group || h.flush != flush, 0)) return fork_done_switch(group, flush, uncounted);
-        n = h.n + 1;
-    }
+    // Another group's counts (a poll that reports another group than the
+    // child it is: a C caller's own bookkeeping) are counted first.
+    if (__builtin_expect(h.n != 0 && (h.group != group || h.flush != flush), 0)) flush_fork_held();
+    uint32_t n = h.n + 1;
     if (uncounted <= n) {
         // No other child pending: this is the last one, count all now.
         h.n = 0;

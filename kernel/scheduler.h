@@ -30,9 +30,9 @@
 // large tree cannot starve other tasks. Completion counts: a batch's
 // children that run here one after another report to weft_fork_done, and
 // the thread keeps their count (scheduler.cpp, ForkHeld) until it polls a
-// task that is not an unstarted child of that batch, runs out of tasks,
-// stops, or ends a poll without its worker; the batch's last child counts
-// them all in one atomic update.
+// task that is not an unfinished child of that batch (one never suspended),
+// runs out of tasks, stops, or ends a poll without its worker; the batch's
+// last child counts them all in one atomic update.
 // Idle workers steal half of a random victim's queue (at most half the
 // workers search at once) and then park on a futex (idle.h, parker.h).
 //

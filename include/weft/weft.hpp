@@ -793,8 +793,8 @@ private:
             count_finished(b, 1);
             return;
         }
-        // The worker may keep the count while it runs this batch's next
-        // unstarted child (weft_fork_done): the batch's ten leaves then cost
+        // The worker may keep the count while it runs this batch's other
+        // unfinished children (weft_fork_done): the batch's ten leaves then cost
         // one locked instruction instead of ten. The block stays alive
         // meanwhile: a held child still holds it.
         std::uint64_t cur = b->counts.load(std::memory_order_relaxed);
