@@ -1604,7 +1604,8 @@ weft_waker thread_waker_clone(const void* p) { return weft_waker{p, &thread_wake
 // registered, when join_poll found the task complete before installing
 // ours. That one stays for join_free to drop (found by fuzz_abi: overwriting
 // it leaked the earlier waker's reference; Runtime.JoinWaitAfterPollKeepsThe
-// PolledWakerForFree).
+// PolledWakerForFree). Modelled in kernel/task_state.pml (the joiner's join
+// wait; its mutations NO_RETRACT, RETRACT_NO_WAIT, RETRACT_ANY_WAKER).
 void retract_thread_waker(TaskHeader* t, const Parker* mine) {
     if (!t->state.unset_join_waker()) {
         // Completed: the completer may be inside wake_by_ref on the waker.

@@ -24,12 +24,18 @@
  *     joiner(): the join handle: optionally join_abort(); optionally awaits
  *       with join_poll() (sometimes re-polled before being woken, and then
  *       with a different waker, so the unset_join_waker path runs); takes the
- *       output; join_free() (fast path or slow path).
+ *       output; join_free() (fast path or slow path). Or, as a plain
+ *       thread's weft_join_wait (join_wait, retract_thread_waker): after an
+ *       optional weft_join_poll with a task waker, polls with the thread
+ *       waker (a Parker on its stack, no refcount), parks until unparked or
+ *       times out, and takes its waker back out of the field before the
+ *       stack frame goes (ghost parker_alive: the completer wakes that
+ *       waker only while it is set).
  *     reaper(): when complete() runs on a thread that is not the task's
  *       owned-list owner, owned_remove() pushes the task on the owner's done
  *       stack and the owner's reap() drops the list's ref later.
  *   Shutdown (transition_to_shutdown, drop_queue_entry, runtime_free step 5)
- *   and the thread waker of join_wait are not modelled.
+ *   is not modelled.
  *
  *   Fidelity: the state word is the same packed integer as in C++ (same bit
  *   values, refcount from bit 6). fetch_update() is modelled as it is
@@ -48,7 +54,8 @@
  *                      is one queue entry (it owns the NOTIFIED ref)
  *   resume_running     TaskHeader::resume_running
  *   stage, result      TaskHeader::stage, ::result
- *   jw_field           TaskHeader::join_waker (0 none, 1 or 2: which waker)
+ *   jw_field           TaskHeader::join_waker (0 none, 1 or 2: a task's
+ *                      waker, TW = 3: join_wait's thread waker)
  *   jw_refs            ghost: live clones of the join handle's waker
  *   join_woken         the join handle's waker was woken
  *   freed, completed, polling, taken, output_drops, future_drops: ghosts
@@ -79,15 +86,18 @@
  *   cc -O2 -DSAFETY -DNOCLAIM -DCOLLAPSE -DMEMLIM=3000 -o pan pan.c
  *   ./pan -m1000000
  *   Knobs: -DRMW_ATOMIC (each fetch_update one step), -DNO_FOREIGN,
- *   -DNO_REAPER, -DNO_ABORT (leave one actor or path out). Every actor at
+ *   -DNO_REAPER, -DNO_ABORT, -DNO_JOIN_WAIT (leave one actor or path out). Every actor at
  *   once with fetch_update in separate load/closure/CAS steps needs more than
  *   60 million states, so the runs split it three ways:
  *
  * RESULTS (spin 6.5.2, 2 cores shared with other builds; errors: 0 in all)
- *   -DRMW_ATOMIC            every actor, atomic RMWs:     6,444,927 states,  9 s
- *   -DNO_FOREIGN            CAS steps, no foreign waker:  2,657,882 states,  5 s
- *   -DNO_REAPER -DNO_ABORT  CAS steps, foreign waker:    12,067,082 states, 15 s
- *   -DRMW_ATOMIC -DINIT_NOTIFIED (queued NOTIFIED):       6,485,542 states,  9 s
+ *   -DRMW_ATOMIC            every actor, atomic RMWs:    13,534,496 states, 19 s
+ *   -DNO_FOREIGN            CAS steps, no foreign waker:  5,468,695 states, 10 s
+ *   -DNO_REAPER -DNO_ABORT -DNO_JOIN_WAIT
+ *                           CAS steps, foreign waker:    13,138,073 states, 17 s
+ *   -DRMW_ATOMIC -DINIT_NOTIFIED (queued NOTIFIED):      13,630,946 states, 21 s
+ *   With the join wait too, the third one takes 29,860,126 states (1.5 GB,
+ *   2.5 min); the join wait's CAS steps are covered by the second.
  *   No bug found in TaskState or in the run_task / complete / join code.
  *
  * MUTATIONS (tests/check_models.sh --mutations; each must fail)
@@ -114,6 +124,15 @@
  *   -DMUT_SOLO_IGNORES_REFS      join_free's solo path (free without an RMW)
  *                                taken while another reference (a waker, the
  *                                runner's, the owned list's) is still held
+ *   -DMUT_NO_RETRACT             join_wait returns without retracting its
+ *                                thread waker
+ *   -DMUT_RETRACT_NO_WAIT        retract_thread_waker does not wait for the
+ *                                completer to hand the field back (JOIN_WAKER
+ *                                clear) when the task completed first
+ *   -DMUT_RETRACT_ANY_WAKER      retract_thread_waker empties the field
+ *                                whatever waker it holds (an earlier
+ *                                weft_join_poll's is then never dropped:
+ *                                the leak fuzz_abi found)
  * Results (all caught, each within 0.1-2 s of search):
  *   IDLE_IGNORES_NOTIFIED  the source's wake is lost: checker finds the
  *                          event set but the task never completed
@@ -123,6 +142,12 @@
  *   BYREF_NO_RESET         (needs the CAS-step configuration -DNO_FOREIGN)
  *                          a retry keeps a stale Submit: a second entry
  *   JOIN_DROP_CLEARS_WAKER the join waker is dropped twice (jw_refs)
+ *   NO_RETRACT             the completer wakes the thread waker after its
+ *                          Parker's frame is gone (parker_alive)
+ *   RETRACT_NO_WAIT        the completer finds the field emptied under it
+ *                          while JOIN_WAKER says it is the runtime's
+ *   RETRACT_ANY_WAKER      an earlier poll's waker is never dropped
+ *                          (checker: jw_refs != 0)
  * Mutations tried that the model (rightly) does not flag:
  *   - transition_to_idle ignoring CANCELLED: harmless, because an abort
  *     during a poll also sets NOTIFIED, so the task is re-queued and the next
@@ -162,6 +187,7 @@
 #define ST_DROPPED 2
 
 #define WEFT_ECANCELED 1
+#define TW 3            /* jw_field: join_wait's thread waker */
 
 short word;
 chan runq = [2] of { bit };
@@ -172,6 +198,7 @@ byte jw_field;
 byte jw_refs;
 bit join_woken;
 bit join_waiting;
+bit parker_alive;   /* join_wait's Parker (the thread waker TW) is on a live stack frame */
 bit reap_pending;
 bit linked;     /* TaskHeader::owned_shard != OWNED_UNBOUND: it suspended once */
 
@@ -579,6 +606,7 @@ inline complete(runner_refs) {
        atomic {
            /* JOIN_WAKER set: the field is ours to read */
            assert((word & JOIN_WAKER) != 0 && jw_field != 0);
+           assert(jw_field != TW || parker_alive);   /* the Parker's stack frame is live */
            join_woken = 1                      /* join_waker.wake_by_ref */
        };
        atomic { assert(!freed); cur = word & ~JOIN_WAKER; word = cur };  /* unset_join_waker_after_complete */
@@ -802,8 +830,69 @@ proctype joiner() {
     :: skip
     fi;
     cur = 0;
-    /* await the handle, or detach at once */
+    /* await the handle (a task's join_poll, or a plain thread's join_wait),
+     * or detach at once */
     if
+#ifndef NO_JOIN_WAIT
+    :: /* weft_join_wait (scheduler.cpp join_wait): optionally one
+        * weft_join_poll with a task waker first (its waker may stay in the
+        * field for join_free), then polls with the thread waker (3: a
+        * Parker on this thread's stack, no refcount) and parks until
+        * unparked, or times out; then retract_thread_waker before the stack
+        * frame goes. */
+       if
+       :: join_poll(1, ready)
+       :: skip
+       fi;
+       parker_alive = 1;
+       do
+       :: ready -> break
+       :: else ->
+          join_poll(TW, ready);
+          if
+          :: ready -> break
+          :: !ready -> join_waiting = 1;
+end_park:    join_woken; join_waiting = 0; join_woken = 0
+          :: !ready -> break                   /* timed out */
+          fi
+       od;
+       /* retract_thread_waker */
+#ifndef MUT_NO_RETRACT
+       unset_join_waker(ok2);
+#ifndef MUT_RETRACT_NO_WAIT
+       if
+       :: !ok2 -> (word & JOIN_WAKER) == 0     /* completed: wait out the completer's wake */
+       :: else -> skip
+       fi;
+#endif
+       atomic {
+           assert(!freed);
+#ifndef MUT_RETRACT_ANY_WAKER
+           if
+           :: jw_field == TW -> assert(jw_refs > 0); jw_refs--; jw_field = 0
+           :: else -> skip
+           fi;
+#else
+           if
+           :: jw_field != 0 -> jw_field = 0
+           :: else -> skip
+           fi;
+#endif
+           parker_alive = 0
+       };
+#else
+       parker_alive = 0;
+#endif
+       if
+       :: ready -> atomic {
+              assert(!freed && (word & COMPLETE) != 0 && completed == 1);
+              assert(result == WEFT_ECANCELED || stage == ST_FINISHED);
+              taken++;
+              assert(taken == 1)
+          }
+       :: else -> skip                         /* timed out: nothing taken */
+       fi
+#endif
     :: do
        :: join_poll(w, ready);
           polls++;

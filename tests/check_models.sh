@@ -4,7 +4,8 @@
 #
 #   kernel/local_queue.pml  LocalQueue: packed-head push / pop / steal_into
 #   kernel/task_state.pml   TaskState transitions driven by run_task, wakers,
-#                           the join handle, abort, reap
+#                           the join handle (a task's await, a plain thread's
+#                           join_wait and its retract), abort, reap
 #   kernel/park.pml         Idle + Parker + park()/notify: no lost wake-up
 #   kernel/driver_park.pml  the sleeping flag: Parker::park_in in the I/O
 #                           driver and the eventfd write: no lost wake-up
@@ -137,7 +138,7 @@ if want task_state; then
     echo "--- kernel/task_state.pml"
     run ts-all-actors safety task_state -DRMW_ATOMIC
     run ts-cas-steps safety task_state -DNO_FOREIGN
-    run ts-cas-steps-foreign safety task_state -DNO_REAPER -DNO_ABORT
+    run ts-cas-steps-foreign safety task_state -DNO_REAPER -DNO_ABORT -DNO_JOIN_WAIT
     run ts-init-notified safety task_state -DRMW_ATOMIC -DINIT_NOTIFIED
 fi
 if want park; then
@@ -175,6 +176,9 @@ if ((MUTATIONS)); then
         mutant ts-join-drop-clears-waker task_state -DRMW_ATOMIC -DMUT_JOIN_DROP_CLEARS_WAKER
         mutant ts-unref-no-refuse task_state -DRMW_ATOMIC -DMUT_UNREF_NO_REFUSE
         mutant ts-solo-ignores-refs task_state -DRMW_ATOMIC -DMUT_SOLO_IGNORES_REFS
+        mutant ts-no-retract task_state -DRMW_ATOMIC -DMUT_NO_RETRACT
+        mutant ts-retract-no-wait task_state -DRMW_ATOMIC -DMUT_RETRACT_NO_WAIT
+        mutant ts-retract-any-waker task_state -DRMW_ATOMIC -DMUT_RETRACT_ANY_WAKER
     fi
     if want park; then
         mutant park-no-recheck park -DNW=2 -DNPLAIN=2 -DMUT_NO_RECHECK
