@@ -589,7 +589,7 @@ void weft_pulse_config_init(weft_pulse_config* cfg) {
 }
 
 int weft_budget_consume(uint32_t n) {
-    if (!t_poll.metered) return 0;
+    if (t_poll.budget == PollTls::UNMETERED) return 0;
     if (t_poll.budget >= n) {
         t_poll.budget -= n;
         return 0;
@@ -601,7 +601,7 @@ int weft_budget_consume(uint32_t n) {
     return 1;
 }
 
-uint32_t weft_budget_remaining(void) { return t_poll.metered ? t_poll.budget : UINT32_MAX; }
+uint32_t weft_budget_remaining(void) { return t_poll.budget; }  // UNMETERED == UINT32_MAX: not in a poll
 
 int weft_join_task_tier(const weft_join* join) {
     if (!join) return WEFT_EINVAL;

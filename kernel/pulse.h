@@ -183,10 +183,19 @@ extern constinit __attribute__((tls_model("initial-exec"))) thread_local uint32_
 // reach all of it from one TLS address (separate thread_locals cost a GOT
 // load each in a shared library).
 struct PollTls {
-    uint32_t budget = 0;          // budget left in the poll in progress
-    uint32_t sample_in = 1;       // polls until the next sampled one (scheduler.cpp)
+    // Budget left in the poll in progress; UNMETERED between polls (and
+    // always with pulse off): weft_budget_consume then asks nothing. A
+    // configured budget is at most 0xFFFF (pulse.cpp), so the sentinel
+    // cannot be a real budget, and one store per poll end says "not in a
+    // poll" (there was a separate flag: two more stores per poll).
+    static constexpr uint32_t UNMETERED = UINT32_MAX;
+    uint32_t budget = UNMETERED;
+    // Polls until the next timed one (scheduler.cpp, pulse_poll_begin): the
+    // poll-time histogram's sample every POLL_SAMPLE_EVERY polls, or every
+    // poll while precise_polls != 0 (then sampled counts the samples).
+    uint32_t sample_in = 1;
     uint32_t precise_polls = 0;   // polls to time regardless (a slow window)
-    bool metered = false;         // a poll is in progress: budget applies
+    uint32_t sampled_in = 1;      // while precise: timed polls until the next sample
     // Inside a user poll of a worker this thread may lose (pulse on with
     // handoff): owner ops must then be guarded (CoreOp).
     bool in_user_poll = false;

@@ -375,25 +375,48 @@ struct PollStamp {
     bool sampled;  // the histogram's sample
 };
 
+// A poll to time (pulse_poll_begin): whether it is the histogram's sample,
+// and its start.
+__attribute__((noinline)) PollStamp pulse_poll_stamp(Shared* sh, uint8_t suspect) {
+    PollTls& tl = t_poll;
+    PollStamp st{0, true, false};
+    if (tl.sample_in == 0) {
+        // The countdown ran out: a sample, or (precise) one more timed poll.
+        if (tl.precise_polls == 0) {
+            tl.sample_in = POLL_SAMPLE_EVERY;
+            st.sampled = true;
+        } else {
+            tl.sample_in = 1;
+            if (--tl.sampled_in == 0) {
+                tl.sampled_in = POLL_SAMPLE_EVERY;
+                st.sampled = true;
+            }
+        }
+    }
+    // CLOCK_THREAD_CPUTIME_ID is a real system call (hundreds of ns): only
+    // for a task whose polls already looked long.
+    t_cpu_start = suspect && sh->pulse.verify_cpu ? port::thread_cpu_ns() : 0;
+    st.t0 = pulse_ticks(sh);
+    return st;
+}
+
+// Makes this thread time its next polls (precise_polls of them, or all:
+// PRECISE_ALWAYS). The countdown then runs out at every poll.
+inline void pulse_time_next_polls(uint32_t n) {
+    t_poll.precise_polls = n;
+    t_poll.sample_in = 1;
+}
+
 // Before a poll: the task's budget, and (with handoff) this thread's word.
 inline PollStamp pulse_poll_begin(Shared* sh, TaskHeader* t, bool may_lose) {
     PollTls& tl = t_poll;  // one TLS address for all of it
     uint8_t tier = t->budget.tier.load(std::memory_order_relaxed);
     uint8_t suspect = (uint8_t)(t->budget.strikes | tier);
     tl.budget = sh->pulse.budget_of_tier[tier & 3];
-    tl.metered = true;
     PollStamp st{0, false, false};
-    if (--tl.sample_in == 0) {
-        tl.sample_in = POLL_SAMPLE_EVERY;
-        st.sampled = true;
-    }
-    if (__builtin_expect(st.sampled | (suspect != 0) | (tl.precise_polls != 0), 0)) {
-        // CLOCK_THREAD_CPUTIME_ID is a real system call (hundreds of ns):
-        // only for a task whose polls already looked long.
-        t_cpu_start = suspect && sh->pulse.verify_cpu ? port::thread_cpu_ns() : 0;
-        st.t0 = pulse_ticks(sh);
-        st.timed = true;
-    }
+    // One countdown decides the sample and a precise run (pulse_poll_stamp);
+    // a suspect's polls are all timed.
+    if (__builtin_expect((--tl.sample_in == 0) | (suspect != 0), 0)) st = pulse_poll_stamp(sh, suspect);
     if (may_lose) {
         ThreadRec* me = t_thread;
         uint64_t seq = (me->word.load(std::memory_order_relaxed) & ~(uint64_t)3) + 4;
@@ -414,7 +437,8 @@ inline bool pulse_lost_tier(Shared* sh, TaskHeader* t, bool kept, uint64_t ns, b
 }
 
 // The end of a timed poll: records it, moves the task between tiers.
-__attribute__((noinline)) bool pulse_poll_timed(Shared* sh, Worker* w, TaskHeader* t, PollStamp st, bool kept) {
+__attribute__((noinline)) bool pulse_poll_timed(Shared* sh, Worker* w, TaskHeader* t, PollStamp st, bool kept,
+                                                 uint32_t left) {
     uint64_t now = pulse_ticks(sh);
     uint64_t ticks = now > st.t0 ? now - st.t0 : 0;
     uint64_t ns = pulse_ticks_to_ns(sh, ticks);
@@ -425,14 +449,14 @@ __attribute__((noinline)) bool pulse_poll_timed(Shared* sh, Worker* w, TaskHeade
         // scheduler's work between them): if it took a slow poll's time,
         // time every poll for a while to find out whose.
         if (t_win_start && now - t_win_start >= sh->pulse.slow_poll_ticks && t_poll.precise_polls == 0)
-            t_poll.precise_polls = 2 * POLL_SAMPLE_EVERY;
+            pulse_time_next_polls(2 * POLL_SAMPLE_EVERY);
         t_win_start = now;
         if (mw) WorkerMetrics::bump(mw->metrics.poll_hist[poll_bucket(ns)]);
     }
     Budget& b = t->budget;
     b.timed_polls++;  // wraps; a count for task dumps
     b.last_poll_ns = ns < UINT32_MAX ? (uint32_t)ns : UINT32_MAX;
-    b.remaining = t_poll.budget < 0xFFFF ? (uint16_t)t_poll.budget : 0xFFFF;
+    b.remaining = left < 0xFFFF ? (uint16_t)left : 0xFFFF;
     bool slow = ticks >= sh->pulse.slow_poll_ticks;
     if (slow && t_cpu_start) {
         // A suspect's long poll: did it compute, or was the thread
@@ -463,7 +487,9 @@ __attribute__((noinline)) bool pulse_poll_timed(Shared* sh, Worker* w, TaskHeade
 inline bool pulse_poll_end(Shared* sh, Worker* w, TaskHeader* t, PollStamp st, bool may_lose, bool* spent) {
     PollTls& tl = t_poll;
     bool kept = true;
-    *spent = tl.budget == 0;
+    uint32_t left = tl.budget;
+    tl.budget = PollTls::UNMETERED;  // between polls: weft_budget_consume asks nothing
+    *spent = left == 0;
     if (may_lose) {
         tl.in_user_poll = false;
         ThreadRec* me = t_thread;
@@ -472,8 +498,7 @@ inline bool pulse_poll_end(Shared* sh, Worker* w, TaskHeader* t, PollStamp st, b
         std::atomic_signal_fence(std::memory_order_seq_cst);  // store, then load (pulse.h)
         kept = w->epoch.load(std::memory_order_relaxed) == t_epoch;
     }
-    tl.metered = false;
-    if (__builtin_expect(st.timed, 0)) return pulse_poll_timed(sh, w, t, st, kept);
+    if (__builtin_expect(st.timed, 0)) return pulse_poll_timed(sh, w, t, st, kept, left);
     // Untimed: a clean task whose window looked fine. A poll that lost the
     // worker lasted at least handoff_ns (the monitor's measure).
     if (__builtin_expect(!kept, 0)) return pulse_lost_tier(sh, t, kept, sh->pulse.handoff_ns, true);
@@ -1167,7 +1192,7 @@ void* thread_main(void* arg) {
     t_thread = me;
     t_runtime = sh;
 #if WEFT_PULSE
-    if (sh->pulse.ticks_are_ns) t_poll.precise_polls = PRECISE_ALWAYS;
+    if (sh->pulse.ticks_are_ns) pulse_time_next_polls(PRECISE_ALWAYS);
 #endif
     pool::thread_init();
     bool spare_trimmed = false;  // trimmed since this thread last held a worker
@@ -1717,7 +1742,7 @@ void run_task_coreless(Shared* sh, TaskHeader* t) {
     }
     t_win_start = 0;  // an isolation thread: it may have waited since its last poll
 #if WEFT_PULSE
-    if (sh->pulse.ticks_are_ns) t_poll.precise_polls = PRECISE_ALWAYS;
+    if (sh->pulse.ticks_are_ns) pulse_time_next_polls(PRECISE_ALWAYS);
 #endif
     weft_context cx{task_waker(t)};
     t_current = t;
