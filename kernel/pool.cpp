@@ -65,13 +65,76 @@ FreeBlock* depot_take(uint32_t k) {
     return batch;
 }
 
+// ---- caches of threads that are not the runtime's ----
+// A thread outside the runtimes that spawns (the main thread, an accept
+// thread, a foreign caller of the C ABI) allocates task blocks, and it often
+// frees them too (its join handles). It gets a cache at its first pooled
+// alloc or free (alloc_slow, free_slow), so that its blocks cycle through
+// its lists and the depot instead of malloc and free: spawn_many_remote, 10,000
+// spawns from the main thread a round, spent about a third of its
+// instructions in glibc's malloc and free. Such a cache is not counted in
+// depot.caches (the runtimes' threads: the last of them to exit empties the
+// depot), and goes when its thread exits (a pthread key destructor) or, for
+// the thread that calls exit(), at the library's destructor.
+constinit __attribute__((tls_model("initial-exec"))) thread_local bool t_foreign = false;
+// The thread is exiting (or has exited) its foreign cache: no new one.
+constinit __attribute__((tls_model("initial-exec"))) thread_local bool t_foreign_done = false;
+
+// Whole batches to the depot, a partial list to the heap; the Cache freed.
+void release_cache(Cache* c) {
+    for (uint32_t i = 0; i < CLASSES; i++) {
+        ClassCache& cc = c->cls[i];
+        if (cc.full) depot_put(i, cc.full);
+        if (cc.count == BATCH) depot_put(i, cc.head);
+        else free_list(cc.head);
+    }
+    port::free(c);
+}
+
+void foreign_exit(void*) {
+    Cache* c = t_cache;
+    t_foreign_done = true;
+    if (!c || !t_foreign) return;
+    t_cache = nullptr;
+    t_foreign = false;
+    release_cache(c);
+    // No runtime thread left to take them: give the depot back too.
+    if (depot.caches.load(std::memory_order_acquire) == 0) trim(0);
+}
+
+// This thread's cache, made now if it is not a runtime thread that has one
+// already; nullptr when it cannot have one (exiting, or out of memory).
+Cache* foreign_cache() {
+    if (t_cache) return t_cache;
+    if (t_foreign_done) return nullptr;
+    Cache* c = static_cast<Cache*>(port::alloc(sizeof(Cache)));
+    if (!c) return nullptr;
+    for (uint32_t i = 0; i < CLASSES; i++) c->cls[i] = ClassCache{nullptr, nullptr, 0};
+    if (!port::thread_exit_hook(foreign_exit, c)) {
+        port::free(c);
+        t_foreign_done = true;  // no way to give it back at exit: plain malloc
+        return nullptr;
+    }
+    t_cache = c;
+    t_foreign = true;
+    return c;
+}
+
+// The thread that calls exit() runs no key destructor: its cache goes here.
+__attribute__((destructor)) void foreign_exit_at_process_exit() { foreign_exit(nullptr); }
+
 }  // namespace
 
 uint64_t depot_bytes() { return depot.bytes.load(std::memory_order_relaxed); }
 
 void retire_batch(Cache* c, uint32_t k) {
     ClassCache& cc = c->cls[k];
-    if (cc.full) depot_put(k, cc.full);
+    if (cc.full) {
+        // A foreign thread with no runtime thread left to reuse them (its
+        // runtimes are freed): back to the heap, not into the depot.
+        if (t_foreign && depot.caches.load(std::memory_order_relaxed) == 0) free_list(cc.full);
+        else depot_put(k, cc.full);
+    }
     cc.full = cc.head;
     cc.head = nullptr;
     cc.count = 0;
@@ -85,7 +148,9 @@ void retire_batch(Cache* c, uint32_t k) {
 // blocks came from the heap each round (their tasks finished on, and were
 // cached by, the other worker), ran 20% slower with it.
 void* alloc_slow(size_t size) {
-    if (Cache* c = t_cache; c && size - 1 < MAX_POOLED) {
+    if (size - 1 < MAX_POOLED) {
+        Cache* c = foreign_cache();  // this thread's, made now if it had none
+        if (!c) goto heap;
         // This thread's lists of the class are empty (alloc_cached): a batch
         // from the depot, if it has one, before the heap.
         uint32_t k = class_of(size);
@@ -96,6 +161,7 @@ void* alloc_slow(size_t size) {
             return b;
         }
     }
+heap:
     // Whole lines (pool.h); pooled sizes are their class's size, so the block
     // can be cached wherever it is freed.
     if (size == 0) size = 1;
@@ -112,18 +178,35 @@ void* alloc_slow(size_t size) {
     return p;
 }
 
-void free_slow(void* p, size_t) {
-    if (p) heap_free(p);
+void free_slow(void* p, size_t size) {
+    if (!p) return;
+    // A thread without a cache yet gets one (alloc_slow); then the inline
+    // free() caches the block.
+    if (!t_cache && size - 1 < MAX_POOLED && foreign_cache()) {
+        free(p, size);
+        return;
+    }
+    heap_free(p);
 }
 
 void thread_init() {
-    if (t_cache) return;
+    if (t_cache) {
+        // A foreign cache made earlier becomes this runtime thread's (counted
+        // now; thread_exit releases it).
+        if (t_foreign) {
+            t_foreign = false;
+            depot.caches.fetch_add(1, std::memory_order_relaxed);
+        }
+        return;
+    }
     Cache* c = static_cast<Cache*>(port::alloc(sizeof(Cache)));
     if (!c) return;  // no cache: plain malloc, still correct
     for (uint32_t i = 0; i < CLASSES; i++) c->cls[i] = ClassCache{nullptr, nullptr, 0};
     t_cache = c;
     depot.caches.fetch_add(1, std::memory_order_relaxed);
 }
+
+bool has_runtime_cache() { return t_cache && !t_foreign; }
 
 uint64_t cached_bytes() {
     Cache* c = t_cache;
@@ -173,17 +256,11 @@ void trim(uint64_t keep) {
 
 void thread_exit() {
     Cache* c = t_cache;
-    if (!c) return;
+    if (!c || t_foreign) return;  // a foreign cache goes when its thread exits
     t_cache = nullptr;
     // Whole batches to the depot, for the threads that stay; a partial list
     // to the heap.
-    for (uint32_t i = 0; i < CLASSES; i++) {
-        ClassCache& cc = c->cls[i];
-        if (cc.full) depot_put(i, cc.full);
-        if (cc.count == BATCH) depot_put(i, cc.head);
-        else free_list(cc.head);
-    }
-    port::free(c);
+    release_cache(c);
     // acq_rel: the last thread out empties the depot after every other
     // exiting thread's puts (each came before that thread's decrement). A
     // thread that gets a cache meanwhile only finds the depot emptier.

@@ -4,8 +4,9 @@
 // thread keeps a free list per size class (multiples of a cache line up to
 // MAX_POOLED). Blocks are carved one to a malloc block (pool.cpp
 // alloc_slow), so a block allocated on one thread may be freed on any other
-// (it joins that thread's cache). Threads without a cache (anything that is
-// not a worker) allocate and free on the heap directly.
+// (it joins that thread's cache). A thread outside the runtimes (the main
+// thread, a foreign caller of the C ABI) gets a cache of its own at its first
+// pooled alloc or free, which it gives back when it exits (pool.cpp).
 //
 // Blocks move between threads in batches. A task is often allocated on one
 // worker and freed on another (spawned by an accept loop or a fan-out root,
@@ -88,7 +89,7 @@ struct Cache {
     ClassCache cls[CLASSES];
 };
 
-// This thread's cache, or nullptr (not a worker). initial-exec: no
+// This thread's cache, or nullptr (none yet). initial-exec: no
 // __tls_get_addr on the spawn path.
 extern constinit __attribute__((tls_model("initial-exec"))) thread_local Cache* t_cache;
 
@@ -150,9 +151,14 @@ inline void free(void* p, size_t size) {
     free_slow(p, size);
 }
 
-// Gives the calling thread a cache (workers call this at start) / releases it.
+// Gives the calling thread a runtime thread's cache (workers call this at
+// start; a cache the thread had as a foreign one becomes it) / releases it.
+// A thread that calls neither gets a foreign cache at its first pooled alloc
+// or free, released when it exits (pool.cpp).
 void thread_init();
 void thread_exit();
+// Whether the calling thread holds a cache from thread_init (not a foreign one).
+bool has_runtime_cache();
 
 // Bytes the calling thread's cache holds (0 without a cache), counted as
 // class bytes (each block holds a line and malloc's header more of heap).

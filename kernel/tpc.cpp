@@ -953,7 +953,7 @@ int weft_tpc_new(const weft_tpc_config* cfg, weft_tpc** out) {
         port::free(ex);
         return r;
     }
-    if (!pool::t_cache) {
+    if (!pool::has_runtime_cache()) {
         pool::thread_init();
         ex->own_pool = true;
     }

@@ -50,6 +50,11 @@ void thread_yield();
 // Pins the calling thread to the nth CPU (counting from 0, modulo their
 // number) of those this process may run on. 0 or -errno.
 int thread_pin_self(unsigned nth);
+// Arranges for fn(arg) to run when the calling thread exits (a pthread key
+// destructor; not at exit() of the process, and not for the thread that
+// calls exit()). One function for the whole process: every call passes the
+// same fn. arg must not be null. False when no key could be made.
+bool thread_exit_hook(void (*fn)(void*), void* arg);
 
 // ---- mutex -----------------------------------------------------------------
 // A three-state futex mutex (Drepper, "Futexes Are Tricky", mutex3):

@@ -16,15 +16,62 @@
 
 namespace pool = weft::kernel::pool;
 
-TEST(Pool, WithoutACacheEverythingGoesToMalloc) {
-    EXPECT_EQ(pool::cached_bytes(), 0u);
-    void* p = pool::alloc(100);
-    ASSERT_NE(p, nullptr);
-    pool::free(p, 100);
-    EXPECT_EQ(pool::cached_bytes(), 0u);
+constexpr size_t G = pool::GRANULE;
+
+// A thread outside the runtimes (no thread_init) gets a cache at its first
+// pooled alloc, reuses its blocks, and gives its whole batches to the depot
+// when it exits; the partial list goes to the heap.
+TEST(Pool, AThreadOutsideTheRuntimesGetsACacheAndGivesItBackWhenItExits) {
+    pool::trim(0);
+    std::thread([] {
+        EXPECT_FALSE(pool::has_runtime_cache());
+        EXPECT_EQ(pool::cached_bytes(), 0u);
+        void* a = pool::alloc(100);
+        ASSERT_NE(a, nullptr);
+        pool::free(a, 100);
+        EXPECT_EQ(pool::cached_bytes(), G) << "cached, not freed";
+        EXPECT_EQ(pool::alloc(100), a) << "and reused";
+        pool::free(a, 100);
+        EXPECT_FALSE(pool::has_runtime_cache());
+        pool::thread_exit();  // not the runtime's: a no-op, the cache stays
+        EXPECT_EQ(pool::cached_bytes(), G);
+        std::vector<void*> blocks(pool::BATCH + 3);
+        for (auto& p : blocks) p = pool::alloc(2 * G);
+        for (void* p : blocks) pool::free(p, 2 * G);
+        EXPECT_EQ(pool::cached_bytes(), G + (pool::BATCH + 3) * 2 * G);
+    }).join();
+    // No runtime thread is left to take a batch: the exiting thread's whole
+    // batch went to the heap with the rest (ASan and Valgrind see every block
+    // freed).
+    EXPECT_EQ(pool::depot_bytes(), 0u);
+    pool::thread_init();  // this thread stays, counted
+    std::thread([] {
+        std::vector<void*> blocks(pool::BATCH + 3);
+        for (auto& p : blocks) p = pool::alloc(2 * G);
+        for (void* p : blocks) pool::free(p, 2 * G);
+    }).join();
+    EXPECT_EQ(pool::depot_bytes(), pool::BATCH * 2 * G) << "its whole batch, for the thread that stays";
+    pool::thread_exit();
+    EXPECT_EQ(pool::depot_bytes(), 0u) << "no runtime thread left: the depot is emptied";
 }
 
-constexpr size_t G = pool::GRANULE;
+// A foreign cache becomes a runtime thread's at thread_init: counted, and
+// released by thread_exit (a thread-per-core executor on the caller's thread).
+TEST(Pool, ThreadInitAdoptsAForeignCache) {
+    pool::trim(0);
+    std::thread([] {
+        void* a = pool::alloc(G);
+        pool::free(a, G);
+        EXPECT_FALSE(pool::has_runtime_cache());
+        pool::thread_init();
+        EXPECT_TRUE(pool::has_runtime_cache());
+        EXPECT_EQ(pool::alloc(G), a) << "the same lists";
+        pool::free(a, G);
+        pool::thread_exit();
+        EXPECT_FALSE(pool::has_runtime_cache());
+        EXPECT_EQ(pool::cached_bytes(), 0u);
+    }).join();
+}
 
 TEST(Pool, CachesFreedBlocksAndReusesThem) {
     std::thread([] {
@@ -67,7 +114,7 @@ TEST(Pool, EveryBlockStartsALineAndOwnsItsLastOne) {
             blocks.clear();
         }
     };
-    check();                // this thread: no cache
+    check();                // this thread: a foreign cache (or a runtime one adopted by another test)
     std::thread([&] {
         pool::thread_init();
         check();

@@ -82,6 +82,23 @@ int thread_join(Thread* t) {
 
 void thread_yield() { sched_yield(); }
 
+namespace {
+pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+pthread_key_t exit_key;
+bool exit_key_ok = false;
+// Stored by every thread_exit_hook call (all pass the same fn) before the
+// thread's value is set, so a thread's destructor reads it after its own store.
+std::atomic<void (*)(void*)> exit_fn{nullptr};
+void exit_key_dtor(void* arg) { exit_fn.load(std::memory_order_relaxed)(arg); }
+void make_exit_key() { exit_key_ok = pthread_key_create(&exit_key, exit_key_dtor) == 0; }
+}  // namespace
+
+bool thread_exit_hook(void (*fn)(void*), void* arg) {
+    exit_fn.store(fn, std::memory_order_relaxed);
+    pthread_once(&exit_key_once, make_exit_key);
+    return exit_key_ok && pthread_setspecific(exit_key, arg) == 0;
+}
+
 int thread_pin_self(unsigned nth) {
     cpu_set_t allowed;
     if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return -errno;
