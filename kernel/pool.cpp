@@ -75,7 +75,12 @@ FreeBlock* depot_take(uint32_t k) {
 // instructions in glibc's malloc and free. Such a cache is not counted in
 // depot.caches (the runtimes' threads: the last of them to exit empties the
 // depot), and goes when its thread exits (a pthread key destructor) or, for
-// the thread that calls exit(), at the library's destructor.
+// the thread that calls exit(), at the library's destructor (libweft.so is
+// linked -z nodelete, so that destructor's code stays mapped after a
+// dlclose). Not covered: a thread still running at exit() keeps its cache
+// (its blocks are then only reachable from its TLS), and a thread whose
+// first pooled alloc or free comes from another library's key destructor in
+// glibc's last round of them (PTHREAD_DESTRUCTOR_ITERATIONS) leaks its cache.
 constinit __attribute__((tls_model("initial-exec"))) thread_local bool t_foreign = false;
 // The thread is exiting (or has exited) its foreign cache: no new one.
 constinit __attribute__((tls_model("initial-exec"))) thread_local bool t_foreign_done = false;
@@ -94,11 +99,14 @@ void release_cache(Cache* c) {
 void foreign_exit(void*) {
     Cache* c = t_cache;
     t_foreign_done = true;
-    if (!c || !t_foreign) return;
-    t_cache = nullptr;
-    t_foreign = false;
-    release_cache(c);
-    // No runtime thread left to take them: give the depot back too.
+    if (c && t_foreign) {
+        t_cache = nullptr;
+        t_foreign = false;
+        release_cache(c);
+    }
+    // No runtime thread left to take them: give the depot back too (also
+    // when this thread had no cache: at exit(), a batch another foreign
+    // thread put there after the last runtime thread's trim).
     if (depot.caches.load(std::memory_order_acquire) == 0) trim(0);
 }
 

@@ -192,10 +192,11 @@ struct PollTls {
     uint32_t budget = UNMETERED;
     // Polls until the next timed one (scheduler.cpp, pulse_poll_begin): the
     // poll-time histogram's sample every POLL_SAMPLE_EVERY polls, or every
-    // poll while precise_polls != 0 (then sampled counts the samples).
+    // poll while precise_polls != 0 (then sampled_in counts down to the
+    // sample, and is the countdown again when the run ends).
     uint32_t sample_in = 1;
     uint32_t precise_polls = 0;   // polls to time regardless (a slow window)
-    uint32_t sampled_in = 1;      // while precise: timed polls until the next sample
+    uint32_t sampled_in = 1;      // while precise: polls until the next sample
     // Inside a user poll of a worker this thread may lose (pulse on with
     // handoff): owner ops must then be guarded (CoreOp).
     bool in_user_poll = false;

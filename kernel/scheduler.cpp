@@ -401,8 +401,13 @@ __attribute__((noinline)) PollStamp pulse_poll_stamp(Shared* sh, uint8_t suspect
 }
 
 // Makes this thread time its next polls (precise_polls of them, or all:
-// PRECISE_ALWAYS). The countdown then runs out at every poll.
+// PRECISE_ALWAYS). The countdown then runs out at every poll; the sample's
+// count goes on in sampled_in (pulse_poll_stamp) and comes back to the
+// countdown when the run ends (pulse_poll_timed), so the histogram still
+// samples exactly every POLL_SAMPLE_EVERY-th poll (weft_metrics.h: chosen by
+// count, unbiased).
 inline void pulse_time_next_polls(uint32_t n) {
+    if (t_poll.precise_polls == 0) t_poll.sampled_in = t_poll.sample_in;
     t_poll.precise_polls = n;
     t_poll.sample_in = 1;
 }
@@ -443,7 +448,8 @@ __attribute__((noinline)) bool pulse_poll_timed(Shared* sh, Worker* w, TaskHeade
     uint64_t ticks = now > st.t0 ? now - st.t0 : 0;
     uint64_t ns = pulse_ticks_to_ns(sh, ticks);
     Worker* mw = kept ? w : nullptr;
-    if (t_poll.precise_polls != 0 && t_poll.precise_polls != PRECISE_ALWAYS) t_poll.precise_polls--;
+    if (t_poll.precise_polls != 0 && t_poll.precise_polls != PRECISE_ALWAYS && --t_poll.precise_polls == 0)
+        t_poll.sample_in = t_poll.sampled_in;  // the run is over: the sample's count goes on
     if (st.sampled) {
         // The window since the last sample (POLL_SAMPLE_EVERY polls and the
         // scheduler's work between them): if it took a slow poll's time,

@@ -29,6 +29,8 @@
 // must not change what the counters say.
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -412,6 +414,62 @@ TEST(Metrics, TotalsAddUpAndTheHistogramHoldsItsSample) {
     EXPECT_EQ(m2.polls, m.polls + more);
     EXPECT_GE(m2.remote_wakes, m.remote_wakes + 50);
     EXPECT_GE(m2.parks, m.parks);
+    EXPECT_EQ(weft_runtime_free(rt), 0);
+}
+
+// Spins `*spin_ns` in its first poll (a slow window: the thread then times
+// every poll for a while), then yields kSlowYields times.
+constexpr int kSlowYields = 1000;
+struct SlowThenYield {
+    uint64_t spin_ns;
+    int remaining = kSlowYields;
+    bool spun = false;
+};
+int poll_slow_then_yield(void* data, weft_context* cx, void*) {
+    auto* s = static_cast<SlowThenYield*>(data);
+    if (!s->spun) {
+        s->spun = true;
+        auto end = std::chrono::steady_clock::now() + std::chrono::nanoseconds(s->spin_ns);
+        while (std::chrono::steady_clock::now() < end) {
+        }
+    }
+    if (s->remaining == 0) return WEFT_READY;
+    --s->remaining;
+    weft_waker_wake_by_ref(&cx->waker);
+    return WEFT_PENDING;
+}
+
+// A slow window makes the thread time every poll for a while (a precise
+// run); the histogram's sample must still be every 64th poll by count, not
+// one more after each run (e0b395f's first version sampled the poll right
+// after the run's start and right after its end).
+TEST(Metrics, TheHistogramSampleStaysByCountAcrossSlowWindows) {
+    weft_runtime* rt = new_runtime(1);
+    ASSERT_NE(rt, nullptr);
+    if (!histogram_recorded(rt)) {
+        EXPECT_EQ(weft_runtime_free(rt), 0);
+        GTEST_SKIP() << "pulse is off or compiled out";
+    }
+    uint64_t polls = 0;
+    for (int round = 0; round < 3; round++) {
+        // Longer than slow_poll_ns (1 ms): the window around it is slow.
+        SlowThenYield s{3000000};
+        weft_task_desc d;
+        std::memset(&d, 0, sizeof d);
+        d.size = sizeof d;
+        d.poll = poll_slow_then_yield;
+        d.data = &s;
+        weft_join* j = nullptr;
+        ASSERT_EQ(weft_spawn(rt, &d, &j), 0);
+        ASSERT_EQ(weft_join_wait(j, -1), 0);
+        weft_join_free(j);
+        polls += kSlowYields + 1;
+    }
+    wait_histogram_caught_up(rt);
+    weft_worker_metrics_ex x = worker_snapshot(rt, 0);
+    EXPECT_EQ(x.polls, polls);
+    EXPECT_EQ(hist_sum(x.poll_hist), sampled(x.polls)) << "one sample every " << WEFT_POLL_HIST_SAMPLE_EVERY
+                                                       << " polls, slow windows or not";
     EXPECT_EQ(weft_runtime_free(rt), 0);
 }
 
