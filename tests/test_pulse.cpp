@@ -158,6 +158,50 @@ TEST(Pulse, BudgetIsUnmeteredOutsideTasks) {
     EXPECT_EQ(weft_budget_remaining(), UINT32_MAX);
 }
 
+// Between polls a worker is unmetered too: a drop function that a
+// cancellation runs on the worker (not inside any poll), right after a poll
+// that spent its whole budget on the same worker, sees UINT32_MAX and is never
+// told to yield (the budget is reset at every poll's end: kernel/pulse.h,
+// PollTls::UNMETERED).
+struct DropSeen {
+    std::atomic<uint32_t> remaining{0};
+    std::atomic<int> consume{-1};
+    std::atomic<bool> dropped{false};
+};
+int poll_spend_all(void*, weft_context*, void*) {
+    while (weft_budget_consume(1) == 0) {
+    }
+    return WEFT_READY;  // returns with its budget at 0
+}
+int poll_park(void*, weft_context*, void*) { return WEFT_PENDING; }  // until aborted
+void drop_record_budget(void* data) {
+    auto* d = static_cast<DropSeen*>(data);
+    d->remaining.store(weft_budget_remaining());
+    d->consume.store(weft_budget_consume(1));
+    d->dropped.store(true);
+}
+TEST(Pulse, BudgetIsUnmeteredBetweenPollsOnAWorker) {
+    REQUIRE_PULSE();
+    PulseRig s(1);
+    weft::Runtime rt(s.cfg);
+    DropSeen seen;
+    weft_task_desc park{sizeof park, poll_park, drop_record_budget, &seen, 0};
+    weft_join* parked = nullptr;
+    ASSERT_EQ(weft_spawn(rt.get(), &park, &parked), 0);
+    weft_task_desc spend{sizeof spend, poll_spend_all, nullptr, nullptr, 0};
+    weft_join* spent = nullptr;
+    ASSERT_EQ(weft_spawn(rt.get(), &spend, &spent), 0);
+    ASSERT_EQ(weft_join_wait(spent, -1), 0);  // the worker's last poll ended with 0 left
+    weft_join_free(spent);
+    ASSERT_EQ(weft_join_abort(parked), 0);    // the drop runs on the worker, between polls
+    EXPECT_EQ(weft_join_wait(parked, -1), 0);
+    EXPECT_EQ(weft_join_status(parked), WEFT_ECANCELED);
+    weft_join_free(parked);
+    ASSERT_TRUE(seen.dropped.load());
+    EXPECT_EQ(seen.remaining.load(), UINT32_MAX);
+    EXPECT_EQ(seen.consume.load(), 0);
+}
+
 TEST(Pulse, BudgetRunsOutAfterItsUnitsAndRefillsNextPoll) {
     REQUIRE_PULSE();
     PulseRig s(1);
