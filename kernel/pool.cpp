@@ -85,6 +85,14 @@ constinit __attribute__((tls_model("initial-exec"))) thread_local bool t_foreign
 // The thread is exiting (or has exited) its foreign cache: no new one.
 constinit __attribute__((tls_model("initial-exec"))) thread_local bool t_foreign_done = false;
 
+// An empty cache, or nullptr (out of memory).
+Cache* new_cache() {
+    Cache* c = static_cast<Cache*>(port::alloc(sizeof(Cache)));
+    if (c)
+        for (uint32_t i = 0; i < CLASSES; i++) c->cls[i] = ClassCache{nullptr, nullptr, 0};
+    return c;
+}
+
 // Whole batches to the depot, a partial list to the heap; the Cache freed.
 void release_cache(Cache* c) {
     for (uint32_t i = 0; i < CLASSES; i++) {
@@ -106,7 +114,9 @@ void foreign_exit(void*) {
     }
     // No runtime thread left to take them: give the depot back too (also
     // when this thread had no cache: at exit(), a batch another foreign
-    // thread put there after the last runtime thread's trim).
+    // thread put there after the last runtime thread's trim). acquire: pairs
+    // with thread_exit's acq_rel decrement, so the last runtime thread's
+    // puts are in the depot that trim empties (under its lock).
     if (depot.caches.load(std::memory_order_acquire) == 0) trim(0);
 }
 
@@ -115,9 +125,8 @@ void foreign_exit(void*) {
 Cache* foreign_cache() {
     if (t_cache) return t_cache;
     if (t_foreign_done) return nullptr;
-    Cache* c = static_cast<Cache*>(port::alloc(sizeof(Cache)));
+    Cache* c = new_cache();
     if (!c) return nullptr;
-    for (uint32_t i = 0; i < CLASSES; i++) c->cls[i] = ClassCache{nullptr, nullptr, 0};
     if (!port::thread_exit_hook(foreign_exit, c)) {
         port::free(c);
         t_foreign_done = true;  // no way to give it back at exit: plain malloc
@@ -140,6 +149,8 @@ void retire_batch(Cache* c, uint32_t k) {
     if (cc.full) {
         // A foreign thread with no runtime thread left to reuse them (its
         // runtimes are freed): back to the heap, not into the depot.
+        // relaxed: a hint about where memory is kept; a stale answer puts a
+        // batch in the depot, which the next trim or exit empties.
         if (t_foreign && depot.caches.load(std::memory_order_relaxed) == 0) free_list(cc.full);
         else depot_put(k, cc.full);
     }
@@ -156,9 +167,8 @@ void retire_batch(Cache* c, uint32_t k) {
 // blocks came from the heap each round (their tasks finished on, and were
 // cached by, the other worker), ran 20% slower with it.
 void* alloc_slow(size_t size) {
-    if (size - 1 < MAX_POOLED) {
-        Cache* c = foreign_cache();  // this thread's, made now if it had none
-        if (!c) goto heap;
+    // This thread's cache, made now if it had none.
+    if (Cache* c = size - 1 < MAX_POOLED ? foreign_cache() : nullptr) {
         // This thread's lists of the class are empty (alloc_cached): a batch
         // from the depot, if it has one, before the heap.
         uint32_t k = class_of(size);
@@ -169,7 +179,6 @@ void* alloc_slow(size_t size) {
             return b;
         }
     }
-heap:
     // Whole lines (pool.h); pooled sizes are their class's size, so the block
     // can be cached wherever it is freed.
     if (size == 0) size = 1;
@@ -207,9 +216,8 @@ void thread_init() {
         }
         return;
     }
-    Cache* c = static_cast<Cache*>(port::alloc(sizeof(Cache)));
+    Cache* c = new_cache();
     if (!c) return;  // no cache: plain malloc, still correct
-    for (uint32_t i = 0; i < CLASSES; i++) c->cls[i] = ClassCache{nullptr, nullptr, 0};
     t_cache = c;
     depot.caches.fetch_add(1, std::memory_order_relaxed);
 }

@@ -1522,7 +1522,6 @@ void task_release_unspawned(TaskHeader* t) {
     pool::free(t, t->alloc_size);
 }
 
-
 }  // namespace weft::kernel
 
 // In this file, not abi.cpp: its fast path reads this file's thread-locals.

@@ -84,6 +84,8 @@ void thread_yield() { sched_yield(); }
 
 namespace {
 pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+// Written once by make_exit_key; pthread_once orders that before every
+// caller's reads.
 pthread_key_t exit_key;
 bool exit_key_ok = false;
 // Stored by every thread_exit_hook call (all pass the same fn) before the
