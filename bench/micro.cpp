@@ -142,8 +142,9 @@ BENCHMARK(timer_wheel_insert_cancel)->Name("timer/wheel_insert_cancel");
 
 // A weft_timer through the C ABI inside a task (the path weft::sleep takes):
 // weft_timer_reset to about an hour ahead, weft_timer_poll (registers it in
-// this thread's wheel: a clock read, a waker clone, the wheel's lock on the
-// multi-thread runtime), weft_timer_cancel (unlinks it, drops the waker).
+// this thread's wheel: the wheel's lock on the multi-thread runtime, and a
+// waker clone unless the timer lies in the task's own memory, kernel/timer.h
+// "Borrowed wakers"), weft_timer_cancel (unlinks it; drops a cloned waker).
 // 10,000 other timers registered meanwhile.
 struct TimerLoop {
     benchmark::State* state;
@@ -151,8 +152,30 @@ struct TimerLoop {
     bool budgeted = false;  // a poll budget was on: nothing measured
 };
 
+// `timer`: the measured timer, in the task's state (where weft_time.h keeps
+// it, and where a C++ sleep's lives: its coroutine frame) or elsewhere.
+int timer_loop_run(TimerLoop* t, weft_context* cx, weft_timer* timer_at);
+
+// The measured timer on the poll's stack: outside the task's memory, so the
+// wheel holds a cloned waker.
 int timer_loop_poll(void* data, weft_context* cx, void*) {
-    auto* t = static_cast<TimerLoop*>(data);
+    weft_timer timer;
+    return timer_loop_run(static_cast<TimerLoop*>(data), cx, &timer);
+}
+
+// A raw task (weft_task_alloc) whose state holds the measured timer.
+struct TimerTaskState {
+    TimerLoop* loop;
+    weft_timer timer;
+};
+int timer_task_state_poll(void* state, weft_context* cx) {
+    auto* s = static_cast<TimerTaskState*>(state);
+    return timer_loop_run(s->loop, cx, &s->timer);
+}
+void timer_task_state_drop(void*) {}
+const weft_task_vtable timer_task_state_vtable{timer_task_state_poll, timer_task_state_drop, timer_task_state_drop};
+
+int timer_loop_run(TimerLoop* t, weft_context* cx, weft_timer* timer_at) {
     // No poll budget on this thread (pulse off, or the executor): had there
     // been one, the polls below would answer "yield" without registering
     // once it was spent (see timer_insert_cancel_runtime), and still
@@ -167,7 +190,7 @@ int timer_loop_poll(void* data, weft_context* cx, void*) {
         weft_timer_sleep_for(&others[i], (int64_t)(100 + i % 5000) * 1000000);
         if (weft_timer_poll(&others[i], cx) != WEFT_PENDING) t->ok = false;
     }
-    weft_timer timer;
+    weft_timer& timer = *timer_at;
     weft_timer_init(&timer, nullptr);
     uint64_t far = weft_now() + 3600000000000ull;  // an hour: never due while measured
     uint64_t i = 0;
@@ -192,6 +215,31 @@ void timer_insert_cancel_runtime(benchmark::State& state) {
     if (loop.budgeted) state.SkipWithError("the poll budget is on (WEFT_PULSE=on overrides pulse off): not measured");
 }
 BENCHMARK(timer_insert_cancel_runtime)->Name("timer/insert_cancel/runtime")->UseRealTime();
+
+// The same with the timer in a raw task's state, as weft_time.h lays a C
+// task out (and as a C++ weft::sleep sits in its coroutine frame): the wheel
+// borrows the task's waker, so the insert and the cancel touch no reference
+// count. Pulse off, 1 worker, as above.
+void timer_insert_cancel_runtime_in_task(benchmark::State& state) {
+    TimerLoop loop{&state};
+    weft::PulseConfig pulse;
+    pulse.c.mode = WEFT_PULSE_OFF;
+    weft_runtime_config cfg;
+    weft_runtime_config_init(&cfg);
+    cfg.workers = 1;
+    cfg.pulse = &pulse.c;
+    weft::Runtime rt(cfg);
+    void* mem = weft_task_alloc(sizeof(TimerTaskState), &timer_task_state_vtable);
+    require(mem != nullptr, "timer_insert_cancel in a task's state: weft_task_alloc");
+    new (mem) TimerTaskState{&loop, {}};
+    weft_join* join = nullptr;
+    require(weft_task_spawn(rt.get(), mem, &join) == 0, "timer_insert_cancel in a task's state: spawn");
+    int r = weft_join_wait(join, -1);
+    weft_join_free(join);
+    require(r == 0 && loop.ok, "timer_insert_cancel in a task's state");
+    if (loop.budgeted) state.SkipWithError("the poll budget is on (WEFT_PULSE=on overrides pulse off): not measured");
+}
+BENCHMARK(timer_insert_cancel_runtime_in_task)->Name("timer/insert_cancel/runtime_in_task")->UseRealTime();
 
 // On a thread-per-core executor owned by this thread (its wheel has no lock).
 void timer_insert_cancel_tpc(benchmark::State& state) {

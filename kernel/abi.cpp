@@ -475,7 +475,7 @@ int weft_timer_poll(weft_timer* t, weft_context* cx) {
     if (e->tpc) return tpc::timer_poll(e, &cx->waker);
     // The cooperative budget (weft_pulse.h): a task looping over timers that
     // are always due still yields.
-    if (weft_budget_consume(1)) {
+    if (budget_spent(1)) {
         weft_waker_wake_by_ref(&cx->waker);
         return WEFT_PENDING;
     }

@@ -1481,7 +1481,7 @@ int weft_io_op_poll(weft_io_op* o, weft_context* cx, int64_t* result) {
     for (int round = 0; round < 2; round++) {
         if (op->phase == DONE || (op->multishot && (op->acc_n || op->acc_error))) {
             // Ready: an I/O poll that yields a result spends budget (pulse.h).
-            if (weft_budget_consume(1)) {
+            if (budget_spent(1)) {
                 cx->waker.vtable->wake_by_ref(cx->waker.data);
                 return WEFT_PENDING;
             }
@@ -1536,7 +1536,7 @@ int weft_io_op_poll(weft_io_op* o, weft_context* cx, int64_t* result) {
                 ep_cancel_wait(op);
                 op->result = WEFT_ETIMEDOUT;
                 op->phase = DONE;
-                if (weft_budget_consume(1)) {
+                if (budget_spent(1)) {
                     cx->waker.vtable->wake_by_ref(cx->waker.data);
                     return WEFT_PENDING;
                 }

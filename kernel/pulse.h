@@ -86,6 +86,7 @@
 
 #include "../arch/arch.h"
 #include "../arch/padding.h"
+#include "../include/weft/weft_pulse.h"
 #include "../port/port.h"
 #include "parker.h"
 
@@ -202,6 +203,19 @@ struct PollTls {
     bool in_user_poll = false;
 };
 extern constinit __attribute__((tls_model("initial-exec"))) thread_local PollTls t_poll;
+
+// weft_budget_consume(n) for the kernel's own awaitables (timers, I/O, sync):
+// the common answer (unmetered, or budget left) inline; the call only when
+// the budget runs out.
+inline bool budget_spent(uint32_t n) {
+    uint32_t left = t_poll.budget;
+    if (left == PollTls::UNMETERED) return false;
+    if (__builtin_expect(left >= n, 1)) {
+        t_poll.budget = left - n;
+        return false;
+    }
+    return weft_budget_consume(n) != 0;
+}
 
 // ---- time ----
 // Cycles per microsecond of the counter, calibrated once (0 = use the clock).

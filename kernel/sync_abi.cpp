@@ -236,7 +236,7 @@ WaitOp* begin(weft_wait* w, Kind kind, void* obj) {
 // one unit; once its budget is spent the wait reports pending (after waking
 // the task), so a task that always finds its channel ready still yields.
 // Outside a task (blocking variants) nothing is metered.
-inline bool coop_budget_allows_poll() { return weft_budget_consume(1) == 0; }
+inline bool coop_budget_allows_poll() { return !budget_spent(1); }
 
 int wait_poll(WaitOp* op, weft_context* cx) {
     if (op->finished) return WEFT_EINVAL;

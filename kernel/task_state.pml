@@ -34,6 +34,12 @@
  *     reaper(): when complete() runs on a thread that is not the task's
  *       owned-list owner, owned_remove() pushes the task on the owner's done
  *       stack and the owner's reap() drops the list's ref later.
+ *     timer() (-DBORROWED_TIMER): a timer in the task's own memory that the
+ *       first poll registers with the task's waker borrowed (no reference;
+ *       kernel/timer.h "Borrowed wakers"), left registered until the task's
+ *       drop cancels it (cancel_timer, which waits for the wheel's lock);
+ *       the firing thread, under that lock, makes a wake by reference's
+ *       transition and schedules the task after unlocking.
  *   Shutdown (transition_to_shutdown, drop_queue_entry, runtime_free step 5)
  *   is not modelled.
  *
@@ -86,7 +92,8 @@
  *   cc -O2 -DSAFETY -DNOCLAIM -DCOLLAPSE -DMEMLIM=3000 -o pan pan.c
  *   ./pan -m1000000
  *   Knobs: -DRMW_ATOMIC (each fetch_update one step), -DNO_FOREIGN,
- *   -DNO_REAPER, -DNO_ABORT, -DNO_JOIN_WAIT (leave one actor or path out). Every actor at
+ *   -DNO_REAPER, -DNO_ABORT, -DNO_JOIN_WAIT (leave one actor or path out),
+ *   -DBORROWED_TIMER (add the timer() actor). Every actor at
  *   once with fetch_update in separate load/closure/CAS steps needs more than
  *   60 million states, so the runs split it three ways:
  *
@@ -98,6 +105,10 @@
  *   -DRMW_ATOMIC -DINIT_NOTIFIED (queued NOTIFIED):      13,630,946 states, 21 s
  *   With the join wait too, the third one takes 29,860,126 states (1.5 GB,
  *   2.5 min); the join wait's CAS steps are covered by the second.
+ *   -DRMW_ATOMIC -DBORROWED_TIMER -DNO_FOREIGN:           7,970,599 states, 15 s
+ *   -DBORROWED_TIMER -DNO_FOREIGN -DNO_JOIN_WAIT (CAS steps): 24,187,658 states, 38 s
+ *   (the timer with every actor and atomic RMWs passes 50 million states and
+ *   the 3 GB cap: the timer stands in for the foreign waker there).
  *   No bug found in TaskState or in the run_task / complete / join code.
  *
  * MUTATIONS (tests/check_models.sh --mutations; each must fail)
@@ -133,6 +144,11 @@
  *                                whatever waker it holds (an earlier
  *                                weft_join_poll's is then never dropped:
  *                                the leak fuzz_abi found)
+ *   -DMUT_TIMER_CLONES           (with -DBORROWED_TIMER) the firing thread
+ *                                takes a reference it does not hold (a
+ *                                clone from nothing, refused only at a
+ *                                count of 0: the design first tried) and
+ *                                wakes by value after the lock
  * Results (all caught, each within 0.1-2 s of search):
  *   IDLE_IGNORES_NOTIFIED  the source's wake is lost: checker finds the
  *                          event set but the task never completed
@@ -148,6 +164,9 @@
  *                          while JOIN_WAKER says it is the runtime's
  *   RETRACT_ANY_WAKER      an earlier poll's waker is never dropped
  *                          (checker: jw_refs != 0)
+ *   TIMER_CLONES           join_free's solo path finds the word changed
+ *                          after its load (word == cur): it would free the
+ *                          task while the timer's reference is in flight
  * Mutations tried that the model (rightly) does not flag:
  *   - transition_to_idle ignoring CANCELLED: harmless, because an abort
  *     during a poll also sets NOTIFIED, so the task is re-queued and the next
@@ -208,6 +227,10 @@ bit cloned;
 bit s_has, f_has;
 byte yields;
 
+/* a timer in the task's own memory, holding a borrowed waker (-DBORROWED_TIMER) */
+bit timer_armed;   /* REGISTERED in a wheel */
+bit wheel_lock;    /* the wheel's lock, held by the firing thread */
+
 /* ghosts */
 bit freed;
 byte completed;
@@ -262,7 +285,18 @@ inline ref_dec(last) {
     }
 }
 
+/* weft_timer_cancel, from the task's drop (drop_output or drop_future), as
+ * weft_time.h requires before the memory goes: waits for the wheel's lock. */
+inline cancel_timer() {
+#ifdef BORROWED_TIMER
+    atomic { !wheel_lock -> timer_armed = 0 }
+#else
+    skip
+#endif
+}
+
 inline dealloc() {
+    cancel_timer();
     atomic {
         assert(!freed);                         /* released exactly once */
         assert(REFS(word) == 0);
@@ -570,6 +604,7 @@ inline complete(runner_refs) {
        };
        if
        :: fast ->
+          cancel_timer();   /* the drop_output below */
           atomic {
               assert(!freed);
 #ifndef MUT_FAST_IGNORES_REFS
@@ -629,6 +664,7 @@ inline complete(runner_refs) {
 inline cancel_task(runner_refs) {
     if
     :: stage == ST_FUTURE ->
+       cancel_timer();
        stage = ST_DROPPED;
        future_drops++; assert(future_drops == 1)
     :: else -> skip
@@ -643,6 +679,9 @@ inline poll_future(ready) {
     :: !cloned ->
        /* the first poll hands out two clones of its waker */
        cloned = 1;
+#ifdef BORROWED_TIMER
+       timer_armed = 1;   /* registered with the task's own waker: no reference */
+#endif
        ref_inc(); s_has = 1
 #ifndef NO_FOREIGN
        ; ref_inc(); f_has = 1
@@ -755,6 +794,42 @@ end_f:
     :: drop_ref()
     fi
 }
+
+#ifdef BORROWED_TIMER
+/* timer.cpp fire_locked for an entry that borrows its task's waker (timer.h
+ * "Borrowed wakers"): takes the wheel's lock while the entry is REGISTERED,
+ * makes a wake by reference's transition, marks the entry FIRED, unlocks,
+ * then schedules the task if the transition said so. It holds no reference
+ * of its own; the lock keeps the memory alive (cancel_timer waits for it).
+ * -DMUT_TIMER_CLONES: it takes a reference instead (a clone from nothing)
+ * and wakes by value after the lock, which breaks the scheduler's "no new
+ * reference without holding one" (complete()'s fast path, join_free's solo
+ * path). */
+proctype timer() {
+    short cur, s;
+    byte out;
+    bit ok, last;
+    if
+    :: atomic { timer_armed && !wheel_lock -> wheel_lock = 1 };
+#ifdef MUT_TIMER_CLONES
+       atomic { assert(!freed); ok = (REFS(word) >= 1); if :: ok -> word = word + REF_ONE :: else -> skip fi };
+       atomic { timer_armed = 0; wheel_lock = 0 };
+       if
+       :: ok -> wake_by_val()
+       :: else -> skip
+       fi
+#else
+       transition_to_notified_by_ref(out);
+       atomic { timer_armed = 0; wheel_lock = 0 };
+       if
+       :: out == TN_SUBMIT -> schedule()
+       :: else -> skip
+       fi
+#endif
+    :: skip   /* it never fires (cancelled first, or not yet due) */
+    fi
+}
+#endif
 
 /* owned_tasks.h reap(): the list owner drops the list's ref */
 proctype reaper() {
@@ -1022,6 +1097,9 @@ init {
         run foreign();
 #endif
         run reaper();
+#ifdef BORROWED_TIMER
+        run timer();
+#endif
         run joiner();
         run checker()
     }

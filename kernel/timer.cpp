@@ -17,7 +17,13 @@ namespace {
 #define WEFT_TIMER_ONE_WHEEL 0
 #endif
 
-uint32_t shard_of(Shared* sh, uint32_t worker) { return worker % sh->ntimer_shards; }
+// A worker's own wheel: its index (one wheel per worker), or the only one.
+// Not `worker % ntimer_shards`: a division on every timer registration
+// (timer/insert_cancel/runtime: ... ns).
+uint32_t shard_of(Shared* sh, uint32_t worker) {
+    (void)sh;
+    return WEFT_TIMER_ONE_WHEEL ? 0 : worker;
+}
 
 
 uint64_t deadline_to_tick(Shared* sh, uint64_t deadline_ns) {
@@ -29,6 +35,25 @@ uint64_t now_to_tick(Shared* sh, uint64_t now_ns) {
     return now_ns <= sh->timer_epoch_ns ? 0 : (now_ns - sh->timer_epoch_ns) / TICK_NS;
 }
 
+// Whether a registration of e with waker w borrows it (timer.h, "Borrowed
+// wakers"): a deadline at least BORROW_AHEAD_TICKS ahead (a timeout, most
+// likely cancelled), w weft's own task waker, and e wholly inside that
+// task's allocation. w is a live waker, so its header may be read.
+bool borrows_waker(const TimerEntry* e, const weft_waker* w, uint64_t when, uint64_t now_tick) {
+    if (when < now_tick + BORROW_AHEAD_TICKS || w->vtable != &task_waker_vtable) return false;
+    const TaskHeader* t = static_cast<const TaskHeader*>(w->data);
+    // One unsigned compare: an entry below the header wraps to a huge offset.
+    uintptr_t offset = reinterpret_cast<uintptr_t>(e) - reinterpret_cast<uintptr_t>(t);
+    return offset <= t->alloc_size - sizeof(TimerEntry);
+}
+static_assert(sizeof(TaskHeader) >= sizeof(TimerEntry), "borrows_waker: alloc_size - sizeof(TimerEntry) must not wrap");
+
+// The registration's hold on its waker, given back (outside the lock: a
+// foreign drop may re-enter timers). A borrowed waker holds nothing.
+void release_waker(weft_waker w, bool borrowed) {
+    if (!borrowed) weft_waker_drop(w);
+}
+
 void publish_next(TimerShard& s) { s.next_tick.store(s.wheel.next_expiration(), std::memory_order_relaxed); }
 
 // Advances s to now_tick and wakes what expired. The caller holds s.mu; it is
@@ -38,24 +63,46 @@ uint32_t fire_locked(Worker* w, TimerShard& s, uint64_t now_tick) {
     s.wheel.advance(now_tick, expired);
     publish_next(s);
     uint32_t fired = 0;
-    WakeList batch;
     for (;;) {
-        WheelEntry* we = expired.pop_front();
-        if (we) {
+        // A batch of entries, each task's header asked for first: the wakes
+        // after the lock, and the transitions made under it for borrowed
+        // wakers (timer.h), then find their lines on the way, and the misses
+        // of a batch overlap instead of following one another (`timers`:
+        // 424 -> 411 ns per task). A prefetch never faults, whatever the
+        // waker's data is.
+        TimerEntry* taken[WakeList::CAPACITY];
+        uint32_t n = 0;
+        while (n < WakeList::CAPACITY) {
+            WheelEntry* we = expired.pop_front();
+            if (!we) break;
             TimerEntry* e = static_cast<TimerEntry*>(we);
-            // The wake below (after up to 31 more entries) writes the
-            // task's header: ask for its line now, so that the misses of a
-            // batch overlap instead of following one another (`timers`:
-            // 424 -> 411 ns per task). A prefetch never faults, whatever
-            // the waker's data is.
             __builtin_prefetch(e->waker.data, 1, 3);
-            batch.push(e->waker);
+            taken[n++] = e;
+        }
+        WakeList batch;
+        // Tasks woken through a borrowed waker: notified here, under the
+        // lock, and scheduled with the batch.
+        TaskHeader* notified[WakeList::CAPACITY];
+        uint32_t nnotified = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            TimerEntry* e = taken[i];
+            if (!e->waker_borrowed) {
+                batch.push(e->waker);
+            } else {
+                // SAFETY: REGISTERED and we hold the lock: the entry, and
+                // the task whose memory holds it, are alive (timer.h). A
+                // wake by reference, its transition made here: a reference
+                // is taken only for the queue entry of an idle task.
+                TaskHeader* t = static_cast<TaskHeader*>(const_cast<void*>(e->waker.data));
+                if (t->state.transition_to_notified_by_ref() == ToNotified::Submit) notified[nnotified++] = t;
+                e->waker_borrowed = false;
+            }
             // release: the owner that reads FIRED may free the entry; nothing
             // here touches it afterwards.
             e->state.store(TimerEntry::FIRED, std::memory_order_release);
-            fired++;
-            if (batch.can_push()) continue;
         }
+        fired += n;
+        bool more = !expired.empty();
         // Wake outside the lock: a waker may run foreign code, or re-enter
         // timers (a task woken here cannot run on this thread until we return,
         // but a foreign waker could register a timer in this very wheel).
@@ -65,9 +112,11 @@ uint32_t fire_locked(Worker* w, TimerShard& s, uint64_t now_tick) {
         s.mu.unlock();
         w->waking_timers = true;
         batch.wake_all();
+        // Each holds the queue entry's reference its transition took.
+        for (uint32_t i = 0; i < nnotified; i++) schedule(notified[i], false);
         w->waking_timers = false;
         flush_fired(w);
-        if (!we) return fired;
+        if (!more) return fired;
         s.mu.lock();
     }
 }
@@ -110,7 +159,8 @@ void timers_shutdown(Shared* sh) {
             WheelEntry* we = all.pop_front();
             if (we) {
                 TimerEntry* e = static_cast<TimerEntry*>(we);
-                drops.push(e->waker);
+                if (!e->waker_borrowed) drops.push(e->waker);
+                e->waker_borrowed = false;
                 // release: a later poll or cancel of the entry (acquire) sees
                 // CLOSED and never touches the wheel again.
                 e->state.store(TimerEntry::CLOSED, std::memory_order_release);
@@ -236,13 +286,6 @@ int64_t timers_park_timeout(Worker* w) {
     return left > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)left;
 }
 
-void timer_reset(TimerEntry* e, uint64_t deadline_ns) {
-    timer_cancel(e);
-    e->deadline_ns = deadline_ns;
-    if (e->state.load(std::memory_order_relaxed) != TimerEntry::CLOSED)
-        e->state.store(TimerEntry::IDLE, std::memory_order_relaxed);
-}
-
 int timer_poll(TimerEntry* e, const weft_waker* waker) {
     // acquire: pairs with the release store of FIRED / CLOSED.
     uint32_t st = e->state.load(std::memory_order_acquire);
@@ -256,16 +299,21 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
         // and drop functions run outside the lock (they may re-enter timers).
         if (weft_waker_will_wake(&e->waker, waker)) return WEFT_PENDING;
         TimerShard& s = sh->timer_shards[e->shard];
-        weft_waker fresh = weft_waker_clone(waker);
+        // e->when is the owner's (written by its registration).
+        bool borrow = borrows_waker(e, waker, e->when, now_to_tick(sh, sh->clock.reached()));
+        weft_waker fresh = borrow ? *waker : weft_waker_clone(waker);
         weft_waker spare = fresh;
+        bool spare_borrowed = borrow;
         s.mu.lock();
         st = e->state.load(std::memory_order_relaxed);
         if (st == TimerEntry::REGISTERED) {
             spare = e->waker;
+            spare_borrowed = e->waker_borrowed;
             e->waker = fresh;
+            e->waker_borrowed = borrow;
         }
         s.mu.unlock();
-        weft_waker_drop(spare);  // the replaced waker, or ours if it fired meanwhile
+        release_waker(spare, spare_borrowed);  // the replaced waker, or ours if it fired meanwhile
         if (st == TimerEntry::FIRED) return WEFT_READY;
         if (st == TimerEntry::CLOSED) return WEFT_ECLOSED;
         return WEFT_PENDING;
@@ -289,11 +337,12 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
     uint32_t idx = on_worker ? shard_of(sh, w->index)
                              : sh->timer_rr.fetch_add(1, std::memory_order_relaxed) % sh->ntimer_shards;
     TimerShard& s = sh->timer_shards[idx];
-    weft_waker mine = weft_waker_clone(waker);  // outside the lock (foreign code)
+    bool borrow = borrows_waker(e, waker, when, now_tick);
+    weft_waker mine = borrow ? *waker : weft_waker_clone(waker);  // outside the lock (foreign code)
     s.mu.lock();
     if (s.closed) {
         s.mu.unlock();
-        weft_waker_drop(mine);
+        release_waker(mine, borrow);
         e->state.store(TimerEntry::CLOSED, std::memory_order_relaxed);
         return WEFT_ECLOSED;
     }
@@ -305,12 +354,13 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
         // this much) before the caller acts on it.
         sh->clock.observe(sh->timer_epoch_ns + s.wheel.elapsed() * TICK_NS);
         s.mu.unlock();
-        weft_waker_drop(mine);
+        release_waker(mine, borrow);
         e->state.store(TimerEntry::FIRED, std::memory_order_relaxed);
         return WEFT_READY;
     }
     e->when = when;
     e->waker = mine;
+    e->waker_borrowed = borrow;
     e->shard = idx;
     e->state.store(TimerEntry::REGISTERED, std::memory_order_relaxed);
     uint64_t before = s.next_tick.load(std::memory_order_relaxed);
@@ -334,18 +384,13 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
     return WEFT_PENDING;
 }
 
-void timer_cancel(TimerEntry* e) {
-    uint32_t st = e->state.load(std::memory_order_acquire);
-    if (st == TimerEntry::FIRED) {
-        e->state.store(TimerEntry::IDLE, std::memory_order_relaxed);
-        return;
-    }
-    if (st != TimerEntry::REGISTERED) return;
+void timer_cancel_registered(TimerEntry* e) {
     TimerShard& s = e->rt->timer_shards[e->shard];
     s.mu.lock();
-    st = e->state.load(std::memory_order_relaxed);
+    // Fired meanwhile (a firing thread held the lock): then only FIRED -> IDLE.
+    uint32_t st = e->state.load(std::memory_order_relaxed);
     weft_waker old{};
-    bool drop = false;
+    bool drop = false;  // a reference to give back (not a borrowed waker)
     if (st == TimerEntry::REGISTERED) {
         if (e->level == TimerWheel::EXPIRED) {
             // On a firing thread's batch list, not in the wheel.
@@ -356,7 +401,8 @@ void timer_cancel(TimerEntry* e) {
             s.wheel.remove(e);
         }
         old = e->waker;
-        drop = true;
+        drop = !e->waker_borrowed;
+        e->waker_borrowed = false;
         e->state.store(TimerEntry::IDLE, std::memory_order_relaxed);
     } else if (st == TimerEntry::FIRED) {
         e->state.store(TimerEntry::IDLE, std::memory_order_relaxed);

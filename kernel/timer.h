@@ -41,6 +41,7 @@
 //   UNSET       no deadline yet (weft_timer_init)
 //   IDLE        deadline set, not in a wheel (reset; or cancelled)
 //   REGISTERED  in a wheel with a waker (poll); the wheel lock guards `waker`
+//               and `waker_borrowed`
 //   FIRED       taken out of the wheel, waker woken; the firing thread does
 //               not touch the entry after storing FIRED (release), so the
 //               owner may free it as soon as it reads FIRED (acquire)
@@ -48,6 +49,37 @@
 //               (shutdown cleared the wheels); the waker was dropped
 // Only the owner of the entry resets, polls and cancels it (one thread at a
 // time); firing and shutdown are the only other writers.
+//
+// Borrowed wakers. A registration normally clones the poll's waker (a
+// reference on the task) and a cancel drops it: two atomic read-modify-writes
+// on the task's state word for every timeout that never fires. When the
+// deadline is far (BORROW_AHEAD_TICKS or more: a timeout, which is mostly
+// cancelled, not a short sleep, which fires) and the entry lies inside the
+// memory of the very task that the waker wakes (a timeout in a task's state
+// or its coroutine frame: the common case), the entry holds the waker
+// without a reference (`waker_borrowed`). That is safe because of
+// the rule every timer already has: it is cancelled before its memory is
+// freed. While it is REGISTERED its memory, and with it the task's header,
+// is alive; and a cancel of a REGISTERED entry takes the wheel's lock. So a
+// thread holding that lock and seeing REGISTERED may touch the header.
+// The firing thread therefore wakes such a task by reference, and makes the
+// wake's state transition (transition_to_notified_by_ref) under the lock: it
+// takes a reference only for the queue entry of an idle task, and schedules
+// that task after releasing the lock. It never takes one from a running or
+// completed task: the scheduler frees those without a read-modify-write
+// when it sees no other reference (complete()'s fast path, join_free's solo
+// path: "nothing can take a new reference without holding one"), and a wake
+// by reference respects that, as a clone from nothing would not
+// (kernel/task_state.pml models this firer: -DBORROWED_TIMER). A timeout
+// that is cancelled thus costs no RMW on the task's word (insert + cancel in
+// a task's state, timer/insert_cancel/runtime_in_task: 25 -> 19 ns on the
+// 2026-11-23 host). Short sleeps are left to the clone: borrowed for every
+// deadline, the `timers` workload (100,000 sleeps of 0-10 ms, all firing)
+// kept its iteration time but its p99 lateness went from 2.05 to 2.77 ms
+// (medians of 10 alternating runs; the cause not found: the firing thread's
+// transitions under the lock were one suspect, made after it for a test, and
+// the p99 stayed between the two). Linux's timer wheel rests on the same
+// split: timeouts are mostly cancelled before they expire, timers fire.
 #ifndef WEFT_KERNEL_TIMER_H
 #define WEFT_KERNEL_TIMER_H
 
@@ -66,6 +98,9 @@ struct Shared;
 struct Worker;
 
 inline constexpr uint64_t TICK_NS = 1000000;  // 1 ms: the wheel's resolution
+// Deadlines this many ticks ahead or more borrow their task's waker (above):
+// past level 0 of the wheel.
+inline constexpr uint64_t BORROW_AHEAD_TICKS = 64;
 
 // A registration's question: has the deadline passed? Sets *now to a time
 // the clock has reached (for the wheel's catch-up). Compared first with the
@@ -102,6 +137,7 @@ struct TimerEntry : WheelEntry {
     std::atomic<uint32_t> state{UNSET};
     uint32_t shard = 0;           // the wheel it is registered in
     uint32_t magic = MAGIC;
+    bool waker_borrowed = false;  // `waker` holds no reference (above); as `waker`
 };
 
 struct alignas(WEFT_CACHE_LINE) TimerShard {
@@ -140,13 +176,31 @@ int64_t timers_park_timeout(Worker* w);
 // ---- entries (abi.cpp) ----
 // The runtime's clock, and a deadline in ticks (rounded up: never early).
 uint64_t runtime_now(Shared* sh);
-// Sets the deadline, unregistering the entry if it was registered.
-void timer_reset(TimerEntry* e, uint64_t deadline_ns);
 // WEFT_READY once the deadline has passed; WEFT_PENDING after registering
-// waker (cloned) to be woken then; WEFT_ECLOSED after shutdown.
+// waker (cloned, or borrowed: above) to be woken then; WEFT_ECLOSED after
+// shutdown.
 int timer_poll(TimerEntry* e, const weft_waker* waker);
-// Unregisters (drops the stored waker); a no-op unless registered.
-void timer_cancel(TimerEntry* e);
+// timer_cancel's work for an entry that was REGISTERED (takes its wheel's lock).
+void timer_cancel_registered(TimerEntry* e);
+// Unregisters (drops the stored waker unless borrowed); a no-op unless
+// registered. Inline: most cancels (a reset's, a sleep's destructor after it
+// fired) find nothing in a wheel.
+inline void timer_cancel(TimerEntry* e) {
+    // acquire: pairs with the firing thread's release store of FIRED.
+    uint32_t st = e->state.load(std::memory_order_acquire);
+    if (st == TimerEntry::FIRED) {
+        e->state.store(TimerEntry::IDLE, std::memory_order_relaxed);
+    } else if (st == TimerEntry::REGISTERED) {
+        timer_cancel_registered(e);
+    }
+}
+// Sets the deadline, unregistering the entry if it was registered.
+inline void timer_reset(TimerEntry* e, uint64_t deadline_ns) {
+    timer_cancel(e);
+    e->deadline_ns = deadline_ns;
+    if (e->state.load(std::memory_order_relaxed) != TimerEntry::CLOSED)
+        e->state.store(TimerEntry::IDLE, std::memory_order_relaxed);
+}
 
 }  // namespace weft::kernel
 

@@ -140,6 +140,8 @@ if want task_state; then
     run ts-cas-steps safety task_state -DNO_FOREIGN
     run ts-cas-steps-foreign safety task_state -DNO_REAPER -DNO_ABORT -DNO_JOIN_WAIT
     run ts-init-notified safety task_state -DRMW_ATOMIC -DINIT_NOTIFIED
+    run ts-borrowed-timer safety task_state -DRMW_ATOMIC -DBORROWED_TIMER -DNO_FOREIGN
+    run ts-borrowed-timer-cas safety task_state -DBORROWED_TIMER -DNO_FOREIGN -DNO_JOIN_WAIT
 fi
 if want park; then
     echo "--- kernel/park.pml"
@@ -179,6 +181,7 @@ if ((MUTATIONS)); then
         mutant ts-no-retract task_state -DRMW_ATOMIC -DMUT_NO_RETRACT
         mutant ts-retract-no-wait task_state -DRMW_ATOMIC -DMUT_RETRACT_NO_WAIT
         mutant ts-retract-any-waker task_state -DRMW_ATOMIC -DMUT_RETRACT_ANY_WAKER
+        mutant ts-timer-clones task_state -DRMW_ATOMIC -DBORROWED_TIMER -DNO_FOREIGN -DMUT_TIMER_CLONES
     fi
     if want park; then
         mutant park-no-recheck park -DNW=2 -DNPLAIN=2 -DMUT_NO_RECHECK
