@@ -261,7 +261,10 @@ void complete(TaskHeader* t, uint32_t runner_refs) {
     // has no join handle and whose only references are the runner's and the
     // list's (2: no waker is held anywhere; acquire: a waker dropped on
     // another thread is done with it). Nothing can read COMPLETE or take a
-    // reference any more, so it is freed without the state word's RMW: one
+    // reference any more (a timer that borrows this task's waker, timer.h,
+    // may still fire until the drop below cancels it: a wake by reference
+    // of a running task, which sets NOTIFIED and takes nothing), so it is
+    // freed without the state word's RMW: one
     // locked instruction fewer for every detached or ForkJoin task that
     // finishes in its first poll (skynet's children, chained_spawn's links).
     // Not for a failure (result < 0, not cancelled): that path reports it.
@@ -1404,7 +1407,8 @@ void flush_fired(Worker* w) {
         // expired timers' tasks have waited a whole handoff threshold already,
         // so they run before the queue, which may hold more hogs. The fork
         // stack is what runs before the queue; pushed in reverse, they run in
-        // firing order.
+        // firing order (within a batch of 32, the tasks of timers that borrow
+        // their waker after the others: timer.cpp fire_locked).
         w->fork_top += n;
         for (uint32_t i = 1; i <= n; i++, t = t->queue_next) w->fork[(w->fork_top - i) % FORK_STACK_CAPACITY] = t;
         notify_parked_local(sh);
@@ -1698,8 +1702,10 @@ void join_free(TaskHeader* t) {
         // Finished, and the handle's reference is the only one left: no
         // waker is held anywhere, the runner and the owned list let go
         // (each with a release RMW that this acquire load follows), and
-        // nothing can take a new reference without holding one. Nobody can
-        // read or write the word again, so the handle frees the task without
+        // nothing can take a new reference without holding one (a timer that
+        // borrows the task's waker, timer.h, may still fire until dealloc's
+        // drop cancels it: a wake by reference of a completed task, which
+        // changes nothing). So the handle frees the task without
         // the RMW that would only confirm it (task_state.pml: the joiner's
         // solo path). spawn_many_local: the await loop's join_free was 10%
         // of the cycles, the RMW on a line the other worker wrote last.

@@ -38,8 +38,10 @@
  *       first poll registers with the task's waker borrowed (no reference;
  *       kernel/timer.h "Borrowed wakers"), left registered until the task's
  *       drop cancels it (cancel_timer, which waits for the wheel's lock);
- *       the firing thread, under that lock, makes a wake by reference's
- *       transition and schedules the task after unlocking.
+ *       the firing thread, under that lock, stores FIRING, makes a wake by
+ *       reference's transition, stores FIRED, and schedules the task after
+ *       unlocking. The future is ready once its event came or its timer
+ *       fired (timer_poll: FIRING waits for the lock).
  *   Shutdown (transition_to_shutdown, drop_queue_entry, runtime_free step 5)
  *   is not modelled.
  *
@@ -105,8 +107,8 @@
  *   -DRMW_ATOMIC -DINIT_NOTIFIED (queued NOTIFIED):      13,630,946 states, 21 s
  *   With the join wait too, the third one takes 29,860,126 states (1.5 GB,
  *   2.5 min); the join wait's CAS steps are covered by the second.
- *   -DRMW_ATOMIC -DBORROWED_TIMER -DNO_FOREIGN:           7,970,599 states, 15 s
- *   -DBORROWED_TIMER -DNO_FOREIGN -DNO_JOIN_WAIT (CAS steps): 24,187,658 states, 38 s
+ *   -DRMW_ATOMIC -DBORROWED_TIMER -DNO_FOREIGN:           8,538,753 states, 15 s
+ *   -DBORROWED_TIMER -DNO_FOREIGN -DNO_JOIN_WAIT (CAS steps): 20,551,563 states, 20 s
  *   (the timer with every actor and atomic RMWs passes 50 million states and
  *   the 3 GB cap: the timer stands in for the foreign waker there).
  *   No bug found in TaskState or in the run_task / complete / join code.
@@ -144,6 +146,9 @@
  *                                whatever waker it holds (an earlier
  *                                weft_join_poll's is then never dropped:
  *                                the leak fuzz_abi found)
+ *   -DMUT_TIMER_NO_FIRING        (with -DBORROWED_TIMER) the firing thread
+ *                                leaves the entry REGISTERED during its
+ *                                transition (no FIRING)
  *   -DMUT_TIMER_CLONES           (with -DBORROWED_TIMER) the firing thread
  *                                takes a reference it does not hold (a
  *                                clone from nothing, refused only at a
@@ -164,6 +169,9 @@
  *                          while JOIN_WAKER says it is the runtime's
  *   RETRACT_ANY_WAKER      an earlier poll's waker is never dropped
  *                          (checker: jw_refs != 0)
+ *   TIMER_NO_FIRING        a lost wake: the poll that the timer's wake
+ *                          caused saw REGISTERED and went idle; the timer
+ *                          fired, the task never finished (checker)
  *   TIMER_CLONES           join_free's solo path finds the word changed
  *                          after its load (word == cur): it would free the
  *                          task while the timer's reference is in flight
@@ -230,6 +238,8 @@ byte yields;
 /* a timer in the task's own memory, holding a borrowed waker (-DBORROWED_TIMER) */
 bit timer_armed;   /* REGISTERED in a wheel */
 bit wheel_lock;    /* the wheel's lock, held by the firing thread */
+bit timer_firing;  /* TimerEntry::FIRING (only while wheel_lock is held) */
+bit timer_fired;   /* TimerEntry::FIRED was stored (a ghost: never cleared) */
 
 /* ghosts */
 bit freed;
@@ -688,8 +698,13 @@ inline poll_future(ready) {
 #endif
     :: else -> skip
     fi;
+#ifdef BORROWED_TIMER
+    /* timer_poll: FIRING takes the lock (so waits for FIRED); FIRED is ready;
+     * REGISTERED answers pending without the lock */
+    atomic { !timer_firing -> tready = timer_fired };
+#endif
     if
-    :: ev -> ready = 1
+    :: ev || tready -> ready = 1
     :: else ->
        ready = 0;
        if
@@ -709,7 +724,7 @@ inline poll_future(ready) {
 proctype worker() {
     short cur, s;
     byte out, rel;
-    bit ok, kept, dl, last, ready, self_woken, fast;
+    bit ok, kept, dl, last, ready, self_woken, fast, tready;
 end_idle:
     do
     :: runq?_ ->
@@ -813,14 +828,17 @@ proctype timer() {
     :: atomic { timer_armed && !wheel_lock -> wheel_lock = 1 };
 #ifdef MUT_TIMER_CLONES
        atomic { assert(!freed); ok = (REFS(word) >= 1); if :: ok -> word = word + REF_ONE :: else -> skip fi };
-       atomic { timer_armed = 0; wheel_lock = 0 };
+       atomic { timer_armed = 0; timer_fired = 1; wheel_lock = 0 };
        if
        :: ok -> wake_by_val()
        :: else -> skip
        fi
 #else
+#ifndef MUT_TIMER_NO_FIRING
+       timer_firing = 1;
+#endif
        transition_to_notified_by_ref(out);
-       atomic { timer_armed = 0; wheel_lock = 0 };
+       atomic { timer_armed = 0; timer_firing = 0; timer_fired = 1; wheel_lock = 0 };
        if
        :: out == TN_SUBMIT -> schedule()
        :: else -> skip
@@ -1059,9 +1077,9 @@ proctype checker() {
     d_step {
         assert(len(runq) == 0);
         if
-        :: ev || (word & CANCELLED) != 0 ->
-           /* the event came, or the task was aborted: it must have
-            * finished -- no wake and no abort was lost */
+        :: ev || timer_fired || (word & CANCELLED) != 0 ->
+           /* the event came, or its timer fired, or the task was aborted:
+            * it must have finished -- no wake and no abort was lost */
            assert(completed == 1);
            assert(!join_waiting);      /* the join handle was woken */
            assert(freed);              /* every ref dropped, memory released */

@@ -47,6 +47,9 @@
 //               owner may free it as soon as it reads FIRED (acquire)
 //   CLOSED      the runtime shut down while the entry was registered
 //               (shutdown cleared the wheels); the waker was dropped
+//   FIRING      a borrowed waker's wake in progress (below); only while the
+//               firing thread holds the lock: a poll or cancel that sees it
+//               takes the lock, and then finds FIRED
 // Only the owner of the entry resets, polls and cancels it (one thread at a
 // time); firing and shutdown are the only other writers.
 //
@@ -55,9 +58,11 @@
 // on the task's state word for every timeout that never fires. When the
 // deadline is far (BORROW_AHEAD_TICKS or more: a timeout, which is mostly
 // cancelled, not a short sleep, which fires) and the entry lies inside the
-// memory of the very task that the waker wakes (a timeout in a task's state
-// or its coroutine frame: the common case), the entry holds the waker
-// without a reference (`waker_borrowed`). That is safe because of
+// memory of the very task that the waker wakes (a timer in a C task's state,
+// or a weft::sleep awaited directly in a spawned coroutine's own frame; not
+// weft::timeout, whose timer is in an inline child's frame, a separate
+// allocation), the entry holds the waker without a reference
+// (`waker_borrowed`). That is safe because of
 // the rule every timer already has: it is cancelled before its memory is
 // freed. While it is REGISTERED its memory, and with it the task's header,
 // is alive; and a cancel of a REGISTERED entry takes the wheel's lock. So a
@@ -65,15 +70,19 @@
 // The firing thread therefore wakes such a task by reference, and makes the
 // wake's state transition (transition_to_notified_by_ref) under the lock: it
 // takes a reference only for the queue entry of an idle task, and schedules
-// that task after releasing the lock. It never takes one from a running or
+// that task after releasing the lock. Before that transition it stores
+// FIRING (then FIRED after it): a poll that the wake caused reads the entry
+// after acquiring the task's word, so it sees FIRING or FIRED, never
+// REGISTERED (which it would answer "pending" without the lock, and the wake
+// would be lost). It never takes one from a running or
 // completed task: the scheduler frees those without a read-modify-write
 // when it sees no other reference (complete()'s fast path, join_free's solo
 // path: "nothing can take a new reference without holding one"), and a wake
 // by reference respects that, as a clone from nothing would not
 // (kernel/task_state.pml models this firer: -DBORROWED_TIMER). A timeout
 // that is cancelled thus costs no RMW on the task's word (insert + cancel in
-// a task's state, timer/insert_cancel/runtime_in_task: 25 -> 19 ns on the
-// 2026-11-23 host). Short sleeps are left to the clone: borrowed for every
+// a task's state, timer/insert_cancel/runtime_in_task: 19 ns on the
+// 2026-11-23 host, where the same timer outside the task's memory takes 24). Short sleeps are left to the clone: borrowed for every
 // deadline, the `timers` workload (100,000 sleeps of 0-10 ms, all firing)
 // kept its iteration time but its p99 lateness went from 2.05 to 2.77 ms
 // (medians of 10 alternating runs; the cause not found: the firing thread's
@@ -128,7 +137,7 @@ inline bool registration_due(Clock& clock, uint64_t deadline_ns, uint64_t* now) 
 
 struct TimerEntry : WheelEntry {
     static constexpr uint32_t MAGIC = 0x74696d72;  // "timr"
-    enum : uint32_t { UNSET, IDLE, REGISTERED, FIRED, CLOSED };
+    enum : uint32_t { UNSET, IDLE, REGISTERED, FIRED, CLOSED, FIRING };
 
     weft_waker waker;             // guarded by the shard lock while REGISTERED
     Shared* rt = nullptr;         // the multi-thread runtime it belongs to, or
@@ -190,8 +199,8 @@ inline void timer_cancel(TimerEntry* e) {
     uint32_t st = e->state.load(std::memory_order_acquire);
     if (st == TimerEntry::FIRED) {
         e->state.store(TimerEntry::IDLE, std::memory_order_relaxed);
-    } else if (st == TimerEntry::REGISTERED) {
-        timer_cancel_registered(e);
+    } else if (st == TimerEntry::REGISTERED || st == TimerEntry::FIRING) {
+        timer_cancel_registered(e);  // FIRING: the lock waits for FIRED
     }
 }
 // Sets the deadline, unregistering the entry if it was registered.

@@ -182,6 +182,7 @@ if ((MUTATIONS)); then
         mutant ts-retract-no-wait task_state -DRMW_ATOMIC -DMUT_RETRACT_NO_WAIT
         mutant ts-retract-any-waker task_state -DRMW_ATOMIC -DMUT_RETRACT_ANY_WAKER
         mutant ts-timer-clones task_state -DRMW_ATOMIC -DBORROWED_TIMER -DNO_FOREIGN -DMUT_TIMER_CLONES
+        mutant ts-timer-no-firing task_state -DRMW_ATOMIC -DBORROWED_TIMER -DNO_FOREIGN -DMUT_TIMER_NO_FIRING
     fi
     if want park; then
         mutant park-no-recheck park -DNW=2 -DNPLAIN=2 -DMUT_NO_RECHECK

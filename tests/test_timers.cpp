@@ -320,12 +320,14 @@ struct LeftRegistered {
     int64_t sleep_ns;
     std::atomic<int>* drops;
     int64_t hold_ns = 0;  // the drop waits this long before it cancels
+    bool borrowed = false;  // the registration took no reference
     static int poll(void* st, weft_context* cx) {
         auto* p = static_cast<LeftRegistered*>(st);
         EXPECT_EQ(weft_timer_init(&p->timer, nullptr), 0);
         EXPECT_EQ(weft_timer_sleep_for(&p->timer, p->sleep_ns), 0);
-        int r = weft_timer_poll(&p->timer, cx);
-        EXPECT_TRUE(r == WEFT_PENDING || r == WEFT_READY);
+        uint64_t before = task_refs(st);
+        EXPECT_EQ(weft_timer_poll(&p->timer, cx), WEFT_PENDING);
+        p->borrowed = task_refs(st) == before;
         return WEFT_READY;  // the timer stays in the wheel
     }
     static void drop(void* st) {
@@ -342,7 +344,7 @@ struct LeftRegistered {
 
 void* new_left_registered(int64_t sleep_ns, std::atomic<int>* drops, int64_t hold_ns = 0) {
     void* st = weft_task_alloc(sizeof(LeftRegistered), &LeftRegistered::vtable);
-    if (st) new (st) LeftRegistered{{}, sleep_ns, drops, hold_ns};
+    if (st) new (st) LeftRegistered{{}, sleep_ns, drops, hold_ns, false};
     return st;
 }
 
@@ -351,13 +353,13 @@ void* new_left_registered(int64_t sleep_ns, std::atomic<int>* drops, int64_t hol
 
 TEST(TimerAbi, ATimerInItsTasksStateBorrowsTheTasksWaker) {
     ManualClock clk;
-    weft::Runtime rt(manual_config(&clk, 1));
-    weft_timer outside;
-    ASSERT_EQ(weft_timer_init(&outside, rt.get()), 0);
+    weft_timer outside;     // both outlive the runtime (and so the task)
     CountingWaker foreign;
+    weft::Runtime rt(manual_config(&clk, 1));
+    ASSERT_EQ(weft_timer_init(&outside, rt.get()), 0);
     void* st = weft_task_alloc(sizeof(BorrowProbe), &BorrowProbe::vtable);
     ASSERT_NE(st, nullptr);
-    auto* p = new (st) BorrowProbe;
+    auto* p = new (st) BorrowProbe{};
     p->outside = &outside;
     p->foreign = &foreign;
     weft_join* j = nullptr;
@@ -380,8 +382,9 @@ TEST(TimerAbi, ATimerInItsTasksStateBorrowsTheTasksWaker) {
 // The task completes, is freed (its drop cancels the timer), and only then
 // does the clock pass the deadline: nothing in the wheel points at it.
 // Then the other order: the timer fires while a join handle still holds the
-// completed task (the firing thread takes a reference: the task is alive),
-// and the task is freed afterwards. ASan checks both.
+// completed task (the firing thread's wake by reference finds it complete
+// and does nothing; the handle's reference keeps it alive), and the task is
+// freed afterwards. ASan checks both.
 TEST(TimerAbi, ATaskThatCompletesWithItsTimerRegisteredIsFreedSafely) {
     ManualClock clk;
     weft::Runtime rt(manual_config(&clk, 1));
@@ -393,6 +396,7 @@ TEST(TimerAbi, ATaskThatCompletesWithItsTimerRegisteredIsFreedSafely) {
         weft_join* j = nullptr;
         ASSERT_EQ(weft_task_spawn(rt.get(), st, &j), 0);
         ASSERT_EQ(weft_join_wait(j, -1), 0);
+        EXPECT_TRUE(static_cast<LeftRegistered*>(st)->borrowed);
         // A probe 1 ms later than the task's timer, in the same (only)
         // wheel: once it has fired, so has the task's.
         weft_timer probe;
@@ -403,14 +407,14 @@ TEST(TimerAbi, ATaskThatCompletesWithItsTimerRegisteredIsFreedSafely) {
         ASSERT_EQ(weft_timer_poll(&probe, &cx), WEFT_PENDING);
         if (!fire_first) {
             weft_join_free(j);
-            spin_until([&] { return drops.load() == 1; });
+            ASSERT_TRUE(weft_test::wait_for([&] { return drops.load() == 1; }, 60));
         }
         advance(rt, clk, 2 * FAR);
-        spin_until([&] { return cw.wakes.load() == 1; });
+        ASSERT_TRUE(weft_test::wait_for([&] { return cw.wakes.load() == 1; }, 60));
         if (fire_first) {
             EXPECT_EQ(drops.load(), 0) << "the join handle holds the task";
             weft_join_free(j);
-            spin_until([&] { return drops.load() == 1; });
+            ASSERT_TRUE(weft_test::wait_for([&] { return drops.load() == 1; }, 60));
         }
         weft_timer_cancel(&probe);
         EXPECT_EQ(cw.refs.load(), 0);
@@ -420,14 +424,14 @@ TEST(TimerAbi, ATaskThatCompletesWithItsTimerRegisteredIsFreedSafely) {
 
 // The window held open. A completed task whose join handle holds it keeps
 // its output; freeing the handle frees the task, and its drop_output runs
-// with the timer still in the wheel; here it waits 80 ms before it cancels,
-// and the timer (a borrowing one, due in 64-65 ms) is fired meanwhile by its
+// with the timer still in the wheel; here it waits 90 ms before it cancels,
+// and the timer (a borrowing one, due in 70-71 ms) is fired meanwhile by its
 // worker (parked until that deadline). The firing thread must wake the
 // completed task by reference (nothing to do), and take no reference of its
 // own: join_free frees the task without a read-modify-write once it has
 // seen the handle's reference as the only one. The interleaving in which a
 // reference taken from nothing breaks that is too narrow for a test to hit
-// (the firer's wake would have to come after the 80 ms); kernel/task_state.pml
+// (the firer's wake would have to come after the 90 ms); kernel/task_state.pml
 // finds it (mutation ts-timer-clones). This test runs the sequence under
 // ASan and TSan and checks that the task is dropped once.
 TEST(TimerAbi, AFiringThreadDoesNotReviveATaskBeingFreed) {
@@ -435,13 +439,18 @@ TEST(TimerAbi, AFiringThreadDoesNotReviveATaskBeingFreed) {
     const int rounds = (int)scaled(4);
     for (int r = 0; r < rounds; r++) {
         std::atomic<int> drops{0};
-        void* st = new_left_registered(64 * (int64_t)MS, &drops, 80 * (int64_t)MS);
+        void* st = new_left_registered(70 * (int64_t)MS, &drops, 90 * (int64_t)MS);
         ASSERT_NE(st, nullptr);
         weft_join* j = nullptr;
         ASSERT_EQ(weft_task_spawn(rt.get(), st, &j), 0);
         ASSERT_EQ(weft_join_wait(j, -1), 0);
+        EXPECT_TRUE(static_cast<LeftRegistered*>(st)->borrowed);
+        // The completer may still hold its reference for a moment after
+        // the wait returns; once only the handle's is left, join_free frees
+        // the task here (its solo path), so the drop runs on this thread.
+        ASSERT_TRUE(weft_test::wait_for([&] { return task_refs(st) == 1; }, 60));
         EXPECT_EQ(drops.load(), 0);
-        weft_join_free(j);  // the drop runs here, on this thread, for 80 ms
+        weft_join_free(j);  // the drop runs here, on this thread, for 90 ms
         EXPECT_EQ(drops.load(), 1);
         let_workers_run();
         EXPECT_EQ(drops.load(), 1) << "the task was dropped once";

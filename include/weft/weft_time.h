@@ -25,7 +25,11 @@
  * Rules: a timer is used by one thread at a time (like any future). It must
  * be cancelled before its memory is freed or reused (weft_timer_cancel is
  * cheap and safe in every state). After its runtime is freed, only
- * weft_timer_cancel may be called on it.
+ * weft_timer_cancel may be called on it. A timer in a task's own memory (a
+ * raw task's state) must be cancelled by the task's drop functions at the
+ * latest: the runtime does not keep the task alive for a timer that lies
+ * inside it (a far deadline's registration takes no reference on the task,
+ * so its cancel releases none).
  */
 #ifndef WEFT_WEFT_TIME_H
 #define WEFT_WEFT_TIME_H
