@@ -217,6 +217,7 @@
 #define TW 3            /* jw_field: join_wait's thread waker */
 
 short word;
+short solo_word;   /* ghost: the word join_free's solo path saw (0: none); unchanged until the free */
 chan runq = [2] of { bit };
 bit resume_running;
 byte stage;
@@ -310,6 +311,7 @@ inline dealloc() {
     atomic {
         assert(!freed);                         /* released exactly once */
         assert(REFS(word) == 0);
+        assert(solo_word == 0 || word == solo_word);   /* the solo path's claim holds to the free (its drop may wait for a firing timer) */
         if
         :: stage == ST_FINISHED -> output_drops++; assert(output_drops == 1)
         :: stage == ST_FUTURE -> assert(0)      /* "unreachable by the protocol" */
@@ -1030,7 +1032,7 @@ end_wait:       join_woken; join_waiting = 0; join_woken = 0
 #endif
     if
     :: solo ->
-       atomic { assert(!freed); assert(word == cur); word = word - REF_ONE };
+       atomic { assert(!freed); assert(word == cur); word = word - REF_ONE; solo_word = word };
        dealloc();
        goto joined
     :: else -> skip
