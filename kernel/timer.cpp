@@ -20,10 +20,7 @@ namespace {
 // A worker's own wheel: its index (one wheel per worker), or the only one.
 // Not `worker % ntimer_shards`: a division on every timer registration
 // (timer/insert_cancel/runtime: 24.7 -> 24.1 ns).
-uint32_t shard_of(Shared* sh, uint32_t worker) {
-    (void)sh;
-    return WEFT_TIMER_ONE_WHEEL ? 0 : worker;
-}
+uint32_t own_shard(uint32_t worker) { return WEFT_TIMER_ONE_WHEEL ? 0 : worker; }
 
 
 uint64_t deadline_to_tick(Shared* sh, uint64_t deadline_ns) {
@@ -215,7 +212,7 @@ struct FireClock {
 
 uint32_t timers_fire(Worker* w, bool idle) {
     Shared* sh = w->shared;
-    uint32_t own_idx = shard_of(sh, w->index);
+    uint32_t own_idx = own_shard(w->index);
     TimerShard& own = sh->timer_shards[own_idx];
     uint64_t own_next = own.next_tick.load(std::memory_order_relaxed);
     uint32_t n = sh->ntimer_shards;
@@ -261,13 +258,13 @@ uint32_t timers_fire(Worker* w, bool idle) {
 }
 
 bool timers_overdue(Shared* sh, uint32_t worker, uint64_t ticks) {
-    uint64_t next = sh->timer_shards[shard_of(sh, worker)].next_tick.load(std::memory_order_relaxed);
+    uint64_t next = sh->timer_shards[own_shard(worker)].next_tick.load(std::memory_order_relaxed);
     return next != TimerWheel::NONE && next + ticks <= now_to_tick(sh, sh->clock.raw());
 }
 
 int64_t timers_park_timeout(Worker* w) {
     Shared* sh = w->shared;
-    uint32_t own_idx = shard_of(sh, w->index);
+    uint32_t own_idx = own_shard(w->index);
     uint64_t best = sh->timer_shards[own_idx].next_tick.load(std::memory_order_relaxed);
     for (uint32_t i = 0; i < sh->ntimer_shards; i++) {
         if (i == own_idx) continue;
@@ -345,7 +342,7 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
     // spare computes its sleep from the wheel as it is then.
     bool on_worker = w && w->shared == sh &&
                      (!t_poll.in_user_poll || w->epoch.load(std::memory_order_relaxed) == t_epoch);
-    uint32_t idx = on_worker ? shard_of(sh, w->index)
+    uint32_t idx = on_worker ? own_shard(w->index)
                              : sh->timer_rr.fetch_add(1, std::memory_order_relaxed) % sh->ntimer_shards;
     TimerShard& s = sh->timer_shards[idx];
     bool borrow = borrows_waker(e, waker, when, now_tick);

@@ -62,32 +62,38 @@
 // or a weft::sleep awaited directly in a spawned coroutine's own frame; not
 // weft::timeout, whose timer is in an inline child's frame, a separate
 // allocation), the entry holds the waker without a reference
-// (`waker_borrowed`). That is safe because of
-// the rule every timer already has: it is cancelled before its memory is
-// freed. While it is REGISTERED its memory, and with it the task's header,
-// is alive; and a cancel of a REGISTERED entry takes the wheel's lock. So a
-// thread holding that lock and seeing REGISTERED may touch the header.
-// The firing thread therefore wakes such a task by reference, and makes the
-// wake's state transition (transition_to_notified_by_ref) under the lock: it
-// takes a reference only for the queue entry of an idle task, and schedules
-// that task after releasing the lock. Before that transition it stores
-// FIRING (then FIRED after it): a poll that the wake caused reads the entry
-// after acquiring the task's word, so it sees FIRING or FIRED, never
-// REGISTERED (which it would answer "pending" without the lock, and the wake
-// would be lost). It never takes one from a running or
-// completed task: the scheduler frees those without a read-modify-write
-// when it sees no other reference (complete()'s fast path, join_free's solo
-// path: "nothing can take a new reference without holding one"), and a wake
-// by reference respects that, as a clone from nothing would not
-// (kernel/task_state.pml models this firer: -DBORROWED_TIMER). A timeout
-// that is cancelled thus costs no RMW on the task's word (insert + cancel in
-// a task's state, timer/insert_cancel/runtime_in_task: 19 ns on the
-// 2026-11-23 host, where the same timer outside the task's memory takes 24). Short sleeps are left to the clone: borrowed for every
+// (`waker_borrowed`).
+//
+// Why that is safe: every timer is cancelled before its memory is freed
+// (weft_time.h). While an entry is REGISTERED its memory, and with it the
+// task's header, is alive, and a cancel of a REGISTERED entry takes the
+// wheel's lock; so a thread that holds the lock and sees REGISTERED may
+// touch the header.
+//
+// How it fires: under the lock, the firing thread stores FIRING, makes a
+// wake by reference's state transition (transition_to_notified_by_ref),
+// stores FIRED, and schedules the task after unlocking if the transition
+// said so.
+//   - The transition takes a reference only for the queue entry of an idle
+//     task, never one from a running or completed task: the scheduler frees
+//     those without a read-modify-write when it sees no other reference
+//     (complete()'s fast path, join_free's solo path: "nothing can take a
+//     new reference without holding one"). A clone from nothing would break
+//     that (kernel/task_state.pml models the firer, -DBORROWED_TIMER, and
+//     catches the clone as mutation ts-timer-clones).
+//   - FIRING before the transition: the poll that the wake causes reads the
+//     entry after acquiring the task's word, so it sees FIRING or FIRED,
+//     never REGISTERED, which it would answer "pending" without the lock,
+//     losing the wake (mutation ts-timer-no-firing).
+//
+// Figures (the 2026-11-23 host): insert + cancel of a timer in a task's
+// state 19 ns (timer/insert_cancel/runtime_in_task), against 24 outside the
+// task's memory. Short sleeps are left to the clone: borrowed for every
 // deadline, the `timers` workload (100,000 sleeps of 0-10 ms, all firing)
 // kept its iteration time but its p99 lateness went from 2.05 to 2.77 ms
 // (medians of 10 alternating runs; the cause not found: the firing thread's
-// transitions under the lock were one suspect, made after it for a test, and
-// the p99 stayed between the two). Linux's timer wheel rests on the same
+// transitions under the lock were one suspect, made after it for a test,
+// and the p99 stayed between the two). Linux's timer wheel rests on the same
 // split: timeouts are mostly cancelled before they expire, timers fire.
 #ifndef WEFT_KERNEL_TIMER_H
 #define WEFT_KERNEL_TIMER_H
@@ -146,7 +152,7 @@ struct TimerEntry : WheelEntry {
     std::atomic<uint32_t> state{UNSET};
     uint32_t shard = 0;           // the wheel it is registered in
     uint32_t magic = MAGIC;
-    bool waker_borrowed = false;  // `waker` holds no reference (above); as `waker`
+    bool waker_borrowed = false;  // `waker` holds no reference (above); guarded like `waker`
 };
 
 struct alignas(WEFT_CACHE_LINE) TimerShard {
@@ -189,7 +195,8 @@ uint64_t runtime_now(Shared* sh);
 // waker (cloned, or borrowed: above) to be woken then; WEFT_ECLOSED after
 // shutdown.
 int timer_poll(TimerEntry* e, const weft_waker* waker);
-// timer_cancel's work for an entry that was REGISTERED (takes its wheel's lock).
+// timer_cancel's work for an entry seen REGISTERED or FIRING (takes its
+// wheel's lock; by then a FIRING entry is FIRED).
 void timer_cancel_registered(TimerEntry* e);
 // Unregisters (drops the stored waker unless borrowed); a no-op unless
 // registered. Inline: most cancels (a reset's, a sleep's destructor after it
