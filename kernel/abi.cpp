@@ -68,7 +68,12 @@ static_assert(alignof(TimerEntry) <= alignof(weft_timer), "weft_timer is under-a
 // the magic catches an uninitialised or foreign one (not a guarantee).
 TimerEntry* as_timer(weft_timer* t) {
     TimerEntry* e = reinterpret_cast<TimerEntry*>(t);
-    return t && e->magic == TimerEntry::MAGIC ? e : nullptr;
+    return t && (e->magic == TimerEntry::MAGIC_RT || e->magic == TimerEntry::MAGIC_TPC) ? e : nullptr;
+}
+// The hot calls' check: a runtime's timer (one compare), else as_timer's.
+TimerEntry* as_runtime_timer(weft_timer* t) {
+    TimerEntry* e = reinterpret_cast<TimerEntry*>(t);
+    return t && e->magic == TimerEntry::MAGIC_RT ? e : nullptr;
 }
 
 }  // namespace
@@ -444,35 +449,37 @@ int weft_timer_init(weft_timer* t, weft_runtime* rt) {
     // SAFETY: weft_timer is caller memory of the right size and alignment
     // (static_asserts above); a TimerEntry is constructed in it here.
     TimerEntry* e = new (t) TimerEntry;
-    e->rt = sh;
-    e->tpc = ex;
+    e->owner = ex ? static_cast<void*>(ex) : static_cast<void*>(sh);
+    e->magic = ex ? TimerEntry::MAGIC_TPC : TimerEntry::MAGIC_RT;
     return 0;
 }
 
 int weft_timer_reset(weft_timer* t, uint64_t deadline_ns) {
+    if (TimerEntry* e = as_runtime_timer(t)) {
+        timer_reset(e, deadline_ns);
+        return 0;
+    }
     TimerEntry* e = as_timer(t);
-    if (!e) return WEFT_EINVAL;
-    if (e->tpc) return tpc::timer_reset(e, deadline_ns);
-    timer_reset(e, deadline_ns);
-    return 0;
+    return e ? tpc::timer_reset(e, deadline_ns) : WEFT_EINVAL;
 }
 
 int weft_timer_sleep_for(weft_timer* t, int64_t duration_ns) {
     TimerEntry* e = as_timer(t);
     if (!e || duration_ns < 0) return WEFT_EINVAL;
-    uint64_t now = e->tpc ? process_clock().now() : runtime_now(e->rt);
+    uint64_t now = e->tpc() ? process_clock().now() : runtime_now(e->rt());
     uint64_t d = (uint64_t)duration_ns;
     uint64_t deadline = d > ~uint64_t(0) - now ? ~uint64_t(0) : now + d;
-    if (e->tpc) return tpc::timer_reset(e, deadline);
+    if (e->tpc()) return tpc::timer_reset(e, deadline);
     timer_reset(e, deadline);
     return 0;
 }
 
 int weft_timer_poll(weft_timer* t, weft_context* cx) {
-    TimerEntry* e = as_timer(t);
+    TimerEntry* e = as_runtime_timer(t);
+    bool tpc_timer = !e && (e = as_timer(t)) != nullptr;
     if (!e || !cx || !cx->waker.vtable) return WEFT_EINVAL;
     if (e->state.load(std::memory_order_relaxed) == TimerEntry::UNSET) return WEFT_EINVAL;
-    if (e->tpc) return tpc::timer_poll(e, &cx->waker);
+    if (tpc_timer) return tpc::timer_poll(e, &cx->waker);
     // The cooperative budget (weft_pulse.h): a task looping over timers that
     // are always due still yields.
     if (budget_spent(1)) {
@@ -483,12 +490,10 @@ int weft_timer_poll(weft_timer* t, weft_context* cx) {
 }
 
 void weft_timer_cancel(weft_timer* t) {
-    TimerEntry* e = as_timer(t);
-    if (!e) return;
-    if (e->tpc) {
-        tpc::timer_cancel(e);
-    } else {
+    if (TimerEntry* e = as_runtime_timer(t)) {
         timer_cancel(e);
+    } else if ((e = as_timer(t)) != nullptr) {
+        tpc::timer_cancel(e);
     }
 }
 

@@ -245,7 +245,7 @@ int op_timer_poll(IoOp* op) {
     // SAFETY: weft_timer_init made op->timer a TimerEntry.
     TimerEntry* e = reinterpret_cast<TimerEntry*>(&op->timer);
     weft_waker w{op, &op_timer_vtable};
-    return e->tpc ? tpc::timer_poll(e, &w) : timer_poll(e, &w);
+    return e->tpc() ? tpc::timer_poll(e, &w) : timer_poll(e, &w);
 }
 
 // Whether this thread may cancel op's timer (a tpc executor's wheel is its

@@ -291,7 +291,7 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
     uint32_t st = e->state.load(std::memory_order_acquire);
     if (st == TimerEntry::FIRED) return WEFT_READY;
     if (st == TimerEntry::CLOSED) return WEFT_ECLOSED;
-    Shared* sh = e->rt;
+    Shared* sh = static_cast<Shared*>(e->owner);  // a runtime's timer (MAGIC_RT)
     if (__builtin_expect(st == TimerEntry::FIRING, 0)) {
         // A firing thread holds the lock and is waking us (timer.h): its
         // FIRED store comes before its unlock.
@@ -369,7 +369,7 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
     e->when = when;
     e->waker = mine;
     e->waker_borrowed = borrow;
-    e->shard = idx;
+    e->shard = (uint16_t)idx;
     e->state.store(TimerEntry::REGISTERED, std::memory_order_relaxed);
     uint64_t before = s.next_tick.load(std::memory_order_relaxed);
     uint64_t expires = s.wheel.insert(e);
@@ -393,7 +393,7 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
 }
 
 void timer_cancel_registered(TimerEntry* e) {
-    TimerShard& s = e->rt->timer_shards[e->shard];
+    TimerShard& s = static_cast<Shared*>(e->owner)->timer_shards[e->shard];
     s.mu.lock();
     // Fired meanwhile (a firing thread held the lock; FIRING is over once we
     // hold it): then only FIRED -> IDLE.

@@ -59,7 +59,7 @@ WEFT_API int weft_runtime_clock_changed(weft_runtime* rt);
 
 /* ---- timers ------------------------------------------------------------- */
 typedef struct weft_timer {
-    uint64_t _private[12]; /* 96 bytes; layout is weft's */
+    uint64_t _private[8]; /* 64 bytes; layout is weft's */
 } weft_timer;
 
 /* Prepares t for rt (NULL: the calling worker's runtime; WEFT_EINVAL on any
