@@ -597,7 +597,7 @@ int weft_budget_consume(uint32_t n) {
     t_poll.budget = 0;
     // Counted on the worker this thread still holds (not after a handoff).
     Worker* w = t_worker;
-    if (w && w->epoch.load(std::memory_order_relaxed) == t_epoch) WorkerMetrics::bump(w->metrics.budget_yields);
+    if (w && w->epoch.load(std::memory_order_relaxed) == t_poll.epoch) WorkerMetrics::bump(w->metrics.budget_yields);
     return 1;
 }
 

@@ -178,11 +178,10 @@ struct alignas(WEFT_CACHE_LINE) ThreadRec {
 struct IsolationPool;
 
 // ---- thread-local state of the calling thread (scheduler.cpp) ----
-extern constinit __attribute__((tls_model("initial-exec"))) thread_local ThreadRec* t_thread;
-extern constinit __attribute__((tls_model("initial-exec"))) thread_local uint32_t t_epoch;
 // The per-poll state of this thread, in one struct so that the poll hooks
 // reach all of it from one TLS address (separate thread_locals cost a GOT
-// load each in a shared library).
+// load each in a shared library, and an address computation each in the
+// executable).
 struct PollTls {
     // Budget left in the poll in progress; UNMETERED between polls (and
     // always with pulse off): weft_budget_consume then asks nothing. A
@@ -191,16 +190,32 @@ struct PollTls {
     // poll" (there was a separate flag: two more stores per poll).
     static constexpr uint32_t UNMETERED = UINT32_MAX;
     uint32_t budget = UNMETERED;
+    // The Worker::epoch this thread was given its worker with (the handoff
+    // state machine above).
+    uint32_t epoch = 0;
+    // This runtime thread's record (nullptr on other threads).
+    ThreadRec* thread = nullptr;
+    // This thread's poll sequence: its ThreadRec::word without the state
+    // bits. Only this thread writes its word, so the copy here is exact, and
+    // each store of the word (scheduler.cpp, CoreOp) takes the sequence
+    // from here rather than loading the word first.
+    uint64_t seq = 0;
     // Polls until the next timed one (scheduler.cpp, pulse_poll_begin): the
     // poll-time histogram's sample every POLL_SAMPLE_EVERY polls, or every
     // poll while precise_polls != 0 (then sampled_in counts down to the
-    // sample, and is the countdown again when the run ends).
+    // sample, and is the countdown again when the run ends). Not next to
+    // `budget`: the poll's start writes both, and the compiler would merge
+    // the two stores through a vector register (three instructions more).
     uint32_t sample_in = 1;
     uint32_t precise_polls = 0;   // polls to time regardless (a slow window)
     uint32_t sampled_in = 1;      // while precise: polls until the next sample
     // Inside a user poll of a worker this thread may lose (pulse on with
     // handoff): owner ops must then be guarded (CoreOp).
     bool in_user_poll = false;
+    // A timed poll's stamp (scheduler.cpp pulse_poll_stamp): whether it is
+    // the histogram's sample, and its start in pulse ticks.
+    bool stamp_sampled = false;
+    uint64_t stamp_t0 = 0;
 };
 extern constinit __attribute__((tls_model("initial-exec"))) thread_local PollTls t_poll;
 

@@ -12,8 +12,6 @@ namespace weft::kernel {
 
 constinit __attribute__((tls_model("initial-exec"))) thread_local Worker* t_worker = nullptr;
 constinit __attribute__((tls_model("initial-exec"))) thread_local Shared* t_runtime = nullptr;
-constinit __attribute__((tls_model("initial-exec"))) thread_local ThreadRec* t_thread = nullptr;
-constinit __attribute__((tls_model("initial-exec"))) thread_local uint32_t t_epoch = 0;
 constinit __attribute__((tls_model("initial-exec"))) thread_local PollTls t_poll{};
 
 namespace {
@@ -372,35 +370,34 @@ void set_tier(Shared* sh, Worker* w, TaskHeader* t, uint8_t to, uint64_t poll_ns
 constexpr uint32_t POLL_SAMPLE_EVERY = WEFT_POLL_HIST_SAMPLE_EVERY;
 constexpr uint32_t PRECISE_ALWAYS = UINT32_MAX;  // an injected clock: time every poll
 
-struct PollStamp {
-    uint64_t t0;   // pulse ticks at the start (when timed)
-    bool timed;
-    bool sampled;  // the histogram's sample
-};
-
-// A poll to time (pulse_poll_begin): whether it is the histogram's sample,
-// and its start.
-__attribute__((noinline)) PollStamp pulse_poll_stamp(Shared* sh, uint8_t suspect) {
+// A poll to time (pulse_poll_begin): its budget by the task's tier, and in
+// t_poll whether it is the histogram's sample and its start. Out of line,
+// like everything a timed poll does: the common poll keeps only a flag in a
+// register.
+__attribute__((noinline)) void pulse_poll_stamp(Shared* sh, const TaskHeader* t) {
     PollTls& tl = t_poll;
-    PollStamp st{0, true, false};
+    uint8_t tier = t->budget.tier.load(std::memory_order_relaxed);
+    uint8_t suspect = (uint8_t)(t->budget.strikes | tier);
+    tl.budget = sh->pulse.budget_of_tier[tier & 3];
+    bool sampled = false;
     if (tl.sample_in == 0) {
         // The countdown ran out: a sample, or (precise) one more timed poll.
         if (tl.precise_polls == 0) {
             tl.sample_in = POLL_SAMPLE_EVERY;
-            st.sampled = true;
+            sampled = true;
         } else {
             tl.sample_in = 1;
             if (--tl.sampled_in == 0) {
                 tl.sampled_in = POLL_SAMPLE_EVERY;
-                st.sampled = true;
+                sampled = true;
             }
         }
     }
+    tl.stamp_sampled = sampled;
     // CLOCK_THREAD_CPUTIME_ID is a real system call (hundreds of ns): only
     // for a task whose polls already looked long.
     t_cpu_start = suspect && sh->pulse.verify_cpu ? port::thread_cpu_ns() : 0;
-    st.t0 = pulse_ticks(sh);
-    return st;
+    tl.stamp_t0 = pulse_ticks(sh);
 }
 
 // Makes this thread time its next polls (precise_polls of them, or all:
@@ -415,25 +412,39 @@ inline void pulse_time_next_polls(uint32_t n) {
     t_poll.sample_in = 1;
 }
 
+// Budget's tier and strikes, read as one 16-bit word: zero for a clean task
+// (MONITOR, no strike). Only the thread that runs the task writes them, so
+// this plain read of its own writes races with nothing (wakers only read
+// the tier).
+static_assert(offsetof(Budget, tier) == 0 && offsetof(Budget, strikes) == 1 && sizeof(std::atomic<uint8_t>) == 1,
+              "tier and strikes are the budget's first two bytes");
+inline uint16_t tier_and_strikes(const TaskHeader* t) {
+    uint16_t v;
+    __builtin_memcpy(&v, static_cast<const void*>(&t->budget), sizeof v);
+    return v;
+}
+
 // Before a poll: the task's budget, and (with handoff) this thread's word.
-inline PollStamp pulse_poll_begin(Shared* sh, TaskHeader* t, bool may_lose) {
+// Returns whether the poll is timed (then pulse_poll_stamp has stamped it).
+// The common poll (a clean task, not the sample) costs a 16-bit load, the
+// default budget's store and the countdown; a suspect task's or a timed
+// poll's work is pulse_poll_stamp's.
+inline bool pulse_poll_begin(Shared* sh, TaskHeader* t, bool may_lose) {
     PollTls& tl = t_poll;  // one TLS address for all of it
-    uint8_t tier = t->budget.tier.load(std::memory_order_relaxed);
-    uint8_t suspect = (uint8_t)(t->budget.strikes | tier);
-    tl.budget = sh->pulse.budget_of_tier[tier & 3];
-    PollStamp st{0, false, false};
+    tl.budget = sh->pulse.budget_of_tier[TIER_MONITOR];
     // One countdown decides the sample and a precise run (pulse_poll_stamp);
     // a suspect's polls are all timed.
-    if (__builtin_expect((--tl.sample_in == 0) | (suspect != 0), 0)) st = pulse_poll_stamp(sh, suspect);
+    bool timed = (--tl.sample_in == 0) | (tier_and_strikes(t) != 0);
+    if (__builtin_expect(timed, 0)) pulse_poll_stamp(sh, t);
     if (may_lose) {
-        ThreadRec* me = t_thread;
-        uint64_t seq = (me->word.load(std::memory_order_relaxed) & ~(uint64_t)3) + 4;
+        uint64_t seq = tl.seq + 4;
+        tl.seq = seq;
         // release: the scheduler code before it (touching the worker) is
         // visible to a monitor that reads POLLING and hands the worker over.
-        me->word.store(seq | ThreadRec::POLLING, std::memory_order_release);
+        t_poll.thread->word.store(seq | ThreadRec::POLLING, std::memory_order_release);
         tl.in_user_poll = true;
     }
-    return st;
+    return timed;
 }
 
 // A poll that cost its thread the worker (a handoff): the task goes to the
@@ -445,15 +456,15 @@ inline bool pulse_lost_tier(Shared* sh, TaskHeader* t, bool kept, uint64_t ns, b
 }
 
 // The end of a timed poll: records it, moves the task between tiers.
-__attribute__((noinline)) bool pulse_poll_timed(Shared* sh, Worker* w, TaskHeader* t, PollStamp st, bool kept,
-                                                 uint32_t left) {
+__attribute__((noinline)) bool pulse_poll_timed(Shared* sh, Worker* w, TaskHeader* t, bool kept, uint32_t left) {
     uint64_t now = pulse_ticks(sh);
-    uint64_t ticks = now > st.t0 ? now - st.t0 : 0;
+    uint64_t t0 = t_poll.stamp_t0;
+    uint64_t ticks = now > t0 ? now - t0 : 0;
     uint64_t ns = pulse_ticks_to_ns(sh, ticks);
     Worker* mw = kept ? w : nullptr;
     if (t_poll.precise_polls != 0 && t_poll.precise_polls != PRECISE_ALWAYS && --t_poll.precise_polls == 0)
         t_poll.sample_in = t_poll.sampled_in;  // the run is over: the sample's count goes on
-    if (st.sampled) {
+    if (t_poll.stamp_sampled) {
         // The window since the last sample (POLL_SAMPLE_EVERY polls and the
         // scheduler's work between them): if it took a slow poll's time,
         // time every poll for a while to find out whose.
@@ -493,7 +504,7 @@ __attribute__((noinline)) bool pulse_poll_timed(Shared* sh, Worker* w, TaskHeade
 
 // After a poll. Returns false when this thread lost w during the poll (then
 // w is not touched). *spent: the poll used up its budget.
-inline bool pulse_poll_end(Shared* sh, Worker* w, TaskHeader* t, PollStamp st, bool may_lose, bool* spent) {
+inline bool pulse_poll_end(Shared* sh, Worker* w, TaskHeader* t, bool timed, bool may_lose, bool* spent) {
     PollTls& tl = t_poll;
     bool kept = true;
     uint32_t left = tl.budget;
@@ -501,13 +512,11 @@ inline bool pulse_poll_end(Shared* sh, Worker* w, TaskHeader* t, PollStamp st, b
     *spent = left == 0;
     if (may_lose) {
         tl.in_user_poll = false;
-        ThreadRec* me = t_thread;
-        uint64_t seq = me->word.load(std::memory_order_relaxed) & ~(uint64_t)3;
-        me->word.store(seq | ThreadRec::IDLE, std::memory_order_relaxed);
+        t_poll.thread->word.store(tl.seq | ThreadRec::IDLE, std::memory_order_relaxed);
         std::atomic_signal_fence(std::memory_order_seq_cst);  // store, then load (pulse.h)
-        kept = w->epoch.load(std::memory_order_relaxed) == t_epoch;
+        kept = w->epoch.load(std::memory_order_relaxed) == t_poll.epoch;
     }
-    if (__builtin_expect(st.timed, 0)) return pulse_poll_timed(sh, w, t, st, kept, left);
+    if (__builtin_expect(timed, 0)) return pulse_poll_timed(sh, w, t, kept, left);
     // Untimed: a clean task whose window looked fine. A poll that lost the
     // worker lasted at least handoff_ns (the monitor's measure).
     if (__builtin_expect(!kept, 0)) return pulse_lost_tier(sh, t, kept, sh->pulse.handoff_ns, true);
@@ -577,8 +586,7 @@ void after_poll_coreless(Shared* sh, TaskHeader* t, int r) {
 // thread's ack of an old poll never match a later one. release: what the
 // thread did to the worker is visible to the monitor that reads RELEASED.
 inline void store_released(ThreadRec* me) {
-    me->word.store((me->word.load(std::memory_order_relaxed) & ~(uint64_t)3) | ThreadRec::RELEASED,
-                   std::memory_order_release);
+    me->word.store(t_poll.seq | ThreadRec::RELEASED, std::memory_order_release);
 }
 
 // The monitor gave this thread's worker to another thread while it was in
@@ -586,7 +594,7 @@ inline void store_released(ThreadRec* me) {
 __attribute__((noinline)) void finish_after_losing_worker(Shared* sh, TaskHeader* t, int r) {
     t_current = nullptr;
     t_worker = nullptr;
-    store_released(t_thread);
+    store_released(t_poll.thread);
     after_poll_coreless(sh, t, r);
     if (t_fork_held.n != 0) flush_fork_held();  // held in t's poll
 }
@@ -665,13 +673,20 @@ bool run_task(Worker* w, TaskHeader* t) {
     t_self_woken = false;
     int r;
     bool spent = false;  // pulse: the poll used up its budget
+    // Whether t may be in the ISOLATE tier now. Only a timed poll can change
+    // a tier (pulse_poll_timed; a poll that lost the worker returned
+    // already), and a task not timed at its poll's start was clean
+    // (MONITOR): so after an untimed poll it is not isolated. With pulse off
+    // there are no tiers and no isolation pool (pulse_start).
+    bool maybe_isolated = false;
 #if WEFT_PULSE
     Shared* sh = w->shared;
     if (__builtin_expect(sh->pulse.on, 1)) {
         bool may_lose = sh->pulse.handoff;
-        PollStamp st = pulse_poll_begin(sh, t, may_lose);
+        bool timed = pulse_poll_begin(sh, t, may_lose);
+        maybe_isolated = timed;
         r = t->vtable->poll(t->state_ptr(), &cx);
-        if (__builtin_expect(!pulse_poll_end(sh, w, t, st, may_lose, &spent), 0)) {
+        if (__builtin_expect(!pulse_poll_end(sh, w, t, timed, may_lose, &spent), 0)) {
             finish_after_losing_worker(sh, t, r);
             return false;
         }
@@ -689,7 +704,7 @@ bool run_task(Worker* w, TaskHeader* t) {
             // the poll set NOTIFIED; the next poll that returns Pending
             // re-queues it once more, which is harmless.
             t->resume_running = 1;
-            if (__builtin_expect(task_isolated(w->shared, t), 0)) {
+            if (__builtin_expect(maybe_isolated && task_isolated(w->shared, t), 0)) {
                 schedule_coreless(w->shared, t);
                 return true;
             }
@@ -976,7 +991,7 @@ bool run_with_lifo(Worker* w, TaskHeader* t) {
 // word is IDLE), so a failed check needs no barrier of its own.
 inline bool still_holds(const Worker* w) {
 #if WEFT_PULSE
-    return !w->shared->pulse.handoff || w->epoch.load(std::memory_order_relaxed) == t_epoch;
+    return !w->shared->pulse.handoff || w->epoch.load(std::memory_order_relaxed) == t_poll.epoch;
 #else
     (void)w;
     return true;
@@ -987,7 +1002,7 @@ inline bool still_holds(const Worker* w) {
 // is (the searching flag and the idle counts belong to w); give it up.
 void release_worker() {
     t_worker = nullptr;
-    store_released(t_thread);
+    store_released(t_poll.thread);
 }
 
 // Returns false when this thread lost w while parked (pulse.h).
@@ -1198,7 +1213,7 @@ void cancel_owned(Worker* w) {
 void* thread_main(void* arg) {
     ThreadRec* me = static_cast<ThreadRec*>(arg);
     Shared* sh = me->shared;
-    t_thread = me;
+    t_poll.thread = me;
     t_runtime = sh;
 #if WEFT_PULSE
     if (sh->pulse.ticks_are_ns) pulse_time_next_polls(PRECISE_ALWAYS);
@@ -1213,12 +1228,12 @@ void* thread_main(void* arg) {
                 port::LockGuard g(sh->spare_mu);
                 me->spare_state = ThreadRec::ACTIVE;  // once per worker taken
             }
-            t_epoch = me->given_epoch;  // written before `given` (release)
+            t_poll.epoch = me->given_epoch;  // written before `given` (release)
             t_win_start = 0;
             t_worker = w;
             // IDLE, the poll sequence kept (see finish_after_losing_worker).
-            me->word.store(me->word.load(std::memory_order_relaxed) & ~(uint64_t)3, std::memory_order_relaxed);
-            if (t_epoch != 0) {
+            me->word.store(t_poll.seq | ThreadRec::IDLE, std::memory_order_relaxed);
+            if (t_poll.epoch != 0) {
                 // Given by a handoff. The LIFO slot may hold a task the stuck
                 // thread woke or spawned in its poll before losing w; the
                 // loop only looks at the slot after running a task, so it
@@ -1274,7 +1289,7 @@ void* thread_main(void* arg) {
     }
     t_worker = nullptr;
     t_runtime = nullptr;
-    t_thread = nullptr;
+    t_poll.thread = nullptr;
     pool::thread_exit();
     return nullptr;
 }
@@ -1368,8 +1383,8 @@ inline __attribute__((always_inline)) void schedule_local(Worker* w, TaskHeader*
 // tasks in one poll: p99 lateness and iteration time, bench/RESULTS.md).
 static __attribute__((noinline)) void schedule_in_long_poll(Worker* w, TaskHeader* t) {
     InjectSink sink{w->shared};
-    ThreadRec* me = t_thread;
-    uint64_t seq = me->word.load(std::memory_order_relaxed) & ~(uint64_t)3;
+    ThreadRec* me = t_poll.thread;
+    uint64_t seq = t_poll.seq;
     // relaxed: this thread's own earlier store.
     if (me->long_poll_ack.load(std::memory_order_relaxed) != seq) {
         if (TaskHeader* l = w->lifo) {
@@ -1761,10 +1776,10 @@ void run_task_coreless(Shared* sh, TaskHeader* t) {
     int r;
 #if WEFT_PULSE
     if (sh->pulse.on) {
-        PollStamp st = pulse_poll_begin(sh, t, false);
+        bool timed = pulse_poll_begin(sh, t, false);
         r = t->vtable->poll(t->state_ptr(), &cx);
         bool spent;
-        pulse_poll_end(sh, nullptr, t, st, false, &spent);
+        pulse_poll_end(sh, nullptr, t, timed, false, &spent);
     } else
 #endif
     {

@@ -279,11 +279,11 @@ inline CoreOp::CoreOp(const Worker* w) {
         ok = true;
         return;
     }
-    ThreadRec* me = t_thread;
-    uint64_t seq = me->word.load(std::memory_order_relaxed) & ~(uint64_t)3;
+    ThreadRec* me = t_poll.thread;
+    uint64_t seq = t_poll.seq;
     me->word.store(seq | ThreadRec::IN_OP, std::memory_order_relaxed);
     std::atomic_signal_fence(std::memory_order_seq_cst);  // store, then load (the barrier is the monitor's)
-    ok = w->epoch.load(std::memory_order_relaxed) == t_epoch;
+    ok = w->epoch.load(std::memory_order_relaxed) == t_poll.epoch;
     if (!ok) {
         me->word.store(seq | ThreadRec::POLLING, std::memory_order_relaxed);
         guarded = false;
@@ -298,8 +298,8 @@ inline CoreOp::CoreOp(const Worker* w) {
 inline CoreOp::~CoreOp() {
     if (!guarded) return;
     t_poll.in_user_poll = true;
-    ThreadRec* me = t_thread;
-    uint64_t seq = me->word.load(std::memory_order_relaxed) & ~(uint64_t)3;
+    ThreadRec* me = t_poll.thread;
+    uint64_t seq = t_poll.seq;
     // release: what the op wrote is visible to the monitor (and from it the
     // spare) once it reads POLLING.
     me->word.store(seq | ThreadRec::POLLING, std::memory_order_release);

@@ -341,7 +341,7 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
     // below. A handoff after this check comes after our insert, and the
     // spare computes its sleep from the wheel as it is then.
     bool on_worker = w && w->shared == sh &&
-                     (!t_poll.in_user_poll || w->epoch.load(std::memory_order_relaxed) == t_epoch);
+                     (!t_poll.in_user_poll || w->epoch.load(std::memory_order_relaxed) == t_poll.epoch);
     uint32_t idx = on_worker ? own_shard(w->index)
                              : sh->timer_rr.fetch_add(1, std::memory_order_relaxed) % sh->ntimer_shards;
     TimerShard& s = sh->timer_shards[idx];
