@@ -65,10 +65,16 @@ int check_desc(const weft_task_desc* d) {
 static_assert(sizeof(TimerEntry) <= sizeof(weft_timer), "weft_timer is too small for a TimerEntry");
 static_assert(alignof(TimerEntry) <= alignof(weft_timer), "weft_timer is under-aligned for a TimerEntry");
 // SAFETY: weft_timer_init constructs a TimerEntry in the caller's weft_timer;
-// the magic catches an uninitialised or foreign one (not a guarantee).
+// the magic catches a zeroed or foreign one, and with the state's range most
+// other uninitialised memory (not a guarantee: 16 bits of magic, which
+// weft_timer_init also asks of the memory it is given, to cancel a timer
+// initialised again while it waits).
 TimerEntry* as_timer(weft_timer* t) {
     TimerEntry* e = reinterpret_cast<TimerEntry*>(t);
-    return t && (e->magic == TimerEntry::MAGIC_RT || e->magic == TimerEntry::MAGIC_TPC) ? e : nullptr;
+    return t && (e->magic == TimerEntry::MAGIC_RT || e->magic == TimerEntry::MAGIC_TPC) &&
+                   e->state.load(std::memory_order_relaxed) <= TimerEntry::FIRING
+               ? e
+               : nullptr;
 }
 // The hot calls' check: a runtime's timer (one compare), else as_timer's.
 TimerEntry* as_runtime_timer(weft_timer* t) {

@@ -1828,7 +1828,7 @@ void stop_threads(Shared* sh) {
 int runtime_new(uint32_t workers, const char* name, ClockFn clock, void* clock_ctx, const weft_pulse_config* pulse,
                 Shared** out) {
     if (workers == 0) workers = port::cpu_count();
-    if (workers > 1024) return WEFT_EINVAL;
+    if (workers > MAX_WORKERS) return WEFT_EINVAL;
     void* mem = port::alloc_aligned(sizeof(Shared), alignof(Shared));
     if (!mem) return WEFT_ENOMEM;
     Shared* sh = new (mem) Shared();

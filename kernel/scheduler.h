@@ -101,6 +101,10 @@
 
 namespace weft::kernel {
 
+// weft_runtime_new refuses more workers. A timer's wheel index (one wheel
+// per worker) is 16 bits (TimerEntry::shard).
+inline constexpr uint32_t MAX_WORKERS = 1024;
+static_assert(MAX_WORKERS - 1 <= UINT16_MAX, "TimerEntry::shard holds a worker index");
 inline constexpr uint32_t LOCAL_QUEUE_CAPACITY = 256;
 inline constexpr uint32_t INJECT_INTERVAL = 61;
 inline constexpr uint32_t MAX_LIFO_POLLS = 3;

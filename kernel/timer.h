@@ -141,21 +141,22 @@ inline bool registration_due(Clock& clock, uint64_t deadline_ns, uint64_t* now) 
     return true;
 }
 
-// One cache line (64 bytes, the size of weft_timer): a sleep or a timeout
-// lives in its task's memory, and the `timers` workload is bound by memory
-// (100,000 sleeping tasks; a timer task took 416 bytes, now 384: a pool
-// block of 3 lines of 128 instead of 3.5). The first four fields sit in
-// WheelEntry's tail padding (the Itanium C++ ABI of every target reuses it).
+// 64 bytes (the size of weft_timer; 8-aligned, so not necessarily one cache
+// line): a sleep or a timeout lives in its task's memory, and the `timers`
+// workload is bound by memory (100,000 sleeping tasks; its task took 416
+// bytes, now 384: a pool block of 3 lines of 128 instead of 3.5). The first
+// four fields sit in WheelEntry's tail padding (the Itanium C++ ABI of every
+// target reuses it; the static_assert below stops a compiler that does not).
 struct TimerEntry : WheelEntry {
     // The kind is in the magic, which weft_timer_init writes once: a timer
     // of a multi-thread runtime, or of a thread-per-core executor (tpc.h).
     static constexpr uint16_t MAGIC_RT = 0x746d;   // "tm"
     static constexpr uint16_t MAGIC_TPC = 0x7470;  // "tp"
-    enum : uint8_t { UNSET, IDLE, REGISTERED, FIRED, CLOSED, FIRING };
+    enum : uint8_t { UNSET, IDLE, REGISTERED, FIRED, CLOSED, FIRING };  // FIRING last: abi.cpp as_timer checks the range
 
     std::atomic<uint8_t> state{UNSET};
     bool waker_borrowed = false;  // `waker` holds no reference (above); guarded like `waker`
-    uint16_t shard = 0;           // the wheel it is registered in (workers <= 1024)
+    uint16_t shard = 0;           // the wheel it is registered in (< MAX_WORKERS, scheduler.h)
     uint16_t magic = 0;           // MAGIC_RT or MAGIC_TPC (0: not a timer)
     weft_waker waker;             // guarded by the shard lock while REGISTERED
     void* owner = nullptr;        // the Shared (MAGIC_RT) or tpc::Executor (MAGIC_TPC)

@@ -853,7 +853,7 @@ void join_free_slow(TaskHeader* t) {
 
 TaskHeader* current_task() { return t_cur; }
 
-// ---- timer entries (abi.cpp's weft_timer_* for entries with `tpc` set) ---------------
+// ---- timer entries (abi.cpp's weft_timer_* for entries with MAGIC_TPC) ---------------
 
 void timer_cancel(TimerEntry* e) {
     uint32_t st = e->state.load(std::memory_order_acquire);

@@ -282,8 +282,8 @@ inline void join_free(TaskHeader* t) {
     }
     join_free_slow(t);
 }
-// Timers of this executor (weft_timer_* dispatch here for an entry whose
-// `tpc` is set; weft_timer_init binds one on an executor's thread). The
+// Timers of this executor (weft_timer_* dispatch here for an entry with
+// TimerEntry::MAGIC_TPC; weft_timer_init binds one on an executor's thread). The
 // entry is the owner thread's alone: no lock. WEFT_EINVAL from any other
 // thread while the executor lives; after its end every registered entry is
 // CLOSED and only cancel is meaningful.

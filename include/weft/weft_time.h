@@ -79,7 +79,8 @@ WEFT_API int weft_timer_sleep_for(weft_timer* t, int64_t duration_ns);
 /* WEFT_READY once the deadline has passed. WEFT_PENDING otherwise, after
  * arranging for cx's waker to be woken when it passes (a later poll with
  * another waker replaces it). WEFT_ECLOSED when the runtime shut down first;
- * WEFT_EINVAL for an uninitialised timer or one without a deadline. */
+ * WEFT_EINVAL for a zeroed (never initialised) timer or one without a
+ * deadline; other uninitialised memory is refused on a best-effort check. */
 WEFT_API int weft_timer_poll(weft_timer* t, weft_context* cx);
 /* Unregisters the timer (its waker is dropped, nothing fires). Safe in every
  * state, also after the runtime was freed. The deadline is kept: a later
