@@ -103,6 +103,8 @@ struct TaskHeader;
 enum Tier : uint8_t { TIER_MONITOR = 0, TIER_WARN = 1, TIER_YIELD = 2, TIER_ISOLATE = 3 };
 
 struct Budget {
+    // tier and strikes first, in this order: the poll's start reads both as
+    // one 16-bit word (scheduler.cpp tier_and_strikes, static_assert there).
     std::atomic<uint8_t> tier{TIER_MONITOR};
     uint8_t strikes = 0;
     uint16_t good_polls = 0;      // well-behaved polls in a row (demotion)

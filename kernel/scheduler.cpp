@@ -413,9 +413,11 @@ inline void pulse_time_next_polls(uint32_t n) {
 }
 
 // Budget's tier and strikes, read as one 16-bit word: zero for a clean task
-// (MONITOR, no strike). Only the thread that runs the task writes them, so
-// this plain read of its own writes races with nothing (wakers only read
-// the tier).
+// (MONITOR, no strike). Only the thread that holds the task's RUNNING bit
+// writes them (this one now, or an earlier runner, ordered before us by the
+// RUNNING transition or the queue), so this plain read races with nothing:
+// wakers only read the tier. (A plain read of an atomic byte: fine with GCC
+// and Clang, which the kernel is built with.)
 static_assert(offsetof(Budget, tier) == 0 && offsetof(Budget, strikes) == 1 && sizeof(std::atomic<uint8_t>) == 1,
               "tier and strikes are the budget's first two bytes");
 inline uint16_t tier_and_strikes(const TaskHeader* t) {
@@ -441,7 +443,7 @@ inline bool pulse_poll_begin(Shared* sh, TaskHeader* t, bool may_lose) {
         tl.seq = seq;
         // release: the scheduler code before it (touching the worker) is
         // visible to a monitor that reads POLLING and hands the worker over.
-        t_poll.thread->word.store(seq | ThreadRec::POLLING, std::memory_order_release);
+        tl.thread->word.store(seq | ThreadRec::POLLING, std::memory_order_release);
         tl.in_user_poll = true;
     }
     return timed;
@@ -512,7 +514,7 @@ inline bool pulse_poll_end(Shared* sh, Worker* w, TaskHeader* t, bool timed, boo
     *spent = left == 0;
     if (may_lose) {
         tl.in_user_poll = false;
-        t_poll.thread->word.store(tl.seq | ThreadRec::IDLE, std::memory_order_relaxed);
+        tl.thread->word.store(tl.seq | ThreadRec::IDLE, std::memory_order_relaxed);
         std::atomic_signal_fence(std::memory_order_seq_cst);  // store, then load (pulse.h)
         kept = w->epoch.load(std::memory_order_relaxed) == t_poll.epoch;
     }
