@@ -122,7 +122,9 @@ bool io_quiet_hint(const Worker* w);
 // Maintenance: takes remote requests and reaps completions already posted
 // (no syscall); with `submit`, also submits the queued SQEs (one syscall
 // when there are any), and on epoll polls the set (a zero-timeout
-// epoll_wait). Returns the number of tasks woken.
+// epoll_wait) once anything has waited on an fd (io.cpp IoState::ep_waited;
+// before that the set holds only the wake eventfd). Returns the number of
+// tasks woken.
 uint32_t io_tick(Worker* w, bool submit);
 // Sleeps in the driver for at most timeout_ns (-1: no limit), as the
 // parker's wait function; wakes tasks whose operations completed. Returns the
