@@ -146,6 +146,7 @@ struct alignas(16) IoOp {
 struct FdEntry {
     port::Mutex mu;
     int epfd = -1;       // the set it is registered in, -1: none
+    Driver* driver = nullptr;  // the driver that set belongs to (with epfd)
     IoOp* head = nullptr;  // waiters (EpWait links)
 };
 constexpr uint32_t FD_PAGE = 4096, FD_PAGES = 1024;  // fds up to 4M
@@ -547,8 +548,9 @@ uint32_t interest_of(const FdEntry* e) {
     return m;
 }
 
-// Arms e (under e->mu) for its waiters' interests.
-int ep_arm(FdEntry* e, int fd, int epfd_if_new) {
+// Arms e (under e->mu) for its waiters' interests: in the set it is in, or
+// else in d_if_new's.
+int ep_arm(FdEntry* e, int fd, Driver* d_if_new) {
     uint32_t m = interest_of(e);
     if (!m) return 0;
     uint32_t ev = m | EPOLLONESHOT | EPOLLRDHUP;
@@ -556,9 +558,13 @@ int ep_arm(FdEntry* e, int fd, int epfd_if_new) {
         int r = port::epoll_ctl_mod(e->epfd, fd, ev, (uint64_t)fd);
         if (r != -ENOENT) return r;
         e->epfd = -1;  // the fd was closed and its number reused
+        e->driver = nullptr;
     }
-    int r = port::epoll_ctl_add(epfd_if_new, fd, ev, (uint64_t)fd);
-    if (r == 0) e->epfd = epfd_if_new;
+    int r = port::epoll_ctl_add(d_if_new->epfd, fd, ev, (uint64_t)fd);
+    if (r == 0) {
+        e->epfd = d_if_new->epfd;
+        e->driver = d_if_new;
+    }
     return r;
 }
 
@@ -589,15 +595,19 @@ int ep_wait(IoState* st, IoOp* op, uint32_t interest) {
     op->ep.next = e->head;
     if (e->head) e->head->ep.prev = op;
     e->head = op;
-    int r = ep_arm(e, op->fd, d->epfd);
+    int r = ep_arm(e, op->fd, d);
     if (r < 0) {
         ep_unlink(op);
         return r;  // EPERM: a regular file, which epoll refuses; the op fails with it
     }
     op->phase = IN_KERNEL;
-    // Counted like io_uring's submissions (status): a wait the kernel holds.
-    op->driver = d;
-    d->submitted.fetch_add(1, std::memory_order_relaxed);
+    // Counted like io_uring's submissions (status): a wait the kernel holds,
+    // on the driver whose set holds the fd (added there by an earlier wait,
+    // perhaps from another worker): that driver's worker reports it, and the
+    // counts say whether I/O may complete on it (io_may_complete,
+    // io_quiet_hint).
+    op->driver = e->driver ? e->driver : d;  // (set with epfd: armed, so in a set)
+    op->driver->submitted.fetch_add(1, std::memory_order_relaxed);
     if (!st->ep_waited.load(std::memory_order_relaxed)) st->ep_waited.store(true, std::memory_order_relaxed);
     return 0;
 }
@@ -634,7 +644,7 @@ void ep_event(IoState* st, int fd, uint32_t events) {
             }
             o = next;
         }
-        if (e->head && e->epfd >= 0) ep_arm(e, fd, e->epfd);
+        if (e->head && e->epfd >= 0) ep_arm(e, fd, e->driver);
     }
     // Lock order is op, then entry (ep_wait): the ops' locks come after.
     for (int i = 0; i < n; i++) {
@@ -701,6 +711,7 @@ bool ep_attempt(IoState* st, IoOp* op) {
         if (FdEntry* e = fd_entry(st, op->fd)) {
             port::LockGuard g(e->mu);
             e->epfd = -1;
+            e->driver = nullptr;
         }
         r = port::close_fd(op->fd);
         break;
