@@ -115,7 +115,10 @@ struct alignas(16) IoOp {
     alignas(8) unsigned char addr[MAX_ADDR];
     int64_t result = 0;
     weft_waker waker{nullptr, nullptr};
-    Driver* driver = nullptr;   // io_uring: where it was submitted
+    // io_uring: where it was submitted. epoll: the driver whose set holds the
+    // fd of this wait (its counts; read and written under the FdEntry's mu
+    // while the wait is linked).
+    Driver* driver = nullptr;
     IoOp* remote_next = nullptr;
     bool remote_cancel = false; // the remote request is a cancel
     int64_t timeout_ns = 0;
@@ -582,13 +585,19 @@ int ep_wait(IoState* st, IoOp* op, uint32_t interest) {
     if (!op->ep.home) op->ep.home = fd_entry(st, op->fd);
     FdEntry* e = op->ep.home;
     if (!e) return -ENOMEM;
-    // A worker's own set, else any: epoll_ctl may be called from any
-    // thread, and the waiter is woken by whichever set reports the fd.
+    // Where an fd not in any set goes: a worker's own set, else any (epoll_ctl
+    // may be called from any thread, and the waiter is woken by whichever
+    // set reports the fd).
     Driver* d = st->sh ? io_current_driver(st->sh) : &st->drivers[0];
     if (!d) d = &st->drivers[st->remote_rr.fetch_add(1, std::memory_order_relaxed) % st->ndrivers];
     if (d->closed.load(std::memory_order_acquire)) return WEFT_ECLOSED;
     port::LockGuard g(e->mu);
     if (op->ep.entry) return 0;  // already waiting
+    // Again under the entry's lock: shutdown marks every driver closed, then
+    // wakes each entry's waiters under its lock (ep_wake_all). A wait linked
+    // after that would never be woken.
+    if (d->closed.load(std::memory_order_acquire)) return WEFT_ECLOSED;
+    Driver* before = e->driver;
     op->ep.interest = interest;
     op->ep.entry = e;
     op->ep.prev = nullptr;
@@ -606,8 +615,19 @@ int ep_wait(IoState* st, IoOp* op, uint32_t interest) {
     // perhaps from another worker): that driver's worker reports it, and the
     // counts say whether I/O may complete on it (io_may_complete,
     // io_quiet_hint).
-    op->driver = e->driver ? e->driver : d;  // (set with epfd: armed, so in a set)
+    op->driver = e->driver ? e->driver : d;  // (set with epfd: armed, so always set)
     op->driver->submitted.fetch_add(1, std::memory_order_relaxed);
+    if (before && before != op->driver) {
+        // The fd moved to op->driver's set (its number was closed outside
+        // weft and reused: ep_arm's ENOENT): the waiters already linked are
+        // reported by that set now, so they count there too.
+        for (IoOp* o = e->head; o; o = o->ep.next) {
+            if (o == op || o->driver == op->driver) continue;
+            o->driver->completed.fetch_add(1, std::memory_order_relaxed);
+            op->driver->submitted.fetch_add(1, std::memory_order_relaxed);
+            o->driver = op->driver;
+        }
+    }
     if (!st->ep_waited.load(std::memory_order_relaxed)) st->ep_waited.store(true, std::memory_order_relaxed);
     return 0;
 }
@@ -622,10 +642,23 @@ void ep_cancel_wait(IoOp* op) {
     }
 }
 
+int ep_event_batch(FdEntry* e, int fd, uint32_t events);
+
 // Wakes the waiters of fd that `events` satisfies; re-arms for the rest.
+// In batches of 64 (taken under the entry's lock, woken after it). A
+// readiness event wakes one batch: the rest stay armed, and the set reports
+// the fd again. A close or a shutdown (events ~0u) is the only call for the
+// fd, so it goes on until a batch is not full (it used to stop after one: a
+// 65th waiter was never woken). Test: Io.EveryWaiterOnOneFdEndsWhenTheRuntimeIsFreed.
 void ep_event(IoState* st, int fd, uint32_t events) {
     FdEntry* e = fd_entry(st, fd);
     if (!e) return;
+    while (ep_event_batch(e, fd, events) == 64 && events == ~0u) {
+    }
+}
+
+// One batch of ep_event; returns how many waiters it woke (at most 64).
+int ep_event_batch(FdEntry* e, int fd, uint32_t events) {
     IoOp* ops[64];
     int n = 0;
     {
@@ -658,6 +691,7 @@ void ep_event(IoState* st, int fd, uint32_t events) {
         wake_taken(o, w);
         op_release(o);
     }
+    return n;
 }
 
 uint32_t ep_dispatch(Driver* d, int64_t timeout_ns) {

@@ -2,7 +2,9 @@
 //
 // Ownership. Each Worker owns a Driver (an io_uring instance, or an epoll set)
 // and an eventfd the driver watches. Only the thread holding the worker
-// touches the driver's ring or epoll set, so neither needs a lock; a pulse
+// touches the driver's ring, so it needs no lock (an epoll set is the
+// kernel's to lock: any thread registers fds in it with epoll_ctl, and only
+// the holder waits on it); a pulse
 // handoff (pulse.h) moves the worker to a spare thread and the driver with
 // it, so a worker stuck in a long poll does not hold up the completions of
 // the operations submitted on it: the spare reaps them (tokio-rs/tokio#6315,
@@ -78,8 +80,8 @@ struct Driver {
     // WEFT_ECANCELED). Atomic only because a pusher that saw `closed` may
     // run take_remote too (push_remote), after the drain set both.
     std::atomic<bool> draining{false};
-    // Operations the kernel holds (io_uring) or waiters registered (epoll),
-    // on this driver. Holder only; read at shutdown after the threads left.
+    // Operations the kernel holds (io_uring only). Holder only; read at
+    // shutdown after the threads left.
     uint32_t in_flight = 0;
     // Requests from threads not holding the worker: ops to start or cancel.
     // Guarded by remote_mu. `remote_any`: set (release) by push_remote under
@@ -90,7 +92,9 @@ struct Driver {
     IoOp* remote_head = nullptr;
     IoOp* remote_tail = nullptr;
     std::atomic<bool> remote_any{false};
-    // Counters: written by the holder (relaxed), read by status.
+    // Counters (relaxed), read by status and the hints below. io_uring: the
+    // holder's. epoll: submitted and completed count the waits on fds in this
+    // driver's set, bumped by whichever thread registers or ends one.
     std::atomic<uint64_t> submitted{0};
     std::atomic<uint64_t> completed{0};
     std::atomic<uint64_t> enters{0};
@@ -109,7 +113,7 @@ void io_destroy(Shared* sh);
 
 // ---- the scheduler's hooks (worker's holder only) ----
 // Whether something may arrive through w's driver: SQEs queued and not
-// submitted, operations the kernel holds, or (epoll) waits registered. A
+// submitted, operations the kernel holds, or (epoll) waits on fds in w's set. A
 // worker that finds no work then parks in the driver at once instead of
 // spinning first: the spin neither submits nor sees completions (io_uring
 // completes them in task work that needs a syscall of this thread; epoll

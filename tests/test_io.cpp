@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -690,6 +691,36 @@ TEST(Io, APlainThreadsWaitEndsWhenTheRuntimeIsFreed) {
     waiter.join();
     EXPECT_TRUE(result.load() == WEFT_ECANCELED || result.load() == WEFT_ECLOSED) << result.load();
     weft_io_op_free(op);
+}
+
+// More waiters on one fd than the epoll backend wakes in one batch (64),
+// all waiting when the runtime is freed: every one must end (the shutdown
+// used to wake one batch per fd, and a 65th wait hung for ever).
+TEST(Io, EveryWaiterOnOneFdEndsWhenTheRuntimeIsFreed) {
+    TcpPair pair = tcp_pair();
+    weft_runtime* rt = nullptr;
+    weft_runtime_config cfg;
+    weft_runtime_config_init(&cfg);
+    cfg.workers = 2;
+    ASSERT_EQ(weft_runtime_new(&cfg, &rt), 0);
+    static const weft_waker_vtable noop_vtable = {
+        [](const void* p) { return weft_waker{p, &noop_vtable}; }, [](const void*) {}, [](const void*) {},
+        [](const void*) {}};
+    weft_context cx{weft_waker{nullptr, &noop_vtable}};
+    constexpr int WAITERS = 100;
+    std::vector<weft_io_op*> ops(WAITERS, nullptr);
+    std::vector<std::array<char, 8>> bufs(WAITERS);
+    for (int i = 0; i < WAITERS; i++) {
+        ASSERT_EQ(weft_io_recv(rt, pair.weft_side.fd, bufs[i].data(), bufs[i].size(), nullptr, 0, &ops[i]), 0);
+        int64_t res = 0;
+        ASSERT_EQ(weft_io_op_poll(ops[i], &cx, &res), WEFT_PENDING) << "nothing was sent: the receive waits";
+    }
+    ASSERT_EQ(weft_runtime_free(rt), 0);
+    for (int i = 0; i < WAITERS; i++) {
+        int64_t res = wait_result(ops[i]);  // hangs (ctest's timeout) if this wait was never woken
+        EXPECT_TRUE(res == WEFT_ECANCELED || res == WEFT_ECLOSED) << "waiter " << i << ": " << res;
+        weft_io_op_free(ops[i]);
+    }
 }
 
 struct WaitOnAWorker {
