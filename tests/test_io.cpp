@@ -671,16 +671,21 @@ TEST(Io, WaitBlocksAPlainThreadUntilDataArrives) {
     EXPECT_EQ(std::string(buf, 5), "woken");
 }
 
+// A runtime of `workers` workers that the test frees itself.
+int new_raw_runtime(uint32_t workers, weft_runtime** out) {
+    weft_runtime_config cfg;
+    weft_runtime_config_init(&cfg);
+    cfg.workers = workers;
+    return weft_runtime_new(&cfg, out);
+}
+
 // A plain thread's operation waiting in the kernel when the runtime is freed:
 // the shutdown cancels it (io_uring) or wakes it (epoll) and its wait returns
 // an error instead of hanging; afterwards a new start is refused.
 TEST(Io, APlainThreadsWaitEndsWhenTheRuntimeIsFreed) {
     TcpPair pair = tcp_pair();
     weft_runtime* rt = nullptr;
-    weft_runtime_config cfg;
-    weft_runtime_config_init(&cfg);
-    cfg.workers = 2;
-    ASSERT_EQ(weft_runtime_new(&cfg, &rt), 0);
+    ASSERT_EQ(new_raw_runtime(2, &rt), 0);  // freed by the test, not by a weft::Runtime
     char buf[16];
     weft_io_op* op = nullptr;
     ASSERT_EQ(weft_io_recv(rt, pair.weft_side.fd, buf, sizeof buf, nullptr, 0, &op), 0);
@@ -699,10 +704,7 @@ TEST(Io, APlainThreadsWaitEndsWhenTheRuntimeIsFreed) {
 TEST(Io, EveryWaiterOnOneFdEndsWhenTheRuntimeIsFreed) {
     TcpPair pair = tcp_pair();
     weft_runtime* rt = nullptr;
-    weft_runtime_config cfg;
-    weft_runtime_config_init(&cfg);
-    cfg.workers = 2;
-    ASSERT_EQ(weft_runtime_new(&cfg, &rt), 0);
+    ASSERT_EQ(new_raw_runtime(2, &rt), 0);  // freed by the test, not by a weft::Runtime
     static const weft_waker_vtable noop_vtable = {
         [](const void* p) { return weft_waker{p, &noop_vtable}; }, [](const void*) {}, [](const void*) {},
         [](const void*) {}};
