@@ -76,6 +76,7 @@ struct EpWait {
     uint32_t interest = 0;  // EPOLLIN / EPOLLOUT
     FdEntry* entry = nullptr;  // linked on it
     FdEntry* home = nullptr;
+    uint64_t gen = 0;          // the entry's gen when it linked (ep_event's wake-all pass)
 };
 
 struct alignas(16) IoOp {
@@ -151,6 +152,7 @@ struct FdEntry {
     int epfd = -1;       // the set it is registered in, -1: none
     Driver* driver = nullptr;  // the driver that set belongs to (with epfd)
     IoOp* head = nullptr;  // waiters (EpWait links)
+    uint64_t gen = 0;      // bumped by each wake-all pass (ep_event)
 };
 constexpr uint32_t FD_PAGE = 4096, FD_PAGES = 1024;  // fds up to 4M
 struct FdTable {
@@ -600,6 +602,7 @@ int ep_wait(IoState* st, IoOp* op, uint32_t interest) {
     Driver* before = e->driver;
     op->ep.interest = interest;
     op->ep.entry = e;
+    op->ep.gen = e->gen;
     op->ep.prev = nullptr;
     op->ep.next = e->head;
     if (e->head) e->head->ep.prev = op;
@@ -642,23 +645,37 @@ void ep_cancel_wait(IoOp* op) {
     }
 }
 
-int ep_event_batch(FdEntry* e, int fd, uint32_t events);
+int ep_event_batch(FdEntry* e, int fd, uint32_t events, uint64_t before_gen);
 
 // Wakes the waiters of fd that `events` satisfies; re-arms for the rest.
 // In batches of 64 (taken under the entry's lock, woken after it). A
 // readiness event wakes one batch: the rest stay armed, and the set reports
-// the fd again. A close or a shutdown (events ~0u) is the only call for the
-// fd, so it goes on until a batch is not full (it used to stop after one: a
-// 65th waiter was never woken). Test: Io.EveryWaiterOnOneFdEndsWhenTheRuntimeIsFreed.
+// the fd again. A wake-all (events ~0u: a close, the shutdown) is not
+// repeated by the set, so it takes every waiter linked when it began (it
+// used to stop after one batch: a 65th waiter was never woken), and only
+// those: a woken waiter that retries and links again (a close wakes before
+// it closes) is not taken a second time, so the pass ends after
+// ceil(waiters / 64) batches. Tests: Io.EveryWaiterOnOneFdEndsWhenTheRuntimeIsFreed,
+// Io.EveryWaiterOnOneFdEndsWhenItIsClosed.
 void ep_event(IoState* st, int fd, uint32_t events) {
     FdEntry* e = fd_entry(st, fd);
     if (!e) return;
-    while (ep_event_batch(e, fd, events) == 64 && events == ~0u) {
+    if (events != ~0u) {
+        ep_event_batch(e, fd, events, UINT64_MAX);
+        return;
+    }
+    uint64_t stop;
+    {
+        port::LockGuard g(e->mu);
+        stop = ++e->gen;  // waiters linked from now on are not this pass's
+    }
+    while (ep_event_batch(e, fd, events, stop) == 64) {
     }
 }
 
-// One batch of ep_event; returns how many waiters it woke (at most 64).
-int ep_event_batch(FdEntry* e, int fd, uint32_t events) {
+// One batch of ep_event: waiters linked before generation before_gen; returns
+// how many it woke (at most 64).
+int ep_event_batch(FdEntry* e, int fd, uint32_t events, uint64_t before_gen) {
     IoOp* ops[64];
     int n = 0;
     {
@@ -668,6 +685,7 @@ int ep_event_batch(FdEntry* e, int fd, uint32_t events) {
         while (o && n < 64) {
             IoOp* next = o->ep.next;
             uint32_t hit = events & (o->ep.interest | any | (o->ep.interest & EPOLLIN ? (uint32_t)EPOLLRDHUP : 0u));
+            if (o->ep.gen >= before_gen) hit = 0;  // linked after this wake-all began
             if (hit) {
                 ep_unlink(o);
                 o->driver->completed.fetch_add(1, std::memory_order_relaxed);
@@ -677,7 +695,9 @@ int ep_event_batch(FdEntry* e, int fd, uint32_t events) {
             }
             o = next;
         }
-        if (e->head && e->epfd >= 0) ep_arm(e, fd, e->driver);
+        // A wake-all's fd is going away (or its waiters linked after it
+        // began armed it themselves): no re-arm.
+        if (e->head && e->epfd >= 0 && events != ~0u) ep_arm(e, fd, e->driver);
     }
     // Lock order is op, then entry (ep_wait): the ops' locks come after.
     for (int i = 0; i < n; i++) {
@@ -738,9 +758,11 @@ bool ep_attempt(IoState* st, IoOp* op) {
         }
         break;
     case K_CLOSE: {
-        // Waiters on this fd would never hear of it again: wake them all
-        // (their retry fails with EBADF), then forget the registration,
-        // which the close removes from the set.
+        // Waiters on this fd would never hear of it again: wake them all,
+        // forget the registration (the close removes the fd from its set),
+        // close, and wake whoever linked meanwhile (a waiter of the first
+        // pass that retried before the close found the fd still open and
+        // waited again). Their retry then fails with EBADF.
         ep_event(st, op->fd, ~0u);
         if (FdEntry* e = fd_entry(st, op->fd)) {
             port::LockGuard g(e->mu);
@@ -748,6 +770,7 @@ bool ep_attempt(IoState* st, IoOp* op) {
             e->driver = nullptr;
         }
         r = port::close_fd(op->fd);
+        ep_event(st, op->fd, ~0u);
         break;
     }
     case K_SHUTDOWN: r = port::sys_shutdown(op->fd, op->aux); break;

@@ -671,6 +671,15 @@ TEST(Io, WaitBlocksAPlainThreadUntilDataArrives) {
     EXPECT_EQ(std::string(buf, 5), "woken");
 }
 
+// A context whose waker does nothing: a plain thread that polls operations
+// only to start them (it waits with weft_io_op_wait afterwards).
+weft_context noop_context() {
+    static const weft_waker_vtable noop_vtable = {
+        [](const void* p) { return weft_waker{p, &noop_vtable}; }, [](const void*) {}, [](const void*) {},
+        [](const void*) {}};
+    return weft_context{weft_waker{nullptr, &noop_vtable}};
+}
+
 // A runtime of `workers` workers that the test frees itself.
 int new_raw_runtime(uint32_t workers, weft_runtime** out) {
     weft_runtime_config cfg;
@@ -705,10 +714,7 @@ TEST(Io, EveryWaiterOnOneFdEndsWhenTheRuntimeIsFreed) {
     TcpPair pair = tcp_pair();
     weft_runtime* rt = nullptr;
     ASSERT_EQ(new_raw_runtime(2, &rt), 0);  // freed by the test, not by a weft::Runtime
-    static const weft_waker_vtable noop_vtable = {
-        [](const void* p) { return weft_waker{p, &noop_vtable}; }, [](const void*) {}, [](const void*) {},
-        [](const void*) {}};
-    weft_context cx{weft_waker{nullptr, &noop_vtable}};
+    weft_context cx = noop_context();
     constexpr int WAITERS = 100;
     std::vector<weft_io_op*> ops(WAITERS, nullptr);
     std::vector<std::array<char, 8>> bufs(WAITERS);
@@ -721,6 +727,33 @@ TEST(Io, EveryWaiterOnOneFdEndsWhenTheRuntimeIsFreed) {
     for (int i = 0; i < WAITERS; i++) {
         int64_t res = wait_result(ops[i]);  // hangs (ctest's timeout) if this wait was never woken
         EXPECT_TRUE(res == WEFT_ECANCELED || res == WEFT_ECLOSED) << "waiter " << i << ": " << res;
+        weft_io_op_free(ops[i]);
+    }
+}
+
+// The same through weft_io_close on epoll, where it wakes the fd's waiters
+// (weft_io.h; on io_uring each pending receive holds the file open until it
+// completes, so there is nothing to test). Every one ends with EBADF: the
+// close wakes them, closes, and wakes again whoever waited meanwhile.
+TEST(Io, EveryWaiterOnOneFdEndsWhenItIsClosed) {
+    TcpPair pair = tcp_pair();
+    weft::Runtime rt(2);
+    if (weft_runtime_io_backend(rt.get()) != WEFT_IO_EPOLL) GTEST_SKIP() << "epoll only (run with WEFT_IO=epoll)";
+    weft_context cx = noop_context();
+    constexpr int WAITERS = 100;  // more than one batch of 64
+    std::vector<weft_io_op*> ops(WAITERS, nullptr);
+    std::vector<std::array<char, 8>> bufs(WAITERS);
+    for (int i = 0; i < WAITERS; i++) {
+        ASSERT_EQ(weft_io_recv(rt.get(), pair.weft_side.fd, bufs[i].data(), bufs[i].size(), nullptr, 0, &ops[i]), 0);
+        int64_t res = 0;
+        ASSERT_EQ(weft_io_op_poll(ops[i], &cx, &res), WEFT_PENDING) << "nothing was sent: the receive waits";
+    }
+    weft_io_op* close_op = nullptr;
+    ASSERT_EQ(weft_io_close(rt.get(), pair.weft_side.release(), &close_op), 0);
+    EXPECT_EQ(wait_result(close_op), 0);
+    weft_io_op_free(close_op);
+    for (int i = 0; i < WAITERS; i++) {
+        EXPECT_EQ(wait_result(ops[i]), -EBADF) << "waiter " << i;  // hangs if never woken
         weft_io_op_free(ops[i]);
     }
 }
