@@ -149,8 +149,7 @@ struct alignas(16) IoOp {
 // between the EAGAIN and the arming.
 struct FdEntry {
     port::Mutex mu;
-    int epfd = -1;       // the set it is registered in, -1: none
-    Driver* driver = nullptr;  // the driver that set belongs to (with epfd)
+    Driver* driver = nullptr;  // the driver whose epoll set holds the fd; nullptr: none
     IoOp* head = nullptr;  // waiters (EpWait links)
     uint64_t gen = 0;      // bumped by each wake-all pass (ep_event)
 };
@@ -559,17 +558,13 @@ int ep_arm(FdEntry* e, int fd, Driver* d_if_new) {
     uint32_t m = interest_of(e);
     if (!m) return 0;
     uint32_t ev = m | EPOLLONESHOT | EPOLLRDHUP;
-    if (e->epfd >= 0) {
-        int r = port::epoll_ctl_mod(e->epfd, fd, ev, (uint64_t)fd);
+    if (e->driver) {
+        int r = port::epoll_ctl_mod(e->driver->epfd, fd, ev, (uint64_t)fd);
         if (r != -ENOENT) return r;
-        e->epfd = -1;  // the fd was closed and its number reused
-        e->driver = nullptr;
+        e->driver = nullptr;  // the fd was closed and its number reused
     }
     int r = port::epoll_ctl_add(d_if_new->epfd, fd, ev, (uint64_t)fd);
-    if (r == 0) {
-        e->epfd = d_if_new->epfd;
-        e->driver = d_if_new;
-    }
+    if (r == 0) e->driver = d_if_new;
     return r;
 }
 
@@ -618,7 +613,7 @@ int ep_wait(IoState* st, IoOp* op, uint32_t interest) {
     // perhaps from another worker): that driver's worker reports it, and the
     // counts say whether I/O may complete on it (io_may_complete,
     // io_quiet_hint).
-    op->driver = e->driver ? e->driver : d;  // (set with epfd: armed, so always set)
+    op->driver = e->driver ? e->driver : d;  // (armed: always set)
     op->driver->submitted.fetch_add(1, std::memory_order_relaxed);
     if (before && before != op->driver) {
         // The fd moved to op->driver's set (its number was closed outside
@@ -697,7 +692,7 @@ int ep_event_batch(FdEntry* e, int fd, uint32_t events, uint64_t before_gen) {
         }
         // A wake-all's fd is going away (or its waiters linked after it
         // began armed it themselves): no re-arm.
-        if (e->head && e->epfd >= 0 && events != ~0u) ep_arm(e, fd, e->driver);
+        if (e->head && e->driver && events != ~0u) ep_arm(e, fd, e->driver);
     }
     // Lock order is op, then entry (ep_wait): the ops' locks come after.
     for (int i = 0; i < n; i++) {
@@ -766,7 +761,6 @@ bool ep_attempt(IoState* st, IoOp* op) {
         ep_event(st, op->fd, ~0u);
         if (FdEntry* e = fd_entry(st, op->fd)) {
             port::LockGuard g(e->mu);
-            e->epfd = -1;
             e->driver = nullptr;
         }
         r = port::close_fd(op->fd);

@@ -291,7 +291,8 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
     uint32_t st = e->state.load(std::memory_order_acquire);
     if (st == TimerEntry::FIRED) return WEFT_READY;
     if (st == TimerEntry::CLOSED) return WEFT_ECLOSED;
-    Shared* sh = static_cast<Shared*>(e->owner);  // a runtime's timer (MAGIC_RT)
+    // SAFETY: only a runtime's timer (MAGIC_RT) gets here (abi.cpp dispatches on the magic).
+    Shared* sh = static_cast<Shared*>(e->owner);
     if (__builtin_expect(st == TimerEntry::FIRING, 0)) {
         // A firing thread holds the lock and is waking us (timer.h): its
         // FIRED store comes before its unlock.
@@ -393,6 +394,7 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
 }
 
 void timer_cancel_registered(TimerEntry* e) {
+    // SAFETY: a runtime's timer (MAGIC_RT), as in timer_poll.
     TimerShard& s = static_cast<Shared*>(e->owner)->timer_shards[e->shard];
     s.mu.lock();
     // Fired meanwhile (a firing thread held the lock; FIRING is over once we

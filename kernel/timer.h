@@ -167,7 +167,7 @@ struct TimerEntry : WheelEntry {
     // The thread-per-core executor it belongs to (nullptr for a runtime's).
     void* tpc() const { return magic == MAGIC_TPC ? owner : nullptr; }
 };
-static_assert(sizeof(TimerEntry) <= 64, "a timer is one cache line (and weft_timer is 64 bytes)");
+static_assert(sizeof(TimerEntry) <= 64, "a timer is 64 bytes (the size of weft_timer)");
 
 struct alignas(WEFT_CACHE_LINE) TimerShard {
     port::Mutex mu;

@@ -862,7 +862,8 @@ void timer_cancel(TimerEntry* e) {
         return;
     }
     if (st != TimerEntry::REGISTERED) return;  // IDLE, UNSET, or CLOSED by shutdown
-    Executor* ex = static_cast<Executor*>(e->owner);  // a tpc timer (MAGIC_TPC)
+    // SAFETY: only a tpc timer (MAGIC_TPC) gets here (abi.cpp and io.cpp dispatch on the magic).
+    Executor* ex = static_cast<Executor*>(e->owner);
     if (!owns(ex)) {
         // Only the executor's thread may touch its wheel; it polled this
         // timer there, so this is a contract violation. Leave it registered
@@ -893,7 +894,8 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
     uint32_t st = e->state.load(std::memory_order_acquire);
     if (st == TimerEntry::FIRED) return WEFT_READY;
     if (st == TimerEntry::CLOSED) return WEFT_ECLOSED;
-    Executor* ex = static_cast<Executor*>(e->owner);  // a tpc timer (MAGIC_TPC)
+    // SAFETY: only a tpc timer (MAGIC_TPC) gets here (abi.cpp and io.cpp dispatch on the magic).
+    Executor* ex = static_cast<Executor*>(e->owner);
     if (!owns(ex)) return WEFT_EINVAL;  // polled off its executor's thread
     if (st == TimerEntry::REGISTERED) {
         if (!weft_waker_will_wake(&e->waker, waker)) {
