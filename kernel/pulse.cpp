@@ -93,6 +93,7 @@ int pulse_configure(Shared* sh, const weft_pulse_config* user) {
         return WEFT_EINVAL;
     if (c.slow_poll_ns == 0 || c.handoff_ns == 0) return WEFT_EINVAL;
     if (c.isolation_threads > 64) return WEFT_EINVAL;
+    if (c.stuck_thread != WEFT_STUCK_THREAD_IDLE && c.stuck_thread != WEFT_STUCK_THREAD_KEEP) return WEFT_EINVAL;
     if (c.max_spare_threads == UINT32_MAX) c.max_spare_threads = 2 * sh->nworkers;
     if (c.max_spare_threads > 4096) return WEFT_EINVAL;
     PulseSettings& p = sh->pulse;
@@ -102,6 +103,7 @@ int pulse_configure(Shared* sh, const weft_pulse_config* user) {
     p.strikes_to_promote = c.strikes_to_promote;
     p.good_polls_to_demote = c.good_polls_to_demote;
     p.isolation_threads = c.isolation_threads;
+    p.lower_stuck = c.stuck_thread == WEFT_STUCK_THREAD_IDLE;
     p.top_tier = c.isolation_threads ? TIER_ISOLATE : TIER_YIELD;
     p.slow_poll_ns = c.slow_poll_ns;
     p.handoff_ns = c.handoff_ns;
@@ -202,6 +204,7 @@ struct Monitor {
         bool reported = false;
         uint32_t epoch = 0;
         uint64_t poll_ns = 0;
+        uint64_t seq = 0;            // the stuck poll (its sequence, state bits clear)
     };
     Pending* pending = nullptr;      // one per worker
     uint64_t* refused_seq = nullptr; // the poll a refusal was reported for
@@ -237,8 +240,11 @@ constexpr uint64_t ANSWER_ROUNDS = 4;
 
 namespace {
 
-// A spare for a handoff: an idle one, or a fresh record (started at commit).
+// A spare for a handoff: an idle one, or a record to start a thread on at
+// commit (fresh): a retired thread's, or a new one below the bound.
 ThreadRec* take_spare(Shared* sh, bool* fresh) {
+    uint32_t n = sh->threads_started.load(std::memory_order_relaxed);
+    ThreadRec* retired = nullptr;
     {
         port::LockGuard g(sh->spare_mu);
         if (ThreadRec* s = sh->spares) {
@@ -247,13 +253,41 @@ ThreadRec* take_spare(Shared* sh, bool* fresh) {
             *fresh = false;
             return s;
         }
+        for (uint32_t k = 0; k < n && !retired; k++) {
+            if (sh->threads[k].spare_state == ThreadRec::RETIRED) retired = &sh->threads[k];
+        }
+        if (retired) retired->spare_state = ThreadRec::RESERVED;
     }
-    uint32_t n = sh->threads_started.load(std::memory_order_relaxed);
+    if (retired) {
+        // Its thread exited or is exiting (pulse_thread_release_priority):
+        // join it, then the record takes a new thread like a fresh one.
+        port::thread_join(&retired->thread);
+        retired->started = false;
+        *fresh = true;
+        return retired;
+    }
     if (n >= sh->thread_cap) return nullptr;  // the bound (weft_pulse.h)
     *fresh = true;
     // Only the monitor starts threads after runtime_new: a plain store.
     sh->threads_started.store(n + 1, std::memory_order_release);
     return &sh->threads[n];
+}
+
+// After a commit: the stuck thread h runs the rest of poll `seq` at
+// SCHED_IDLE (weft_pulse.h, stuck_thread; ThreadRec::prio_mu says why this
+// never lowers a thread that left the poll, nor one that would not notice).
+void lower_stuck_thread(Shared* sh, ThreadRec* h, uint64_t seq) {
+    if (!sh->pulse.lower_stuck) return;
+    port::LockGuard g(h->prio_mu);
+    uint64_t word = h->word.load(std::memory_order_acquire);
+    uint64_t st = word & 3;
+    if ((word & ~(uint64_t)3) != seq || (st != ThreadRec::POLLING && st != ThreadRec::IN_OP)) return;
+    int tid = h->tid.load(std::memory_order_relaxed);
+    int was = 0;
+    if (!h->lowered && tid != 0 && port::thread_lower_to_idle(tid, &was) == 0) {
+        h->lowered = true;
+        h->lowered_from = was;
+    }
 }
 
 // Step 4 of the handoff (pulse.h). Returns true when done.
@@ -280,6 +314,7 @@ bool try_commit(Shared* sh, Monitor* m, uint32_t i) {
                 s->parker.unpark();
             }
             p.active = false;
+            if (st == ThreadRec::POLLING) lower_stuck_thread(sh, p.from, p.seq);
             return true;
         }
         // IDLE: in scheduler code; it may be parking: wake it to look.
@@ -310,6 +345,7 @@ void begin_handoff(Shared* sh, Monitor* m, uint32_t i, ThreadRec* h, uint64_t wo
     p.fresh = fresh;
     p.reported = false;
     p.poll_ns = poll_ns;
+    p.seq = word & ~(uint64_t)3;
     p.epoch = w->epoch.load(std::memory_order_relaxed) + 1;
     w->epoch.store(p.epoch, std::memory_order_relaxed);
     port::process_barrier();
@@ -574,6 +610,25 @@ void pulse_destroy(Shared* sh) {
         port::free(p);
         sh->isolation = nullptr;
     }
+}
+
+bool pulse_thread_release_priority(ThreadRec* me) {
+    bool lowered;
+    int from;
+    {
+        // After RELEASED (the caller's): the monitor lowers it no more.
+        port::LockGuard g(me->prio_mu);
+        lowered = me->lowered;
+        from = me->lowered_from;
+        me->lowered = false;
+    }
+    if (!lowered || port::thread_restore_policy(from) == 0) return true;
+    // An idle-priority spare would run the worker it is given at idle
+    // priority: this thread retires instead (weft_pulse.h, stuck_thread).
+    me->tid.store(0, std::memory_order_relaxed);
+    port::LockGuard g(me->shared->spare_mu);
+    me->spare_state = ThreadRec::RETIRED;
+    return false;
 }
 
 }  // namespace weft::kernel

@@ -43,6 +43,13 @@
 // check: the op takes the path a foreign thread would (the inject queue).
 // The per-poll cost is two relaxed stores and one load on lines this thread
 // owns; the expensive barrier is the monitor's, once per handoff.
+//   5. after the commit, if H's word still shows the stuck poll, the monitor
+//      lowers H to SCHED_IDLE (ThreadRec::prio_mu; weft_pulse.h
+//      stuck_thread): the rest of the hog's poll no longer takes CPU time
+//      from the workers. H, once RELEASED, restores its policy, or, without
+//      the privilege to raise it again, retires: it exits, and the monitor
+//      starts a fresh thread on its record for a later handoff.
+//      Tests: Pulse.AStuckThread*.
 // A handoff that nothing needs is skipped (pulse.cpp handoff_covered): at
 // half the threshold the monitor writes the poll's sequence to H's
 // long_poll; H's next in-poll owner op (CoreOp reads it) moves the LIFO
@@ -127,6 +134,7 @@ struct PulseSettings {
     uint32_t good_polls_to_demote = 256;
     uint32_t max_spares = 0;
     uint32_t isolation_threads = 1;
+    bool lower_stuck = true;    // a stuck thread runs at SCHED_IDLE (weft_pulse.h stuck_thread)
     uint64_t slow_poll_ns = 1000000;
     uint64_t handoff_ns = 10000000;
     uint64_t slow_poll_ticks = 0;   // the same in pulse ticks
@@ -162,6 +170,17 @@ struct alignas(WEFT_CACHE_LINE) ThreadRec {
     alignas(WEFT_CACHE_LINE) Parker parker;  // a spare sleeps here
     std::atomic<Worker*> given{nullptr};     // the worker to hold next
     uint32_t given_epoch = 0;
+    // -- the stuck thread's priority (weft_pulse.h, stuck_thread) --
+    // After a handoff's commit the monitor lowers the stuck thread to
+    // SCHED_IDLE, under prio_mu and only while the thread's word still shows
+    // the stuck poll; the thread, once it let the worker go (RELEASED,
+    // stored before it takes prio_mu), restores its policy under prio_mu.
+    // So a thread that already left the poll is never lowered, and a lowered
+    // one always sees `lowered`. One that cannot restore it retires (exits).
+    port::Mutex prio_mu;
+    bool lowered = false;             // prio_mu
+    int lowered_from = 0;             // prio_mu: the policy it had
+    std::atomic<int> tid{0};          // kernel thread id, stored by the thread at its start
     // -- fixed --
     Shared* shared = nullptr;
     uint32_t index = 0;
@@ -169,8 +188,11 @@ struct alignas(WEFT_CACHE_LINE) ThreadRec {
     // Guarded by Shared::spare_mu. ACTIVE: holds a worker or is about to
     // look for one; WAITING: on the idle-spare stack; RESERVED: popped by
     // the monitor for a handoff not committed yet (a spurious wake-up must
-    // not put it back on the stack: it would be given two workers).
-    enum SpareState : uint8_t { ACTIVE, WAITING, RESERVED };
+    // not put it back on the stack: it would be given two workers);
+    // RETIRED: the thread exited (it could not raise its priority again):
+    // the monitor joins it and starts a fresh thread on the record when it
+    // needs a spare (pulse.cpp take_spare).
+    enum SpareState : uint8_t { ACTIVE, WAITING, RESERVED, RETIRED };
     SpareState spare_state = ACTIVE;
     ThreadRec* next_spare = nullptr;        // the idle-spare stack (Shared::spare_mu)
     port::Thread thread;

@@ -1216,6 +1216,11 @@ void* thread_main(void* arg) {
     ThreadRec* me = static_cast<ThreadRec*>(arg);
     Shared* sh = me->shared;
     t_poll.thread = me;
+    // A record a retired thread left (pulse.cpp take_spare) goes on with its
+    // poll sequence: the monitor's and the long-poll records of a sequence
+    // number must never match a later poll.
+    t_poll.seq = me->word.load(std::memory_order_relaxed) & ~(uint64_t)3;
+    me->tid.store(port::thread_id(), std::memory_order_relaxed);
     t_runtime = sh;
 #if WEFT_PULSE
     if (sh->pulse.ticks_are_ns) pulse_time_next_polls(PRECISE_ALWAYS);
@@ -1261,7 +1266,10 @@ void* thread_main(void* arg) {
                 drain_worker(w);  // its drop functions hold no fork counts (t_dropping)
                 break;
             }
+            // It lost w to a handoff. The monitor may have lowered its
+            // priority for the rest of that poll: restored, or it retires.
             t_worker = nullptr;
+            if (!pulse_thread_release_priority(me)) break;
             continue;
         }
         if (sh->shutdown.load(std::memory_order_acquire)) break;

@@ -391,6 +391,10 @@ void pulse_destroy(Shared* sh);
 bool isolation_push(Shared* sh, TaskHeader* t);
 // The monitor after a worker leaves park: wake it if it sleeps.
 void monitor_wake(Shared* sh);
+// A thread that let its worker go (RELEASED) after a handoff: restores the
+// policy the monitor lowered it from, if it did. false: it cannot, and has
+// retired (ThreadRec::RETIRED): the caller exits the thread.
+bool pulse_thread_release_priority(ThreadRec* me);
 // Thread records: the body of every runtime thread (scheduler.cpp).
 void* thread_main(void* arg);
 int start_thread(Shared* sh, ThreadRec* rec, const char* role, uint32_t num);

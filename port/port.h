@@ -50,6 +50,20 @@ void thread_yield();
 // Pins the calling thread to the nth CPU (counting from 0, modulo their
 // number) of those this process may run on. 0 or -errno.
 int thread_pin_self(unsigned nth);
+// The calling thread's kernel thread id (gettid).
+int thread_id();
+// Lowers thread `tid` (of this process) to SCHED_IDLE: it then runs only on
+// a CPU no other thread wants, and any thread that wakes preempts it at once
+// (a lower nice value does not: the kernel lets the running thread finish
+// its time slice first, milliseconds). *was receives its policy before.
+// Lowering needs no privilege; a real-time or already idle thread is left
+// alone (-EPERM, -EALREADY). 0 or -errno.
+int thread_lower_to_idle(int tid, int* was);
+// Raises the calling thread from SCHED_IDLE back to `was` (SCHED_OTHER or
+// SCHED_BATCH; the nice value was kept). The kernel treats an idle thread
+// as nice 20 here: without CAP_SYS_NICE this succeeds only when RLIMIT_NICE
+// allows nice 0 (it is 0 by default: -EPERM). 0 or -errno.
+int thread_restore_policy(int was);
 // Arranges for fn(arg) to run when the calling thread exits (a pthread key
 // destructor; not at exit() of the process, and not for the thread that
 // calls exit()). One function for the whole process: every call passes the

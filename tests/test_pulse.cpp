@@ -9,7 +9,11 @@
 // step inside a poll, and no test depends on how fast the machine is.
 #include <gtest/gtest.h>
 
+#include <linux/capability.h>
+#include <sched.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -144,6 +148,10 @@ TEST(Pulse, ConfigIsValidated) {
     EXPECT_EQ(weft_runtime_new(&cfg, &rt), WEFT_EINVAL);
     weft_pulse_config_init(&p);
     p.handoff_ns = 0;
+    EXPECT_EQ(weft_runtime_new(&cfg, &rt), WEFT_EINVAL);
+    weft_pulse_config_init(&p);
+    EXPECT_EQ(p.stuck_thread, (uint32_t)WEFT_STUCK_THREAD_IDLE);
+    p.stuck_thread = 2;
     EXPECT_EQ(weft_runtime_new(&cfg, &rt), WEFT_EINVAL);
     EXPECT_EQ(rt, nullptr);
     weft_pulse_status st{};
@@ -692,6 +700,158 @@ TEST(Pulse, AtTheSpareBoundTheStuckWorkerKeepsItsQueues) {
     st.size = sizeof st;
     ASSERT_EQ(weft_runtime_pulse_status(rt.get(), &st), 0);
     EXPECT_LE(st.spare_threads, 1u);
+}
+
+// ---- the stuck thread's priority (weft_pulse.h, stuck_thread) ----
+
+int thread_policy(int tid) { return sched_getscheduler(tid); }
+int current_tid() { return (int)syscall(SYS_gettid); }
+// A thread that exited: the kernel reaps a thread of this process at its
+// exit (pthread_join only frees its stack), so its /proc entry goes.
+bool thread_gone(int tid) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/self/task/%d", tid);
+    return access(path, F_OK) != 0;
+}
+// Whether threads created by the calling thread may raise themselves from
+// SCHED_IDLE back to SCHED_OTHER (port.h thread_restore_policy).
+bool may_raise_priority() {
+    __user_cap_header_struct h{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct d[2]{};
+    if (syscall(SYS_capget, &h, d) == 0 && (d[CAP_SYS_NICE / 32].effective & (1u << (CAP_SYS_NICE % 32))))
+        return true;
+    rlimit rl{};
+    return getrlimit(RLIMIT_NICE, &rl) == 0 && rl.rlim_cur >= 20;  // a nice-0 thread (setrlimit(2))
+}
+// Drops CAP_SYS_NICE from the calling thread's effective set (threads it
+// creates inherit that) and lowers RLIMIT_NICE below 20 for the process;
+// the destructor puts the limit back. Capabilities are per thread: the
+// rest of the suite keeps its own.
+struct Unprivileged {
+    rlimit saved{};
+    bool ok = false;
+    Unprivileged() {
+        __user_cap_header_struct h{_LINUX_CAPABILITY_VERSION_3, 0};
+        __user_cap_data_struct d[2]{};
+        if (syscall(SYS_capget, &h, d) != 0) return;
+        d[CAP_SYS_NICE / 32].effective &= ~(1u << (CAP_SYS_NICE % 32));
+        if (syscall(SYS_capset, &h, d) != 0) return;
+        if (getrlimit(RLIMIT_NICE, &saved) != 0) return;
+        rlimit low = saved;
+        if (low.rlim_cur > 0) low.rlim_cur = 0;
+        ok = setrlimit(RLIMIT_NICE, &low) == 0 && !may_raise_priority();
+    }
+    ~Unprivileged() { setrlimit(RLIMIT_NICE, &saved); }
+};
+
+// A hog that says which thread it runs on and spins until released.
+weft::Task<void> tid_hog(std::atomic<int>* tid, std::atomic<bool>* release) {
+    tid->store(current_tid());
+    while (!release->load()) std::this_thread::yield();
+    co_return;
+}
+
+weft::Task<int> policy_here() { co_return thread_policy(0); }
+
+// A tid_hog on rt's one worker, its poll stretched (the manual clock) until
+// the monitor has made `handoffs` handoffs in all, or refused one.
+struct StuckHog {
+    std::atomic<int> tid{0};
+    std::atomic<bool> release{false};
+    weft::JoinHandle<void> handle;
+    StuckHog(weft::Runtime& rt, PulseRig& s, Recorder& rec, size_t handoffs)
+        : handle(rt.spawn(tid_hog(&tid, &release))) {
+        spin_until([&] { return tid.load() != 0; });
+        spin_until([&] {
+            s.clock.step(20 * MS);
+            return rec.count(WEFT_PULSE_HANDOFF) >= handoffs || rec.count(WEFT_PULSE_HANDOFF_REFUSED) >= 1;
+        });
+    }
+    void finish() {
+        release.store(true);
+        handle.join();
+    }
+};
+
+TEST(Pulse, AStuckThreadRunsTheRestOfItsPollAtIdlePriorityAndThenRecovers) {
+    REQUIRE_PULSE();
+    PulseRig s(1);
+    Recorder rec;
+    rec.attach(s.pulse);
+    weft::Runtime rt(s.cfg);
+    if (!handoff_available(rt.get())) GTEST_SKIP() << "no membarrier: no handoff here";
+    EXPECT_EQ(rt.block_on(policy_here()), SCHED_OTHER);  // the runtime's threads start normal
+    StuckHog hog(rt, s, rec, 1);
+    int tid = hog.tid.load();
+    // Lowered right after the commit (the event comes just before it).
+    spin_until([&] { return thread_policy(tid) == SCHED_IDLE; });
+    // The spare that took the worker runs new work at the normal policy.
+    EXPECT_EQ(rt.block_on(policy_here()), SCHED_OTHER);
+    hog.finish();
+    if (may_raise_priority()) {
+        // Back to SCHED_OTHER, and a spare again.
+        spin_until([&] { return thread_policy(tid) == SCHED_OTHER; });
+    } else {
+        // It cannot raise itself again: it retired (exited).
+        spin_until([&] { return thread_gone(tid); });
+    }
+    EXPECT_EQ(rt.block_on(policy_here()), SCHED_OTHER);
+}
+
+TEST(Pulse, StuckThreadKeepLeavesTheStuckThreadsPriorityAlone) {
+    REQUIRE_PULSE();
+    PulseRig s(1);
+    Recorder rec;
+    rec.attach(s.pulse);
+    s.pulse.stuck_thread = WEFT_STUCK_THREAD_KEEP;
+    weft::Runtime rt(s.cfg);
+    if (!handoff_available(rt.get())) GTEST_SKIP() << "no membarrier: no handoff here";
+    StuckHog hog(rt, s, rec, 1);
+    EXPECT_EQ(rec.count(WEFT_PULSE_HANDOFF), 1u);
+    // The spare has run a task: the commit (and any lowering) is over.
+    EXPECT_EQ(rt.block_on(policy_here()), SCHED_OTHER);
+    EXPECT_EQ(thread_policy(hog.tid.load()), SCHED_OTHER);
+    hog.finish();
+}
+
+// Without the privilege to raise its priority again, a lowered thread exits
+// when its poll ends; its record is not lost to the spare bound: the next
+// handoff starts a thread on it. One worker, one spare: the second handoff
+// has only the retired record to use.
+TEST(Pulse, AStuckThreadThatCannotRecoverRetiresAndTheNextHandoffReusesItsRecord) {
+    REQUIRE_PULSE();
+    // Everything on a thread of its own: it drops CAP_SYS_NICE, and the
+    // runtime's threads (the monitor's included) inherit that.
+    std::thread([] {
+        Unprivileged unpriv;
+        if (!unpriv.ok) {
+            std::printf("[ note ] could not drop the privilege to raise a priority; not tested here\n");
+            return;
+        }
+        PulseRig s(1);
+        Recorder rec;
+        rec.attach(s.pulse);
+        s.pulse.max_spare_threads = 1;
+        weft::Runtime rt(s.cfg);
+        if (!handoff_available(rt.get())) return;
+        StuckHog hog1(rt, s, rec, 1);
+        int tid1 = hog1.tid.load();
+        spin_until([&] { return thread_policy(tid1) == SCHED_IDLE; });
+        hog1.finish();
+        spin_until([&] { return thread_gone(tid1); });
+        // The spare (the bound's only one) gets stuck in turn.
+        StuckHog hog2(rt, s, rec, 2);
+        EXPECT_NE(hog2.tid.load(), tid1);
+        EXPECT_EQ(rec.count(WEFT_PULSE_HANDOFF), 2u);
+        EXPECT_EQ(rec.count(WEFT_PULSE_HANDOFF_REFUSED), 0u);
+        // The thread started on the retired record runs the worker.
+        EXPECT_EQ(rt.block_on(policy_here()), SCHED_OTHER);
+        hog2.finish();
+        weft_pulse_status st{};
+        st.size = sizeof st;
+        ASSERT_EQ(weft_runtime_pulse_status(rt.get(), &st), 0);
+        EXPECT_EQ(st.spare_threads, 1u);
+    }).join();
 }
 
 // The race this protocol exists for: workers handed over again and again

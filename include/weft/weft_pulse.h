@@ -45,6 +45,21 @@
  * workers still steal from its run queue and fire its timers) and the event
  * WEFT_PULSE_HANDOFF_REFUSED is reported.
  *
+ * The stuck thread's priority (stuck_thread): by default the monitor lowers
+ * it to SCHED_IDLE when it takes the worker, so the rest of the poll uses
+ * only CPU time nobody else wants, and a worker thread that wakes (a timer,
+ * I/O) preempts it at once. Without this, with more hogs than CPUs, every
+ * wake waited for a hog's time slice: in the starvation_2x benchmark (four
+ * hogs, two workers, two CPUs) ticks 3-7 ms late for as long as the hogs
+ * ran (bench/RESULTS.md). When the poll ends the thread restores its policy
+ * and becomes a spare. Raising a thread's priority again needs CAP_SYS_NICE
+ * or an RLIMIT_NICE of 20 or more (setrlimit(2)); without either, the
+ * thread exits instead, and a later handoff starts a fresh thread in its
+ * place (the bound counts live threads). WEFT_STUCK_THREAD_KEEP leaves the
+ * priority alone: choose it when a task may hold an OS lock (a std::mutex)
+ * across a long poll that other threads wait for, since an idle-priority
+ * holder runs only when the CPUs are otherwise idle.
+ *
  * A long poll that keeps spawning or waking tasks (a task spawning 100,000
  * others in one poll) keeps its worker when nothing needs a spare thread:
  * half-way to handoff_ns the monitor asks the thread to stop using its LIFO
@@ -92,6 +107,10 @@ typedef struct weft_pulse_event {
 #define WEFT_PULSE_ON 0   /* the default */
 #define WEFT_PULSE_OFF 1  /* no hooks run: one predictable branch per poll */
 
+/* weft_pulse_config.stuck_thread (above: the stuck thread's priority) */
+#define WEFT_STUCK_THREAD_IDLE 0  /* the default: SCHED_IDLE until its poll ends */
+#define WEFT_STUCK_THREAD_KEEP 1  /* its priority is left as it is */
+
 typedef struct weft_pulse_config {
     size_t size;                   /* sizeof(weft_pulse_config) */
     uint32_t mode;                 /* WEFT_PULSE_ON or WEFT_PULSE_OFF */
@@ -101,7 +120,7 @@ typedef struct weft_pulse_config {
     uint32_t good_polls_to_demote; /* default 256 */
     uint32_t max_spare_threads;    /* default 2 x workers; 0 = no handoff */
     uint32_t isolation_threads;    /* default 1; 0 = no ISOLATE tier (YIELD is the top) */
-    uint32_t _reserved;
+    uint32_t stuck_thread;         /* WEFT_STUCK_THREAD_IDLE (default) or _KEEP */
     uint64_t slow_poll_ns;         /* a strike; default 1 ms */
     uint64_t handoff_ns;           /* a stuck worker; default 10 ms */
     /* Called on the polling thread once per promotion into WARN, after the

@@ -118,6 +118,24 @@ int thread_pin_self(unsigned nth) {
     return -EINVAL;
 }
 
+int thread_id() { return (int)syscall(SYS_gettid); }
+
+int thread_lower_to_idle(int tid, int* was) {
+    int policy = sched_getscheduler(tid);
+    if (policy < 0) return -errno;
+    if (policy == SCHED_IDLE) return -EALREADY;
+    if (policy != SCHED_OTHER && policy != SCHED_BATCH) return -EPERM;  // real-time: not ours to lower
+    struct sched_param sp {};
+    if (sched_setscheduler(tid, SCHED_IDLE, &sp) != 0) return -errno;
+    *was = policy;
+    return 0;
+}
+
+int thread_restore_policy(int was) {
+    struct sched_param sp {};
+    return sched_setscheduler(0, was, &sp) == 0 ? 0 : -errno;
+}
+
 void Mutex::lock_slow(uint32_t c) {
     // Critical sections in weft are a few dozen instructions: spin a little
     // (reads only) before paying for a futex sleep and wake-up.
