@@ -978,6 +978,7 @@ int choose_backend(IoState* st) {
     }
     bool valgrind = !want_uring && !want_epoll && under_valgrind();
     int err = 0;
+    bool no_cancel_any = false;
     if (!want_epoll && !valgrind) {
         err = port::uring_probe_available();
         if (err == 0) {
@@ -991,6 +992,13 @@ int choose_backend(IoState* st) {
                                            IORING_OP_ASYNC_CANCEL};
             for (uint8_t op : need) {
                 if (!probe.supports(op)) err = -EOPNOTSUPP;
+            }
+            // And one cancel for all of a ring's requests (5.19): without
+            // it, a plain thread's operation that outlives its runtime would
+            // never be cancelled (uring_drain).
+            if (err == 0 && port::uring_cancel_any_supported(probe) != 1) {
+                err = -EOPNOTSUPP;
+                no_cancel_any = true;
             }
         }
     }
@@ -1009,6 +1017,8 @@ int choose_backend(IoState* st) {
                       "thread (WEFT_IO=uring forces the ring)";
         else if (err == -ENOSYS) st->why = "epoll: this kernel has no io_uring (ENOSYS)";
         else if (err == -EPERM) st->why = "epoll: io_uring is forbidden here (EPERM: kernel.io_uring_disabled or seccomp)";
+        else if (no_cancel_any)
+            st->why = "epoll: the kernel's io_uring lacks IORING_ASYNC_CANCEL_ANY (5.19+), which its shutdown needs";
         else if (err == -EOPNOTSUPP) st->why = "epoll: the kernel's io_uring lacks a feature weft needs (5.11+: EXT_ARG, SHUTDOWN)";
         else st->why = "epoll: io_uring could not be set up (see uring_error)";
     }
@@ -1071,15 +1081,14 @@ void uring_drain(Driver* d, void (*reap)(void*), void* arg) {
     struct io_uring_sqe* sqe = sqe_for(d);
     if (sqe) {
         sqe->opcode = IORING_OP_ASYNC_CANCEL;
-        // Every request of this ring (5.19); older kernels answer
-        // -EINVAL and rely on the per-op cancels of the drops.
+        // Every request of this ring (5.19; choose_backend chose epoll on
+        // a kernel without it).
         sqe->cancel_flags = IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL;
         sqe->user_data = TAG_IGNORE;
     }
-    // Bounded: a kernel without CANCEL_ANY (5.19) still gets the per-op
-    // cancels sent when the tasks were dropped; past the bound the ring's
-    // close cancels the rest (and their memory is leaked rather than freed
-    // under the kernel).
+    // Bounded, should an answer never come: past the bound the ring's close
+    // cancels the rest (their memory is leaked rather than freed under the
+    // kernel).
     uint64_t give_up = port::monotonic_ns() + 5000000000ull;
     while (d->in_flight && port::monotonic_ns() < give_up) {
         d->ring.submit_and_wait(1, 10000000);

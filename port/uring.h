@@ -16,6 +16,7 @@
 #ifndef WEFT_PORT_URING_H
 #define WEFT_PORT_URING_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -98,6 +99,28 @@ private:
 // The kernel's io_uring_setup / io_uring_enter / io_uring_register, for
 // tests and for the epoll fallback's probe. -errno on failure.
 int uring_probe_available();  // 0 when a ring can be created here, else -errno
+
+// Whether the kernel takes IORING_ASYNC_CANCEL_ANY (5.19): one cancel that
+// ends every request of a ring, which a runtime's shutdown relies on for an
+// operation a plain thread still waits in (kernel/io.cpp uring_drain). Asks
+// r, which must have nothing in flight, with such a cancel: a kernel without
+// the flag answers -EINVAL; one with it, 0 or -ENOENT (nothing to cancel).
+// 1 or 0, or -errno when r could not be asked.
+inline int uring_cancel_any_supported(Ring& r) {
+    struct io_uring_sqe* sqe = r.get_sqe();
+    if (!sqe) return -EBUSY;
+    sqe->opcode = IORING_OP_ASYNC_CANCEL;
+    sqe->fd = -1;
+    sqe->cancel_flags = IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL;
+    sqe->user_data = 1;
+    int rc = r.submit_and_wait(1, 1000000000);
+    if (rc < 0) return rc;
+    struct io_uring_cqe* cqe = r.peek_cqe();
+    if (!cqe) return -ETIME;
+    int32_t res = cqe->res;
+    r.cq_advance(1);
+    return res == -EINVAL ? 0 : 1;
+}
 
 }  // namespace weft::port
 

@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -299,4 +301,23 @@ TEST(UringPort, BadEntriesFail) {
     if (rc == -ENOSYS || rc == -EPERM) GTEST_SKIP() << "io_uring unavailable here";
     EXPECT_EQ(rc, -EINVAL);
     EXPECT_FALSE(r.ok());
+}
+
+// The probe the backend choice makes (kernel/io.cpp choose_backend): a
+// kernel from 5.19 on takes IORING_ASYNC_CANCEL_ANY; an older one would get
+// epoll. The probe leaves nothing on the ring, which stays usable.
+TEST(UringPort, CancelAnyProbeMatchesTheKernelVersionAndLeavesTheRingClean) {
+    Ring r;
+    INIT_OR_SKIP(r, 4);
+    int has = weft::port::uring_cancel_any_supported(r);
+    ASSERT_GE(has, 0) << strerror(-has);
+    utsname u{};
+    ASSERT_EQ(uname(&u), 0);
+    int major = 0, minor = 0;
+    ASSERT_EQ(sscanf(u.release, "%d.%d", &major, &minor), 2) << u.release;
+    EXPECT_EQ(has, major > 5 || (major == 5 && minor >= 19) ? 1 : 0) << u.release;
+    EXPECT_EQ(r.cq_ready(), 0u);
+    EXPECT_EQ(r.sq_pending(), 0u);
+    prep_nop(r.get_sqe(), 42);
+    EXPECT_EQ(reap_one(r).user_data, 42u);
 }

@@ -21,8 +21,9 @@
  * Backends (weft_runtime_io_backend): io_uring, through liburing when the
  * build found it, else weft's own raw-syscall ring; epoll when io_uring is
  * unavailable at run time (ENOSYS, EPERM, the kernel.io_uring_disabled
- * sysctl, a seccomp filter, a kernel older than 5.11 or missing an opcode
- * weft needs), and under Valgrind (where a thread waiting in io_uring_enter
+ * sysctl, a seccomp filter, a kernel older than 5.19 — without
+ * IORING_ASYNC_CANCEL_ANY, which shutdown needs — or missing an opcode weft
+ * needs), and under Valgrind (where a thread waiting in io_uring_enter
  * stops every other thread, so the process hangs). The environment variable
  * WEFT_IO=uring|epoll forces one (uring fails the runtime's creation with
  * the reason if it cannot be used).
