@@ -253,18 +253,19 @@ ThreadRec* take_spare(Shared* sh, bool* fresh) {
             *fresh = false;
             return s;
         }
+        // A retired thread's record, once the thread is gone: it exits at
+        // idle priority, which may take long on busy CPUs, so the monitor
+        // never waits for it (a new record below the bound, or a refusal).
         for (uint32_t k = 0; k < n && !retired; k++) {
-            if (sh->threads[k].spare_state == ThreadRec::RETIRED) retired = &sh->threads[k];
+            ThreadRec* r = &sh->threads[k];
+            if (r->spare_state == ThreadRec::RETIRED && port::thread_try_join(&r->thread) == 0) retired = r;
         }
-        if (retired) retired->spare_state = ThreadRec::RESERVED;
-    }
-    if (retired) {
-        // Its thread exited or is exiting (pulse_thread_release_priority):
-        // join it, then the record takes a new thread like a fresh one.
-        port::thread_join(&retired->thread);
-        retired->started = false;
-        *fresh = true;
-        return retired;
+        if (retired) {
+            retired->spare_state = ThreadRec::RESERVED;
+            retired->started = false;  // joined: the record takes a new thread like a fresh one
+            *fresh = true;
+            return retired;
+        }
     }
     if (n >= sh->thread_cap) return nullptr;  // the bound (weft_pulse.h)
     *fresh = true;
@@ -284,8 +285,8 @@ void lower_stuck_thread(Shared* sh, ThreadRec* h, uint64_t seq) {
     if ((word & ~(uint64_t)3) != seq || (st != ThreadRec::POLLING && st != ThreadRec::IN_OP)) return;
     int tid = h->tid.load(std::memory_order_relaxed);
     int was = 0;
-    if (!h->lowered && tid != 0 && port::thread_lower_to_idle(tid, &was) == 0) {
-        h->lowered = true;
+    if (!h->lowered.load(std::memory_order_relaxed) && tid != 0 && port::thread_lower_to_idle(tid, &was) == 0) {
+        h->lowered.store(true, std::memory_order_relaxed);
         h->lowered_from = was;
     }
 }
@@ -618,9 +619,9 @@ bool pulse_thread_release_priority(ThreadRec* me) {
     {
         // After RELEASED (the caller's): the monitor lowers it no more.
         port::LockGuard g(me->prio_mu);
-        lowered = me->lowered;
+        lowered = me->lowered.load(std::memory_order_relaxed);
         from = me->lowered_from;
-        me->lowered = false;
+        me->lowered.store(false, std::memory_order_relaxed);
     }
     if (!lowered || port::thread_restore_policy(from) == 0) return true;
     // An idle-priority spare would run the worker it is given at idle

@@ -174,11 +174,15 @@ struct alignas(WEFT_CACHE_LINE) ThreadRec {
     // After a handoff's commit the monitor lowers the stuck thread to
     // SCHED_IDLE, under prio_mu and only while the thread's word still shows
     // the stuck poll; the thread, once it let the worker go (RELEASED,
-    // stored before it takes prio_mu), restores its policy under prio_mu.
-    // So a thread that already left the poll is never lowered, and a lowered
-    // one always sees `lowered`. One that cannot restore it retires (exits).
+    // stored before it takes prio_mu), reads and clears `lowered` under
+    // prio_mu, then restores its policy. So a thread that already left the
+    // poll is never lowered, and a lowered one always sees `lowered`. One
+    // that cannot restore it retires (exits).
     port::Mutex prio_mu;
-    bool lowered = false;             // prio_mu
+    // Written under prio_mu; atomic for one reader outside it: the thread's
+    // own judgement of its stuck poll's CPU time (scheduler.cpp
+    // pulse_poll_timed), a hint.
+    std::atomic<bool> lowered{false};
     int lowered_from = 0;             // prio_mu: the policy it had
     std::atomic<int> tid{0};          // kernel thread id, stored by the thread at its start
     // -- fixed --

@@ -486,7 +486,13 @@ __attribute__((noinline)) bool pulse_poll_timed(Shared* sh, Worker* w, TaskHeade
         // the wall time on a CPU is not the task's doing: no strike, and not
         // a good poll either.
         uint64_t cpu = port::thread_cpu_ns() - t_cpu_start;
-        if (cpu * 2 < ns) return pulse_lost_tier(sh, t, kept, ns, false);
+        // A poll whose thread the monitor lowered to SCHED_IDLE after
+        // taking its worker (pulse.h step 5) was starved by that from then
+        // on: judged on its first handoff_ns, when it ran as before.
+        uint64_t judged = ns;
+        if (!kept && t_poll.thread->lowered.load(std::memory_order_relaxed) && judged > sh->pulse.handoff_ns)
+            judged = sh->pulse.handoff_ns;
+        if (cpu * 2 < judged) return pulse_lost_tier(sh, t, kept, ns, false);
     }
     if (slow) {
         b.good_polls = 0;

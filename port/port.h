@@ -45,6 +45,8 @@ struct Thread {
 // Starts fn(arg) on a new thread with the given name (<= 15 chars shown).
 int thread_start(Thread* t, void* (*fn)(void*), void* arg, const char* name);
 int thread_join(Thread* t);
+// Joins t only if it has exited already: 0, or -EBUSY while it still runs.
+int thread_try_join(Thread* t);
 // Gives the CPU to another runnable thread (sched_yield).
 void thread_yield();
 // Pins the calling thread to the nth CPU (counting from 0, modulo their
@@ -61,8 +63,9 @@ int thread_id();
 int thread_lower_to_idle(int tid, int* was);
 // Raises the calling thread from SCHED_IDLE back to `was` (SCHED_OTHER or
 // SCHED_BATCH; the nice value was kept). The kernel treats an idle thread
-// as nice 20 here: without CAP_SYS_NICE this succeeds only when RLIMIT_NICE
-// allows nice 0 (it is 0 by default: -EPERM). 0 or -errno.
+// as nice 20 here: it needs CAP_SYS_NICE (in the initial user namespace:
+// root in a default Docker container lacks it) or an RLIMIT_NICE of at
+// least 20 - its nice value (0 by default: -EPERM). 0 or -errno.
 int thread_restore_policy(int was);
 // Arranges for fn(arg) to run when the calling thread exits (a pthread key
 // destructor; not at exit() of the process, and not for the thread that

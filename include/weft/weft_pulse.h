@@ -46,19 +46,24 @@
  * WEFT_PULSE_HANDOFF_REFUSED is reported.
  *
  * The stuck thread's priority (stuck_thread): by default the monitor lowers
- * it to SCHED_IDLE when it takes the worker, so the rest of the poll uses
- * only CPU time nobody else wants, and a worker thread that wakes (a timer,
- * I/O) preempts it at once. Without this, with more hogs than CPUs, every
- * wake waited for a hog's time slice: in the starvation_2x benchmark (four
- * hogs, two workers, two CPUs) ticks 3-7 ms late for as long as the hogs
- * ran (bench/RESULTS.md). When the poll ends the thread restores its policy
+ * it to SCHED_IDLE when it takes the worker, so the rest of the poll gets
+ * very little CPU time while other threads want it (the kernel's weight 3,
+ * against 1024 for nice 0), and a worker thread that wakes (a timer, I/O)
+ * preempts it at once. Without this, with more hogs than CPUs, every wake
+ * waited for a hog's time slice: in the starvation_2x benchmark (four hogs,
+ * two workers, two CPUs) ticks 3-8 ms late for as long as the hogs ran
+ * (bench/RESULTS.md). When the poll ends the thread restores its policy
  * and becomes a spare. Raising a thread's priority again needs CAP_SYS_NICE
- * or an RLIMIT_NICE of 20 or more (setrlimit(2)); without either, the
- * thread exits instead, and a later handoff starts a fresh thread in its
- * place (the bound counts live threads). WEFT_STUCK_THREAD_KEEP leaves the
- * priority alone: choose it when a task may hold an OS lock (a std::mutex)
- * across a long poll that other threads wait for, since an idle-priority
- * holder runs only when the CPUs are otherwise idle.
+ * in the initial user namespace (root in a default Docker container lacks
+ * it) or an RLIMIT_NICE of at least 20 minus the thread's nice value
+ * (setrlimit(2)); without either, the thread exits instead, and a later
+ * handoff starts a fresh thread on its record once it is gone (the bound
+ * counts records; spare_threads below too). WEFT_STUCK_THREAD_KEEP leaves
+ * the priority alone: choose it when a task may hold an OS lock (a
+ * std::mutex) across a long poll that other threads wait for, since an
+ * idle-priority holder runs slowly while the CPUs are busy. (The runtime's
+ * own locks, taken briefly by that thread at the poll's end, are waited
+ * for by sleeping, so they cost its waiters time, not CPU.)
  *
  * A long poll that keeps spawning or waking tasks (a task spawning 100,000
  * others in one poll) keeps its worker when nothing needs a spare thread:
@@ -162,7 +167,7 @@ typedef struct weft_pulse_status {
     uint32_t mode;             /* WEFT_PULSE_ON / WEFT_PULSE_OFF */
     uint32_t compiled;         /* 0 when the build compiled the hooks out */
     uint32_t handoff;          /* 1 when worker handoff can happen */
-    uint32_t spare_threads;    /* spare threads started so far */
+    uint32_t spare_threads;    /* spare thread records in use so far (a retired thread's record is reused) */
     uint64_t cycles_per_us;    /* the calibrated cycle counter (0: clock used) */
     const char* handoff_note;  /* why handoff is off, or "" */
 } weft_pulse_status;

@@ -80,6 +80,8 @@ int thread_join(Thread* t) {
     return -r;
 }
 
+int thread_try_join(Thread* t) { return -pthread_tryjoin_np((pthread_t)t->handle, nullptr); }
+
 void thread_yield() { sched_yield(); }
 
 namespace {
