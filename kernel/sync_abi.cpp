@@ -187,7 +187,9 @@ WaitOp* as_wait(weft_wait* w) {
 void retain_obj(Kind kind, void* obj) {
     switch (kind) {
     case Kind::SemAcquire: retain(static_cast<SemObj*>(obj)); break;
-    case Kind::MpscSend:
+    // A send holds a sender count while prepared: the receiver must not see
+    // "no sender left" (closed, final) before it pushed or was dropped.
+    case Kind::MpscSend: static_cast<Chan*>(obj)->add_sender(); break;
     case Kind::MpscRecv: static_cast<Chan*>(obj)->retain(); break;
     case Kind::OneshotRecv: static_cast<Oneshot*>(obj)->retain(); break;
     case Kind::Notified: retain(static_cast<NotifyObj*>(obj)); break;
@@ -198,7 +200,7 @@ void retain_obj(Kind kind, void* obj) {
 void release_obj(Kind kind, void* obj) {
     switch (kind) {
     case Kind::SemAcquire: release(static_cast<SemObj*>(obj)); break;
-    case Kind::MpscSend:
+    case Kind::MpscSend: static_cast<Chan*>(obj)->drop_sender(); break;
     case Kind::MpscRecv: static_cast<Chan*>(obj)->release_ref(); break;
     case Kind::OneshotRecv: static_cast<Oneshot*>(obj)->release_ref(); break;
     case Kind::Notified: release(static_cast<NotifyObj*>(obj)); break;

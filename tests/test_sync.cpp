@@ -690,6 +690,121 @@ TEST(SyncAbi, FreeWithGrantedOrPreparedWaitsIsSafe) {
     EXPECT_EQ(cw.refs.load(), 0) << "every waker clone was consumed";
 }
 
+// A receiver that closes its channel may still get what a sender was given
+// room for before the close; "closed" (WEFT_ECLOSED) comes only after, and
+// is final: the send that reports success is received, never dropped
+// silently with the channel.
+TEST(SyncAbi, ARoomGrantedBeforeTheReceiverClosesIsStillReceived) {
+    CountingWaker cw;
+    weft_context cx = cw.cx();
+    weft_channel_config cfg;
+    weft_channel_config_init(&cfg, 8, 1);
+    for (bool poll_the_send : {true, false}) {
+        weft_mpsc_tx* tx = nullptr;
+        weft_mpsc_rx* rx = nullptr;
+        ASSERT_EQ(weft_mpsc_new(&cfg, &tx, &rx), 0);
+        uint64_t v1 = 1, v2 = 2, out = 0;
+        ASSERT_EQ(weft_mpsc_try_send(tx, &v1), 0);
+        weft_wait ws;
+        ASSERT_EQ(weft_mpsc_send(&ws, tx, &v2), 0);
+        EXPECT_EQ(weft_wait_poll(&ws, &cx), WEFT_PENDING) << "full";
+        // The receive makes room, which goes to the queued send (not polled
+        // yet); then the receiver closes.
+        ASSERT_EQ(weft_mpsc_try_recv(rx, &out), 0);
+        EXPECT_EQ(out, 1u);
+        ASSERT_EQ(weft_mpsc_rx_close(rx), 0);
+        EXPECT_EQ(weft_mpsc_try_recv(rx, &out), WEFT_EAGAIN) << "a granted send is still to push";
+        weft_wait wr;
+        ASSERT_EQ(weft_mpsc_recv(&wr, rx, &out), 0);
+        EXPECT_EQ(weft_wait_poll(&wr, &cx), WEFT_PENDING);
+        int wakes = cw.wakes.load();
+        if (poll_the_send) {
+            EXPECT_EQ(weft_wait_poll(&ws, &cx), WEFT_READY) << "the send succeeds...";
+            EXPECT_GT(cw.wakes.load(), wakes);
+            EXPECT_EQ(weft_wait_poll(&wr, &cx), WEFT_READY) << "...and its value is received";
+            EXPECT_EQ(out, 2u);
+            ASSERT_EQ(weft_mpsc_recv(&wr, rx, &out), 0);
+        } else {
+            weft_wait_drop(&ws);  // abandoned: its room goes back, the receiver is woken
+            EXPECT_GT(cw.wakes.load(), wakes);
+        }
+        EXPECT_EQ(weft_wait_poll(&wr, &cx), WEFT_ECLOSED);
+        EXPECT_EQ(weft_mpsc_try_recv(rx, &out), WEFT_ECLOSED);
+        weft_wait_drop(&ws);
+        weft_wait_drop(&wr);
+        weft_mpsc_tx_free(tx);
+        weft_mpsc_rx_free(rx);
+    }
+    EXPECT_EQ(cw.refs.load(), 0);
+}
+
+// A prepared send counts as a sender: freeing the last sender handle does
+// not end the channel for the receiver before that send pushed (or was
+// dropped), bounded or not.
+TEST(SyncAbi, APreparedSendKeepsTheChannelOpenAfterTheLastSenderIsFreed) {
+    CountingWaker cw;
+    weft_context cx = cw.cx();
+    for (uint64_t capacity : {uint64_t(0), uint64_t(4)}) {
+        for (bool poll_the_send : {true, false}) {
+            weft_channel_config cfg;
+            weft_channel_config_init(&cfg, 8, capacity);
+            weft_mpsc_tx* tx = nullptr;
+            weft_mpsc_rx* rx = nullptr;
+            ASSERT_EQ(weft_mpsc_new(&cfg, &tx, &rx), 0);
+            uint64_t v = 7, out = 0;
+            weft_wait ws;
+            ASSERT_EQ(weft_mpsc_send(&ws, tx, &v), 0);
+            weft_mpsc_tx_free(tx);
+            EXPECT_EQ(weft_mpsc_try_recv(rx, &out), WEFT_EAGAIN) << "capacity " << capacity;
+            if (poll_the_send) {
+                EXPECT_EQ(weft_wait_poll(&ws, &cx), WEFT_READY);
+                EXPECT_EQ(weft_mpsc_try_recv(rx, &out), 0);
+                EXPECT_EQ(out, 7u);
+            } else {
+                weft_wait_drop(&ws);
+            }
+            EXPECT_EQ(weft_mpsc_try_recv(rx, &out), WEFT_ECLOSED) << "capacity " << capacity;
+            weft_wait_drop(&ws);
+            weft_mpsc_rx_free(rx);
+        }
+    }
+    EXPECT_EQ(cw.refs.load(), 0);
+}
+
+// A receive prepared before the receiver's free, polled after a send: it
+// fails, and the value has exactly one owner (the sender, told ECLOSED, or
+// the channel, which drops it once).
+TEST(SyncAbi, AOneshotReceivePolledAfterTheReceiverIsFreedFails) {
+    CountingWaker cw;
+    weft_context cx = cw.cx();
+    static std::atomic<int> drops{0};
+    drops = 0;
+    for (bool send_first : {false, true}) {
+        weft_channel_config cfg;
+        weft_channel_config_init(&cfg, 8, 0);
+        cfg.elem_drop = [](void*, void*) { drops.fetch_add(1); };
+        weft_oneshot_tx* tx = nullptr;
+        weft_oneshot_rx* rx = nullptr;
+        ASSERT_EQ(weft_oneshot_new(&cfg, &tx, &rx), 0);
+        uint64_t v = 9, out = 0;
+        weft_wait wr;
+        ASSERT_EQ(weft_oneshot_recv(&wr, rx, &out), 0);
+        if (send_first) {
+            ASSERT_EQ(weft_oneshot_send(tx, &v), 0);  // the channel owns it
+        }
+        weft_oneshot_rx_free(rx);
+        if (!send_first) {
+            EXPECT_EQ(weft_oneshot_send(tx, &v), WEFT_ECLOSED);  // the sender keeps it
+        }
+        EXPECT_EQ(weft_wait_poll(&wr, &cx), WEFT_ECLOSED);
+        EXPECT_EQ(out, 0u) << "nothing was copied out";
+        weft_wait_drop(&wr);
+        weft_oneshot_tx_free(tx);
+    }
+    EXPECT_EQ(drops.load(), 1) << "the value sent before the free is dropped once, by the channel";
+    EXPECT_EQ(cw.refs.load(), 0);
+}
+
 // Finding 1, through the C++ wrappers: a Notified outliving its Notify, and a
 // task aborted after notify_one() completed its wait, then ~Notify before
 // the task is dropped.

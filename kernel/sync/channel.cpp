@@ -263,8 +263,13 @@ int Chan::try_recv_slow(void* out) noexcept {
     uint32_t f = flags_.load(std::memory_order_acquire);
     if (f & (TX_CLOSED | RX_CLOSED)) {
         if (pop(out)) return 0;
-        // Closed by the receiver: a sender holding a permit may still be
-        // pushing; what it pushes is dropped with the channel.
+        // Closed by the receiver while senders live: one that was granted
+        // room before the close (a permit: try_send, or a queued send the
+        // last receive made room for) may still be about to push it. Its
+        // value must reach the receiver, and "closed" must be final: so
+        // closed only once every permit is back (a closed semaphore grants
+        // none). The push, or the send's cancel, wakes the receiver.
+        if (!(f & TX_CLOSED) && bounded() && sem_.available() != capacity_) return WEFT_EAGAIN;
         return WEFT_ECLOSED;
     }
     return WEFT_EAGAIN;
@@ -357,6 +362,10 @@ void Oneshot::drop_sender() noexcept {
 int Oneshot::try_recv(void* out) noexcept {
     // acquire: pairs with the sender's fetch_or (the value bytes).
     uint32_t s = state_.load(std::memory_order_acquire);
+    // A prepared receive polled after the receiver's free: it fails (the
+    // free says so). Taking the value would give it two owners: a send
+    // that saw RX_DROPPED keeps it too (send).
+    if (s & RX_DROPPED) return WEFT_ECLOSED;
     if (s & TAKEN) return WEFT_EALREADY;
     if (s & SENT) {
         copy_elem(out, value(), elem_size_);

@@ -115,12 +115,22 @@ public:
     int try_send(const void* value) noexcept;
     // WEFT_READY, WEFT_PENDING, or an error (value not taken).
     int poll_send(SendWaiter* w, const weft_waker* waker) noexcept;
-    void cancel_send(SendWaiter* w) noexcept { if (bounded()) sem_.cancel(&w->sem); }
+    // A send abandoned: a permit it was granted goes back, and the receiver
+    // is woken to look again: after a close, it waits for every permit
+    // (try_recv_slow). Unconditional: the wake after the permit's return is
+    // what orders the two (a wake that found no waker means the receiver's
+    // later registration sees the permit back).
+    void cancel_send(SendWaiter* w) noexcept {
+        if (!bounded()) return;
+        sem_.cancel(&w->sem);
+        rx_waker_.wake();
+    }
     int send_blocking(const void* value) noexcept;
 
     // ---- receive (the receiver only) ----
     // 0 (out filled), WEFT_EAGAIN (empty), WEFT_ECLOSED (empty and no sender
-    // left, or closed by the receiver and drained).
+    // left, or closed by the receiver and drained, with no send granted
+    // room before the close still to push).
     int try_recv(void* out) noexcept {
         // Inline fast refusal (the common "nothing yet" of an awaiting
         // receiver, looked at up to three times per message): the next slot
