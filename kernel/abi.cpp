@@ -450,8 +450,14 @@ int weft_timer_init(weft_timer* t, weft_runtime* rt) {
         int r = resolve_runtime(rt, &sh);
         if (r != 0) return r;
     }
-    // Re-initialising a waiting timer: unregister it first.
-    if (as_timer(t)) weft_timer_cancel(t);
+    // Re-initialising a waiting timer: unregister it first (refused for a
+    // thread-per-core timer registered on another thread's executor: it
+    // stays linked in that wheel, so its memory must not be rebuilt).
+    if (TimerEntry* old = as_runtime_timer(t)) {
+        timer_cancel(old);
+    } else if ((old = as_timer(t)) != nullptr && tpc::timer_cancel(old) != 0) {
+        return WEFT_EINVAL;
+    }
     // SAFETY: weft_timer is caller memory of the right size and alignment
     // (static_asserts above); a TimerEntry is constructed in it here.
     TimerEntry* e = new (t) TimerEntry;

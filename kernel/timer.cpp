@@ -339,10 +339,9 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
     Worker* w = t_worker;
     // Inside a poll, a worker this thread held may have been handed to a
     // spare meanwhile (pulse.h); then it is a foreign worker for the wake-up
-    // below. A handoff after this check comes after our insert, and the
-    // spare computes its sleep from the wheel as it is then.
-    bool on_worker = w && w->shared == sh &&
-                     (!t_poll.in_user_poll || w->epoch.load(std::memory_order_relaxed) == t_poll.epoch);
+    // below. The check is made again after the insert (below).
+    bool in_poll = t_poll.in_user_poll;
+    bool on_worker = w && w->shared == sh && (!in_poll || w->epoch.load(std::memory_order_relaxed) == t_poll.epoch);
     uint32_t idx = on_worker ? own_shard(w->index)
                              : sh->timer_rr.fetch_add(1, std::memory_order_relaxed) % sh->ntimer_shards;
     TimerShard& s = sh->timer_shards[idx];
@@ -377,6 +376,17 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
     bool earlier = expires < before;
     if (earlier) s.next_tick.store(expires, std::memory_order_relaxed);
     s.mu.unlock();
+    if (on_worker && in_poll) {
+        // A handoff may have committed between the check above and the
+        // insert: the spare then may have computed its sleep from the wheel
+        // without our timer, and parked. The handoff's process-wide barrier
+        // (pulse.h) splits the two cases: either the insert came before it
+        // (the spare, given the worker after, sees the timer), or this load
+        // comes after it and sees the new epoch (we wake the spare). The
+        // fence keeps the compiler from hoisting the load above the insert.
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+        if (w->epoch.load(std::memory_order_relaxed) != t_poll.epoch) on_worker = false;
+    }
     // A parked worker sleeps until the deadline it saw when it parked: if
     // this one is earlier and that worker is not us, wake it to re-arm. An
     // unpark of a worker that is not parked is remembered by its parker and

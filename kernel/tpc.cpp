@@ -855,22 +855,22 @@ TaskHeader* current_task() { return t_cur; }
 
 // ---- timer entries (abi.cpp's weft_timer_* for entries with MAGIC_TPC) ---------------
 
-void timer_cancel(TimerEntry* e) {
+int timer_cancel(TimerEntry* e) {
     uint32_t st = e->state.load(std::memory_order_acquire);
     if (st == TimerEntry::FIRED) {
         e->state.store(TimerEntry::IDLE, std::memory_order_relaxed);
-        return;
+        return 0;
     }
-    if (st != TimerEntry::REGISTERED) return;  // IDLE, UNSET, or CLOSED by shutdown
+    if (st != TimerEntry::REGISTERED) return 0;  // IDLE, UNSET, or CLOSED by shutdown
     // SAFETY: only a tpc timer (MAGIC_TPC) gets here (abi.cpp and io.cpp dispatch on the magic).
     Executor* ex = static_cast<Executor*>(e->owner);
     if (!owns(ex)) {
         // Only the executor's thread may touch its wheel; it polled this
         // timer there, so this is a contract violation. Leave it registered
         // rather than corrupt the wheel.
-        port::write_stderr("weft: weft_timer_cancel of a thread-per-core timer from a thread other than its "
-                           "executor's; the timer stays registered. Cancel it where it was polled.\n");
-        return;
+        port::write_stderr("weft: a thread-per-core timer cancelled, reset or re-initialised from a thread other "
+                           "than its executor's; the timer stays registered. Do it where it was polled.\n");
+        return WEFT_EINVAL;
     }
     if (e->level == TimerWheel::EXPIRED) {
         TimerWheel::List::remove(e);  // on fire_timers' batch list
@@ -880,10 +880,14 @@ void timer_cancel(TimerEntry* e) {
     weft_waker w = e->waker;
     e->state.store(TimerEntry::IDLE, std::memory_order_relaxed);
     weft_waker_drop(w);
+    return 0;
 }
 
 int timer_reset(TimerEntry* e, uint64_t deadline_ns) {
-    tpc::timer_cancel(e);
+    // Refused off the executor's thread: the entry stays registered in the
+    // wheel, so it must not be marked IDLE (a poll would insert it twice, a
+    // cancel would not unlink it before the caller frees it).
+    if (tpc::timer_cancel(e) != 0) return WEFT_EINVAL;
     e->deadline_ns = deadline_ns;
     if (e->state.load(std::memory_order_relaxed) != TimerEntry::CLOSED)
         e->state.store(TimerEntry::IDLE, std::memory_order_relaxed);
@@ -904,6 +908,13 @@ int timer_poll(TimerEntry* e, const weft_waker* waker) {
             weft_waker_drop(old);
         }
         return WEFT_PENDING;
+    }
+    if (ex->closing) {
+        // Shutting down (foreign code run by a task's drop, or a completion
+        // reaped at the end, polls it): the wheel is being closed, or was,
+        // and is no clock any more; as a runtime's closed wheel answers.
+        e->state.store(TimerEntry::CLOSED, std::memory_order_relaxed);
+        return WEFT_ECLOSED;
     }
     // IDLE: already due? (timer.h registration_due: no clock read for a
     // deadline more than a tick ahead.)

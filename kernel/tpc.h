@@ -289,7 +289,9 @@ inline void join_free(TaskHeader* t) {
 // CLOSED and only cancel is meaningful.
 int timer_reset(TimerEntry* e, uint64_t deadline_ns);
 int timer_poll(TimerEntry* e, const weft_waker* waker);
-void timer_cancel(TimerEntry* e);
+// 0, or WEFT_EINVAL when a registered entry is cancelled off its executor's
+// thread (it stays registered: only that thread may touch the wheel).
+int timer_cancel(TimerEntry* e);
 
 // The task being polled by this thread's executor, or nullptr.
 TaskHeader* current_task();

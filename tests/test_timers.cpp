@@ -768,6 +768,18 @@ TEST(TimerCpp, SleepUntilAndClampedDurations) {
     }());
 }
 
+// A period whose nanosecond factor is a fraction (1/3 s): 10^10 thirds of a
+// second are 3.3e18 ns, representable, but duration_cast's intermediate
+// (count * 10^9) is not; the clamp must not overflow on the way (UBSan).
+TEST(TimerCpp, AFractionalPeriodConvertsWithoutOverflow) {
+    using Thirds = std::chrono::duration<std::int64_t, std::ratio<1, 3>>;
+    std::int64_t ns = weft::detail::clamp_ns(Thirds(10000000000ll));
+    EXPECT_NEAR((double)ns, 1e19 / 3, 1e6);
+    EXPECT_EQ(weft::detail::clamp_ns(Thirds(3)), 1000000000);
+    EXPECT_EQ(weft::detail::clamp_ns(Thirds(INT64_MAX)), INT64_MAX);  // saturates
+    EXPECT_EQ(weft::detail::clamp_ns(Thirds(-1)), 0);
+}
+
 TEST(TimerCpp, AbortingASleepingTaskUnregistersItsTimer) {
     ManualClock clk;
     weft::Runtime rt(manual_config(&clk, 2));

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include <weft/weft.hpp>
 #include <weft/sync.hpp>
 #include <weft/time.hpp>
 #include <weft/tpc.hpp>
@@ -223,6 +224,36 @@ TEST(TpcTimers, TimerUsedOffItsExecutorThreadIsRefused) {
         from_other = weft_timer_poll(&t, &cx);
     }).join();
     EXPECT_EQ(from_other, WEFT_EINVAL);
+    weft_timer_cancel(&t);
+}
+
+// Registered in its executor's wheel, a timer cannot be reset, re-armed or
+// re-initialised from another thread: that would mark it idle (or rebuild
+// it) while the wheel still links it. Refused, and it stays registered.
+TEST(TpcTimers, ARegisteredTimerIsNotResetOrReinitialisedOffItsExecutorThread) {
+    weft::tpc::Executor ex;
+    weft_timer t;
+    ASSERT_EQ(weft_timer_init(&t, nullptr), 0);
+    ASSERT_EQ(weft_timer_sleep_for(&t, 3600ll * 1000000000ll), 0);
+    weft_context cx{weft_waker_noop()};
+    ASSERT_EQ(weft_timer_poll(&t, &cx), WEFT_PENDING);  // registered
+    uint64_t deadline = weft_timer_deadline(&t);
+    weft::Runtime rt(1);  // a runtime the other thread could rebind it to
+    int reset = 0, sleep_for = 0, init = 0;
+    std::thread([&] {
+        reset = weft_timer_reset(&t, 1);
+        sleep_for = weft_timer_sleep_for(&t, 0);
+        init = weft_timer_init(&t, rt.get());
+    }).join();
+    EXPECT_EQ(reset, WEFT_EINVAL);
+    EXPECT_EQ(sleep_for, WEFT_EINVAL);
+    EXPECT_EQ(init, WEFT_EINVAL);
+    EXPECT_EQ(weft_timer_deadline(&t), deadline) << "untouched";
+    EXPECT_EQ(weft_timer_poll(&t, &cx), WEFT_PENDING) << "still registered, once";
+    // On its own thread all of it works.
+    EXPECT_EQ(weft_timer_reset(&t, 1), 0);
+    EXPECT_EQ(weft_timer_poll(&t, &cx), WEFT_READY);
+    EXPECT_EQ(weft_timer_init(&t, nullptr), 0);
     weft_timer_cancel(&t);
 }
 

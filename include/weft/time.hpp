@@ -14,6 +14,7 @@
 #define WEFT_TIME_HPP
 
 #include <chrono>
+#include <ratio>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -53,6 +54,12 @@ std::int64_t clamp_ns(std::chrono::duration<Rep, Period> d) noexcept {
     // largest representable nanosecond count saturates.
     using Common = std::chrono::duration<long double, std::nano>;
     if (Common(d) >= Common(std::chrono::nanoseconds::max())) return std::numeric_limits<std::int64_t>::max();
+    // An integer period whose nanosecond factor is a fraction (1/3 s):
+    // duration_cast multiplies before it divides, and the product overflows
+    // long before the result would. The long double value is exact enough.
+    using Factor = std::ratio_divide<Period, std::nano>;
+    if constexpr (std::is_integral_v<Rep> && Factor::num != 1 && Factor::den != 1)
+        return static_cast<std::int64_t>(Common(d).count());
     return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
 }
 

@@ -63,7 +63,11 @@ typedef struct weft_timer {
 } weft_timer;
 
 /* Prepares t for rt (NULL: the calling worker's runtime; WEFT_EINVAL on any
- * other thread). The timer has no deadline until weft_timer_reset. */
+ * other thread). The timer has no deadline until weft_timer_reset.
+ * A thread-per-core executor's timer (weft_tpc.h) is its thread's alone:
+ * init, reset, sleep_for and cancel of one that waits are refused
+ * (WEFT_EINVAL; cancel prints why) on any other thread, and it stays
+ * registered. */
 WEFT_API int weft_timer_init(weft_timer* t, weft_runtime* rt);
 /* Sets the deadline to deadline_ns (absolute, in weft_runtime_now(rt)'s
  * clock), unregistering the timer if it was waiting. UINT64_MAX: never.

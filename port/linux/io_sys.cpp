@@ -62,8 +62,11 @@ int epoll_wait_ns(int epfd, EpollEvent* out, int cap, int64_t timeout_ns) {
     }
 #endif
     {
-        int ms = timeout_ns < 0 ? -1 : (int)((timeout_ns + 999999) / 1000000);
-        if (timeout_ns > (int64_t)2000000000 * 1000000) ms = 2000000000;
+        // Clamped before the rounding: a "never" timeout (INT64_MAX) would
+        // overflow the addition.
+        int ms = timeout_ns < 0                                  ? -1
+                 : timeout_ns > (int64_t)2000000000 * 1000000 ? 2000000000
+                                                                 : (int)((timeout_ns + 999999) / 1000000);
         n = ::epoll_wait(epfd, evs, cap, ms);
     }
 #ifdef SYS_epoll_pwait2
