@@ -440,6 +440,18 @@ int weft_runtime_clock_changed(weft_runtime* rt) {
     return 0;
 }
 
+// Unregisters t, whichever wheel holds it (nothing for memory that is not
+// a timer). 0, or WEFT_EINVAL when a thread-per-core timer's executor is
+// another thread's (it stays registered: tpc::timer_cancel).
+static int cancel_timer(weft_timer* t) {
+    if (TimerEntry* e = as_runtime_timer(t)) {
+        timer_cancel(e);
+        return 0;
+    }
+    TimerEntry* e = as_timer(t);
+    return e ? tpc::timer_cancel(e) : 0;
+}
+
 int weft_timer_init(weft_timer* t, weft_runtime* rt) {
     if (!t) return WEFT_EINVAL;
     Shared* sh = nullptr;
@@ -453,11 +465,7 @@ int weft_timer_init(weft_timer* t, weft_runtime* rt) {
     // Re-initialising a waiting timer: unregister it first (refused for a
     // thread-per-core timer registered on another thread's executor: it
     // stays linked in that wheel, so its memory must not be rebuilt).
-    if (TimerEntry* old = as_runtime_timer(t)) {
-        timer_cancel(old);
-    } else if ((old = as_timer(t)) != nullptr && tpc::timer_cancel(old) != 0) {
-        return WEFT_EINVAL;
-    }
+    if (cancel_timer(t) != 0) return WEFT_EINVAL;
     // SAFETY: weft_timer is caller memory of the right size and alignment
     // (static_asserts above); a TimerEntry is constructed in it here.
     TimerEntry* e = new (t) TimerEntry;
@@ -501,13 +509,7 @@ int weft_timer_poll(weft_timer* t, weft_context* cx) {
     return timer_poll(e, &cx->waker);
 }
 
-void weft_timer_cancel(weft_timer* t) {
-    if (TimerEntry* e = as_runtime_timer(t)) {
-        timer_cancel(e);
-    } else if ((e = as_timer(t)) != nullptr) {
-        tpc::timer_cancel(e);
-    }
-}
+void weft_timer_cancel(weft_timer* t) { (void)cancel_timer(t); }  // a refusal was reported on stderr
 
 uint64_t weft_timer_deadline(const weft_timer* t) {
     TimerEntry* e = as_timer(const_cast<weft_timer*>(t));

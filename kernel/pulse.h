@@ -184,7 +184,11 @@ struct alignas(WEFT_CACHE_LINE) ThreadRec {
     // pulse_poll_timed), a hint.
     std::atomic<bool> lowered{false};
     int lowered_from = 0;             // prio_mu: the policy it had
-    std::atomic<int> tid{0};          // kernel thread id, stored by the thread at its start
+    // Kernel thread id: stored by the thread at its start (0 again when it
+    // retires), read by the monitor to lower it. relaxed: the monitor reads
+    // it only after an acquire load of `word` showing a poll, which the
+    // thread stored (release) after its tid.
+    std::atomic<int> tid{0};
     // -- fixed --
     Shared* shared = nullptr;
     uint32_t index = 0;
